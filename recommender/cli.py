@@ -1,0 +1,256 @@
+"""The ``recommender`` command: build, serve, broker, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import get_args
+
+from . import __version__
+from .errors import RecommenderError
+from .kafka import KafkaSettings
+from .logs import LogFormat, configure_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("recommender")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-format", default="text", choices=get_args(LogFormat), help="text, or json lines"
+    )
+
+
+def _add_kafka(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Kafka")
+    group.add_argument(
+        "--bootstrap-servers",
+        help="broker list (default: $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)",
+    )
+    group.add_argument(
+        "-X",
+        dest="kafka_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka property passed straight to every client (repeatable), "
+        "e.g. -X security.protocol=SASL_SSL",
+    )
+    group.add_argument(
+        "--kafka-config", type=Path, help="a .properties file of librdkafka settings"
+    )
+
+
+def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    return KafkaSettings.from_options(
+        args.bootstrap_servers, args.kafka_overrides, args.kafka_config
+    )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", metavar="TOPIC", help="the interactions topic")
+    parser.add_argument(
+        "retrain_every",
+        metavar="RETRAIN_FREQUENCY",
+        type=int,
+        help="retrain after this many new events (0: only on --retrain-interval)",
+    )
+    parser.add_argument(
+        "window_events", metavar="WINDOW_LENGTH", type=int, help="keep the latest N events"
+    )
+    parser.add_argument(
+        "-b",
+        "--from-beginning",
+        action="store_true",
+        help="with no snapshot yet, read the topic from the beginning (default: from the end)",
+    )
+    parser.add_argument(
+        "--window-seconds",
+        type=_positive_float,
+        help="also drop events older than this (by record timestamp, relative to the newest)",
+    )
+    parser.add_argument(
+        "--retrain-interval",
+        type=_positive_float,
+        help="also retrain every S seconds when anything new arrived",
+    )
+    parser.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    parser.add_argument("--keep", type=int, default=3, help="snapshots to keep (default 3)")
+    parser.add_argument("--dead-letter-topic", help="copy malformed events here, raw")
+    als = parser.add_argument_group("ALS")
+    als.add_argument("--factors", type=int, default=64)
+    als.add_argument("--regularization", type=float, default=0.05)
+    als.add_argument("--alpha", type=float, default=10.0, help="confidence = alpha * weight")
+    als.add_argument("--iterations", type=int, default=15)
+    als.add_argument("--seed", type=int, default=42, help="random seed of the initial factors")
+    _add_kafka(parser)
+    _add_common(parser)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .builder import BuilderConfig, ModelBuilder
+    from .training import AlsParams
+
+    try:
+        params = AlsParams(
+            factors=args.factors,
+            regularization=args.regularization,
+            alpha=args.alpha,
+            iterations=args.iterations,
+            random_seed=args.seed,
+        )
+    except ValueError as exc:
+        raise RecommenderError(str(exc)) from exc
+    config = BuilderConfig(
+        topic=args.topic,
+        retrain_every=args.retrain_every,
+        window_events=args.window_events,
+        window_seconds=args.window_seconds,
+        retrain_interval=args.retrain_interval,
+        from_beginning=args.from_beginning,
+        model_dir=args.model_dir,
+        keep=args.keep,
+        params=params,
+        dead_letter_topic=args.dead_letter_topic,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    ModelBuilder(config, _kafka_settings(args)).run(stop)
+    log.info("builder stopped")
+    return 0
+
+
+def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-n", type=int, default=1000, help="largest n a client may ask for")
+    parser.add_argument(
+        "--poll-interval", type=_positive_float, default=0.25, help="seconds between snapshot checks"
+    )
+    _add_common(parser)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, run_server
+
+    if args.max_n < 1:
+        raise RecommenderError("--max-n must be at least 1")
+    run_server(
+        ServerConfig(
+            model_dir=args.model_dir,
+            host=args.host,
+            port=args.port,
+            max_n=args.max_n,
+            poll_interval=args.poll_interval,
+        )
+    )
+    return 0
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from .broker import EmbeddedBroker
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with EmbeddedBroker(port=args.port, host=args.host) as broker:
+        print(f"broker ready: --bootstrap-servers {broker.bootstrap_servers}", flush=True)
+        while not stop.is_set():
+            stop.wait(0.5)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo as demo
+
+    return demo(
+        DemoOptions(
+            port=args.port,
+            broker_port=args.broker_port,
+            workdir=args.workdir,
+            rate=args.rate,
+            dataset=args.dataset,
+        )
+    )
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recommender",
+        description="Streaming recommendations: Kafka events -> sliding-window ALS -> HTTP.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="run the model builder")
+    build_parser_for_builder(build)
+    build.set_defaults(run=run_build)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    build_parser_for_server(serve)
+    serve.set_defaults(run=run_serve)
+
+    broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--host", default="127.0.0.1")
+    _add_common(broker)
+    broker.set_defaults(run=run_broker)
+
+    demo = commands.add_parser("demo", help="broker + builder + server + synthetic traffic")
+    demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    demo.add_argument("--broker-port", type=int, default=0, help="default: a free port")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="model dir and logs")
+    demo.add_argument("--rate", type=float, default=2000.0, help="synthetic events per second")
+    demo.add_argument(
+        "--dataset",
+        choices=["synthetic", "movielens", "anime"],
+        default="synthetic",
+        help="replay a data set from ../shared/datasets instead of synthetic traffic",
+    )
+    _add_common(demo)
+    demo.set_defaults(run=run_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        return int(args.run(args))
+    except RecommenderError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def entry(command: str) -> None:
+    """Entry point of the top-level scripts: ``model_builder.py`` and ``server.py``."""
+    started = time.monotonic()
+    code = main([command, *sys.argv[1:]])
+    log.debug("%s exited after %.1fs", command, time.monotonic() - started)
+    sys.exit(code)

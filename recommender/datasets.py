@@ -1,0 +1,139 @@
+"""Readers for the shared interaction data sets (MovieLens ml-latest-small, anime), replay order.
+
+The data sets are not part of the project: they live in ``../shared/datasets`` (or
+``$RECOMMENDER_DATASETS``). Callers must cope with their absence (:func:`datasets_dir` returns
+None) and fall back to synthetic data.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DatasetName",
+    "Interactions",
+    "ItemInfo",
+    "datasets_dir",
+    "load_interactions",
+    "load_items",
+]
+
+DatasetName = Literal["movielens", "anime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Interactions:
+    """Events in replay order: ids as strings, weights, and (where known) Unix seconds."""
+
+    users: list[str]
+    items: list[str]
+    weights: npt.NDArray[np.float32]
+    timestamps: npt.NDArray[np.int64] | None
+    order: str
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    id: str
+    title: str
+    url: str | None
+    extra: dict[str, str]
+
+
+def datasets_dir() -> Path | None:
+    """Where the shared data sets are, or None on a machine without them."""
+    env = os.environ.get("RECOMMENDER_DATASETS")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent.parent
+    candidates += [here.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+    for path in candidates:
+        if (path / "movielens-latest-small" / "ratings.csv").is_file():
+            return path
+    return None
+
+
+def _require(root: Path | None) -> Path:
+    root = root or datasets_dir()
+    if root is None:
+        raise FileNotFoundError(
+            "the shared data sets are not on this machine (looked for ../shared/datasets and "
+            "$RECOMMENDER_DATASETS); use synthetic traffic instead"
+        )
+    return root
+
+
+def load_interactions(
+    name: DatasetName,
+    *,
+    root: Path | None = None,
+    min_rating: float | None = None,
+    seed: int = 7,
+    limit: int | None = None,
+) -> Interactions:
+    """Load a data set in the order it should be replayed.
+
+    MovieLens: by timestamp (stable, so ties keep file order). Anime (``anime_history.dat``, no
+    timestamps): shuffled with ``seed``. ``min_rating`` keeps only ratings at or above it.
+    """
+    root = _require(root)
+    if name == "movielens":
+        table = np.loadtxt(
+            root / "movielens-latest-small" / "ratings.csv", delimiter=",", skiprows=1
+        )
+        users, items, ratings = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+        stamps: npt.NDArray[np.int64] | None = table[:, 3].astype(np.int64)
+        order = np.argsort(stamps, kind="stable")
+        how = "by timestamp"
+    else:
+        table = np.loadtxt(root / "anime" / "anime_history.dat", delimiter="\t", skiprows=1)
+        users, items, ratings = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+        stamps = None
+        order = np.random.default_rng(seed).permutation(len(users))
+        how = f"shuffled (seed {seed})"
+    if min_rating is not None:
+        order = order[ratings[order] >= min_rating]
+    if limit is not None:
+        order = order[:limit]
+    return Interactions(
+        users=[str(u) for u in users[order].tolist()],
+        items=[str(i) for i in items[order].tolist()],
+        weights=ratings[order].astype(np.float32),
+        timestamps=None if stamps is None else stamps[order],
+        order=how,
+    )
+
+
+def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]:
+    """Item metadata: MovieLens titles with IMDb links, or anime names."""
+    root = _require(root)
+    if name == "movielens":
+        base = root / "movielens-latest-small"
+        with (base / "links.csv").open(newline="", encoding="utf-8") as f:
+            imdb = {row["movieId"]: row["imdbId"] for row in csv.DictReader(f)}
+        with (base / "movies.csv").open(newline="", encoding="utf-8") as f:
+            return [
+                ItemInfo(
+                    row["movieId"],
+                    row["title"],
+                    f"https://www.imdb.com/title/tt{imdb[row['movieId']]}/"
+                    if row["movieId"] in imdb
+                    else None,
+                    {"genres": row["genres"]},
+                )
+                for row in csv.DictReader(f)
+            ]
+    with (root / "anime" / "anime_info.dat").open(newline="", encoding="utf-8") as f:
+        return [
+            ItemInfo(row["anime_ids"], row["name"], None, {"genre": row["genre"], "type": row["type"]})
+            for row in csv.DictReader(f, delimiter="\t")
+        ]

@@ -1,0 +1,168 @@
+"""``recommender demo``: the whole system on one machine, started and stopped by one command.
+
+Embedded broker -> synthetic (or replayed) traffic -> model builder -> server. Every daemon is a
+real child process with its log in the work directory; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .broker import EmbeddedBroker, port_is_free
+from .errors import RecommenderError
+from .kafka import KafkaSettings, create_topic
+
+__all__ = ["DemoOptions", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+TOPIC = "interactions"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemoOptions:
+    port: int = 8000
+    broker_port: int = 0
+    workdir: Path = Path(".demo")
+    rate: float = 2000.0
+    dataset: str = "synthetic"
+
+
+def _get_json(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+class _Children:
+    """Child processes, each logging to a file; stopped together."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def start(self, name: str, args: list[str]) -> None:
+        out = (self.workdir / f"{name}.log").open("wb")
+        self._logs.append(out)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+        )
+
+    def dead(self) -> str | None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM each child, newest first (traffic before builder before server)."""
+        for proc in reversed(self.procs.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for out in self._logs:
+            out.close()
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Run the demo until Ctrl-C; returns the exit code."""
+    if not port_is_free(options.port):
+        raise RecommenderError(
+            f"port {options.port} is taken; stop what uses it or pass --port (make demo PORT=...)"
+        )
+    workdir = options.workdir.resolve()
+    model_dir = workdir / "model"
+    shutil.rmtree(model_dir, ignore_errors=True)  # the broker starts empty: so must the model
+    workdir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    print(f"starting the embedded broker (log: {workdir / 'broker.log'})", flush=True)
+    broker = EmbeddedBroker(port=options.broker_port, log_file=workdir / "broker.log")
+    broker.start()
+    children = _Children(workdir)
+    try:
+        servers = broker.bootstrap_servers
+        create_topic(KafkaSettings(servers), TOPIC, partitions=4)
+        kafka = ["--bootstrap-servers", servers]
+        children.start(
+            "builder",
+            ["-m", "recommender", "build", TOPIC, "20000", "100000", "--from-beginning",
+             "--retrain-interval", "3", "--model-dir", str(model_dir), *kafka],
+        )
+        children.start(
+            "server",
+            ["-m", "recommender", "serve", "--model-dir", str(model_dir), "--port", str(options.port)],
+        )
+        producer = ["-c", "from recommender.traffic import interactions_main as m; m()"]
+        children.start(
+            "producer",
+            [*producer, "--dataset", options.dataset, "--rate", str(options.rate),
+             "--no-progress", *kafka],
+        )
+        base = f"http://127.0.0.1:{options.port}"
+        started = time.monotonic()
+        while not stop.is_set():
+            if (name := children.dead()) is not None:
+                raise RecommenderError(
+                    f"the {name} exited early; see {workdir / (name + '.log')}"
+                )
+            try:
+                status, body = _get_json(f"{base}/ready")
+            except (urllib.error.URLError, OSError, ValueError):
+                status, body = 0, {}
+            if status == 200:
+                break
+            print(
+                f"\rwaiting for the first model to train ... {time.monotonic() - started:4.0f}s",
+                end="", flush=True,
+            )
+            stop.wait(0.5)
+        if stop.is_set():
+            return 0
+        print(
+            f"\rready: model v{body.get('model_version')} after "
+            f"{time.monotonic() - started:.0f}s{' ' * 20}\n\n"
+            f"  page:    {base}/\n"
+            f"  try:     curl '{base}/recommend?user=u1&n=5'\n"
+            f"           curl '{base}/?userId=u2&recommendationsNumber=3'\n"
+            f"           curl '{base}/model'\n"
+            f"           curl '{base}/metrics'\n"
+            f"  kafka:   --bootstrap-servers {servers} (topic {TOPIC!r})\n"
+            f"  logs:    {workdir}/{{broker,builder,server,producer}}.log\n\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while not stop.is_set():
+            if (name := children.dead()) is not None:
+                raise RecommenderError(f"the {name} exited; see {workdir / (name + '.log')}")
+            stop.wait(0.5)
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        children.stop()
+        broker.stop()

@@ -1,0 +1,154 @@
+"""Fit implicit-feedback ALS on a window matrix, and check the result before anyone serves it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+import threadpoolctl
+
+from .errors import TrainingAborted, TrainingError
+from .window import WindowMatrix
+
+__all__ = ["AlsParams", "TrainedFactors", "limit_blas_threads", "train_als"]
+
+log = logging.getLogger(__name__)
+
+_blas_limiter: threadpoolctl.threadpool_limits | None = None
+
+
+def limit_blas_threads() -> None:
+    """Run BLAS single-threaded, as implicit asks: its own OpenMP loops use the cores.
+
+    A BLAS thread pool inside implicit's per-user solves is many times slower (see implicit's
+    ``check_blas_config``). Idempotent; lasts for the life of the process.
+    """
+    global _blas_limiter
+    if _blas_limiter is None:
+        _blas_limiter = threadpoolctl.threadpool_limits(1, "blas")
+
+
+@dataclass(frozen=True, slots=True)
+class AlsParams:
+    """ALS hyper-parameters.
+
+    Attributes
+    ----------
+    factors : int
+        Latent dimensions.
+    regularization : float
+        L2 penalty on the factors.
+    alpha : float
+        Confidence scaling: confidence = alpha * summed weight of the (user, item) pair.
+    iterations : int
+        Alternating sweeps.
+    random_seed : int
+        Seed of the initial factors, so a retrain on the same window is reproducible.
+    """
+
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 10.0
+    iterations: int = 15
+    random_seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.factors < 1 or self.iterations < 1:
+            raise ValueError("factors and iterations must be at least 1")
+        if not (self.regularization >= 0 and np.isfinite(self.regularization)):
+            raise ValueError("regularization must be a finite number >= 0")
+        if not (self.alpha > 0 and np.isfinite(self.alpha)):
+            raise ValueError("alpha must be a finite number > 0")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedFactors:
+    """The outcome of one fit: factor matrices aligned with the window matrix's rows/columns."""
+
+    user_factors: npt.NDArray[np.float32]
+    item_factors: npt.NDArray[np.float32]
+    seconds: float
+
+
+def train_als(
+    matrix: WindowMatrix,
+    params: AlsParams,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    num_threads: int = 0,
+) -> TrainedFactors:
+    """Fit ALS on ``matrix.user_items``.
+
+    Parameters
+    ----------
+    matrix : WindowMatrix
+        The window to learn from; must hold at least one event.
+    params : AlsParams
+        Hyper-parameters.
+    should_stop : callable
+        Polled after every iteration; when it returns True the fit is abandoned.
+    num_threads : int
+        OpenMP threads for implicit (0: all cores).
+
+    Raises
+    ------
+    TrainingAborted
+        ``should_stop`` asked to stop.
+    TrainingError
+        The window is empty or the factors are not finite.
+    """
+    from implicit.cpu.als import AlternatingLeastSquares  # heavy import, only where needed
+
+    if matrix.user_items.nnz == 0:
+        raise TrainingError("the window is empty: nothing to train on")
+    limit_blas_threads()
+    model = AlternatingLeastSquares(
+        factors=params.factors,
+        regularization=params.regularization,
+        alpha=params.alpha,
+        iterations=params.iterations,
+        random_state=params.random_seed,
+        num_threads=num_threads,
+    )
+
+    def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
+        if should_stop():
+            raise TrainingAborted(f"stopped after iteration {iteration + 1}")
+
+    started = time.perf_counter()
+    try:
+        model.fit(matrix.user_items, show_progress=False, callback=on_iteration)
+    except TrainingError:
+        raise
+    except Exception as exc:  # implicit raises plain exceptions; keep the cause
+        raise TrainingError(f"ALS fit failed: {exc}") from exc
+    seconds = time.perf_counter() - started
+    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    check_factors(user_factors, item_factors, matrix)
+    return TrainedFactors(user_factors, item_factors, seconds)
+
+
+def check_factors(
+    user_factors: npt.NDArray[np.float32],
+    item_factors: npt.NDArray[np.float32],
+    matrix: WindowMatrix,
+) -> None:
+    """Raise :class:`TrainingError` unless the factors fit the matrix and are all finite."""
+    n_users, n_items = matrix.user_items.shape
+    if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
+        raise TrainingError(
+            f"factor shapes {user_factors.shape}/{item_factors.shape} "
+            f"do not match the window's {n_users} users x {n_items} items"
+        )
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise TrainingError("user and item factors have different widths")
+    if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
+        raise TrainingError("ALS produced non-finite factors")
