@@ -1,0 +1,73 @@
+"""Small builders shared by the unit tests."""
+
+import numpy as np
+
+from recommender.events import format_event, parse_values
+from recommender.window import InteractionWindow
+
+
+def append_events(window: InteractionWindow, events, *, partition=0, start_offset=0, timestamps=None):
+    """Append (user, item[, weight]) tuples as one batch with consecutive offsets."""
+    batch = parse_values([format_event(*e) for e in events])
+    n = len(batch)
+    stamps = np.arange(n, dtype=np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+    window.append(
+        batch,
+        timestamps_ms=stamps,
+        partitions=np.full(n, partition, dtype=np.int64),
+        offsets=np.arange(start_offset, start_offset + n, dtype=np.int64),
+    )
+
+
+def dense(matrix):
+    """A WindowMatrix as {(user, item): weight}."""
+    coo = matrix.user_items.tocoo()
+    return {
+        (matrix.user_ids[r], matrix.item_ids[c]): float(v)
+        for r, c, v in zip(coo.row, coo.col, coo.data, strict=True)
+    }
+
+
+def publish_window(model_dir, version, events, *, factors=2, params=None):
+    """Train on ``events`` and publish snapshot ``version``; returns its path."""
+    from recommender.builder import snapshot_arrays
+    from recommender.snapshot import publish_snapshot
+    from recommender.training import AlsParams, train_als
+
+    window = InteractionWindow(1_000_000)
+    append_events(window, events)
+    matrix = window.matrix()
+    params = params or AlsParams(factors=factors, iterations=8)
+    trained = train_als(matrix, params)
+    manifest = {"topic": "t", "partitions": {"0": {"window_start": 0, "next_offset": len(events)}}}
+    return publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest)
+
+
+def block_events(groups=2, users_per=20, items_per=10):
+    """Checkerboard events: user g<g>u<u> touched every item g<g>i<i> except i == u % items_per."""
+    return [
+        (f"g{g}u{u}", f"g{g}i{i}")
+        for g in range(groups)
+        for u in range(users_per)
+        for i in range(items_per)
+        if i != u % items_per
+    ]
+
+
+def random_snapshot_arrays(n_users=1000, n_items=200, factors=8, seed=0):
+    """Consistent snapshot arrays without training (for write-heavy tests)."""
+    from recommender.snapshot import encode_ids
+
+    rng = np.random.default_rng(seed)
+    per_user = 5
+    indices = rng.integers(0, n_items, n_users * per_user).astype(np.int32)
+    return {
+        "user_factors": rng.standard_normal((n_users, factors)).astype(np.float32),
+        "item_factors": rng.standard_normal((n_items, factors)).astype(np.float32),
+        "user_ids": encode_ids([f"u{k}" for k in range(n_users)]),
+        "item_ids": encode_ids([f"i{k}" for k in range(n_items)]),
+        "seen_indptr": np.arange(0, n_users * per_user + 1, per_user, dtype=np.int64),
+        "seen_indices": indices,
+        "seen_weights": np.ones(indices.size, dtype=np.float32),
+        "popularity": np.bincount(indices, minlength=n_items).astype(np.int64),
+    }

@@ -1,0 +1,65 @@
+"""ALS contract on a checkerboard whose right answer is known."""
+
+import numpy as np
+import pytest
+
+from recommender.errors import TrainingAborted, TrainingError
+from recommender.training import AlsParams, check_factors, train_als
+from recommender.window import InteractionWindow
+
+from .helpers import append_events
+
+
+def checkerboard(groups=2, users_per=20, items_per=10):
+    """Users of group g touched every item of group g but one; nothing else."""
+    window = InteractionWindow(100_000)
+    events = []
+    for g in range(groups):
+        for u in range(users_per):
+            for i in range(items_per):
+                if i != u % items_per:  # each user misses one item of their block
+                    events.append((f"g{g}u{u}", f"g{g}i{i}"))
+    append_events(window, events)
+    return window.matrix()
+
+
+def test_als_recommends_the_missing_item_of_the_users_own_block():
+    matrix = checkerboard()
+    factors = train_als(matrix, AlsParams(factors=2, iterations=10))  # one factor a block
+    scores = factors.user_factors @ factors.item_factors.T
+    seen = matrix.user_items.toarray() > 0
+    scores[seen] = -np.inf
+    best = [matrix.item_ids[c] for c in scores.argmax(axis=1)]
+    for user, item in zip(matrix.user_ids, best, strict=True):
+        g, u = user[1], int(user.split("u")[1])
+        assert item == f"g{g}i{u % 10}"
+
+
+def test_training_is_reproducible_with_a_seed():
+    matrix = checkerboard()
+    a = train_als(matrix, AlsParams(factors=4, iterations=3, random_seed=7))
+    b = train_als(matrix, AlsParams(factors=4, iterations=3, random_seed=7))
+    np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-4, atol=1e-5)
+
+
+def test_stop_request_abandons_the_fit():
+    with pytest.raises(TrainingAborted):
+        train_als(checkerboard(), AlsParams(iterations=50), should_stop=lambda: True)
+
+
+def test_empty_window_and_non_finite_factors_are_refused():
+    with pytest.raises(TrainingError):
+        train_als(InteractionWindow(5).matrix(), AlsParams())
+    matrix = checkerboard()
+    users = np.ones((len(matrix.user_ids), 4), np.float32)
+    items = np.ones((len(matrix.item_ids), 4), np.float32)
+    check_factors(users, items, matrix)
+    items[3, 1] = np.nan
+    with pytest.raises(TrainingError, match="non-finite"):
+        check_factors(users, items, matrix)
+
+
+@pytest.mark.parametrize("bad", [{"factors": 0}, {"alpha": 0}, {"regularization": float("nan")}])
+def test_bad_hyper_parameters_are_refused(bad):
+    with pytest.raises(ValueError):
+        AlsParams(**bad)
