@@ -238,7 +238,9 @@ class ModelBuilder:
             known = set(partitions)
             next_refresh = time.monotonic() + _PARTITION_REFRESH_SECONDS
             while not stop.is_set():
-                messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
+                messages = consumer.consume(
+                    self.config.batch_size, timeout=self.config.poll_timeout
+                )
                 if messages:
                     self.ingest(messages)
                 self._reap_retrain()
@@ -258,7 +260,11 @@ class ModelBuilder:
             return known
         added = sorted(current - known)
         if added:
-            log.info("topic %s gained partitions %s: reading them from the beginning", self.config.topic, added)
+            log.info(
+                "topic %s gained partitions %s: reading them from the beginning",
+                self.config.topic,
+                added,
+            )
             consumer.incremental_assign(
                 [TopicPartition(self.config.topic, p, OFFSET_BEGINNING) for p in added]
             )
@@ -321,12 +327,17 @@ class ModelBuilder:
             self._bad_log.warning(
                 reason,
                 "skipped %d malformed event(s) (%s), e.g. partition %d offset %d: %r",
-                count, reason, m.partition(), m.offset(), (m.value() or b"")[:80], count=count,
+                count,
+                reason,
+                m.partition(),
+                m.offset(),
+                (m.value() or b"")[:80],
+                count=count,
             )
         if self._dead_letters is not None and self.config.dead_letter_topic:
             for k, index in enumerate(parsed.rejected.tolist()):
                 m = messages[index]
-                headers = {
+                headers: dict[str, str | bytes | None] = {
                     "reason": parsed.reason_of(k),
                     "source": f"{m.topic()}/{m.partition()}/{m.offset()}",
                 }
@@ -425,8 +436,12 @@ class ModelBuilder:
         pruned = prune_snapshots(self.config.model_dir, self.config.keep)
         log.info(
             "published %s: %d events, %d users, %d items; trained in %.2fs, written in %.2fs%s",
-            path.name, matrix.events, len(matrix.user_ids), len(matrix.item_ids),
-            factors.seconds, publish_seconds,
+            path.name,
+            matrix.events,
+            len(matrix.user_ids),
+            len(matrix.item_ids),
+            factors.seconds,
+            publish_seconds,
             f"; removed {len(pruned)} old snapshot(s)" if pruned else "",
         )
         self.published.set()

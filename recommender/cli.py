@@ -150,7 +150,10 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-n", type=int, default=1000, help="largest n a client may ask for")
     parser.add_argument(
-        "--poll-interval", type=_positive_float, default=0.25, help="seconds between snapshot checks"
+        "--poll-interval",
+        type=_positive_float,
+        default=0.25,
+        help="seconds between snapshot checks",
     )
     _add_common(parser)
 
@@ -185,7 +188,8 @@ def run_broker(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions, run_demo as demo
+    from .demo import DemoOptions
+    from .demo import run_demo as demo
 
     return demo(
         DemoOptions(

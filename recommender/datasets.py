@@ -90,13 +90,22 @@ def load_interactions(
         table = np.loadtxt(
             root / "movielens-latest-small" / "ratings.csv", delimiter=",", skiprows=1
         )
-        users, items, ratings = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
-        stamps: npt.NDArray[np.int64] | None = table[:, 3].astype(np.int64)
-        order = np.argsort(stamps, kind="stable")
+        users, items, ratings = (
+            table[:, 0].astype(np.int64),
+            table[:, 1].astype(np.int64),
+            table[:, 2],
+        )
+        times = table[:, 3].astype(np.int64)
+        stamps: npt.NDArray[np.int64] | None = times
+        order = np.argsort(times, kind="stable")
         how = "by timestamp"
     else:
         table = np.loadtxt(root / "anime" / "anime_history.dat", delimiter="\t", skiprows=1)
-        users, items, ratings = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+        users, items, ratings = (
+            table[:, 0].astype(np.int64),
+            table[:, 1].astype(np.int64),
+            table[:, 2],
+        )
         stamps = None
         order = np.random.default_rng(seed).permutation(len(users))
         how = f"shuffled (seed {seed})"
@@ -134,6 +143,8 @@ def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]
             ]
     with (root / "anime" / "anime_info.dat").open(newline="", encoding="utf-8") as f:
         return [
-            ItemInfo(row["anime_ids"], row["name"], None, {"genre": row["genre"], "type": row["type"]})
+            ItemInfo(
+                row["anime_ids"], row["name"], None, {"genre": row["genre"], "type": row["type"]}
+            )
             for row in csv.DictReader(f, delimiter="\t")
         ]

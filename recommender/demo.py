@@ -111,26 +111,51 @@ def run_demo(options: DemoOptions) -> int:
         kafka = ["--bootstrap-servers", servers]
         children.start(
             "builder",
-            ["-m", "recommender", "build", TOPIC, "20000", "100000", "--from-beginning",
-             "--retrain-interval", "3", "--model-dir", str(model_dir), *kafka],
+            [
+                "-m",
+                "recommender",
+                "build",
+                TOPIC,
+                "20000",
+                "100000",
+                "--from-beginning",
+                "--retrain-interval",
+                "3",
+                "--model-dir",
+                str(model_dir),
+                *kafka,
+            ],
         )
         children.start(
             "server",
-            ["-m", "recommender", "serve", "--model-dir", str(model_dir), "--port", str(options.port)],
+            [
+                "-m",
+                "recommender",
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                str(options.port),
+            ],
         )
         producer = ["-c", "from recommender.traffic import interactions_main as m; m()"]
         children.start(
             "producer",
-            [*producer, "--dataset", options.dataset, "--rate", str(options.rate),
-             "--no-progress", *kafka],
+            [
+                *producer,
+                "--dataset",
+                options.dataset,
+                "--rate",
+                str(options.rate),
+                "--no-progress",
+                *kafka,
+            ],
         )
         base = f"http://127.0.0.1:{options.port}"
         started = time.monotonic()
         while not stop.is_set():
             if (name := children.dead()) is not None:
-                raise RecommenderError(
-                    f"the {name} exited early; see {workdir / (name + '.log')}"
-                )
+                raise RecommenderError(f"the {name} exited early; see {workdir / (name + '.log')}")
             try:
                 status, body = _get_json(f"{base}/ready")
             except (urllib.error.URLError, OSError, ValueError):
@@ -139,7 +164,8 @@ def run_demo(options: DemoOptions) -> int:
                 break
             print(
                 f"\rwaiting for the first model to train ... {time.monotonic() - started:4.0f}s",
-                end="", flush=True,
+                end="",
+                flush=True,
             )
             stop.wait(0.5)
         if stop.is_set():

@@ -114,7 +114,9 @@ class KafkaSettings:
         return AdminClient(self.config())
 
 
-def topic_partitions(client: Consumer | AdminClient, topic: str, *, timeout: float = 10.0) -> list[int]:
+def topic_partitions(
+    client: Consumer | AdminClient, topic: str, *, timeout: float = 10.0
+) -> list[int]:
     """The partition ids of ``topic``.
 
     Raises

@@ -141,10 +141,7 @@ class RecommenderModel:
         k = min(n, available)
         if k <= 0:
             return []
-        if k < scores.size:
-            top = np.argpartition(-scores, k - 1)[:k]
-        else:
-            top = np.arange(scores.size)
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [
             ScoredItem(self.item_ids[c], float(s))

@@ -112,9 +112,16 @@ class InteractionWindow:
             return
         user_rows = self.users.add(batch.user_keys)[batch.user_index]
         item_rows = self.items.add(batch.item_keys)[batch.item_index]
-        columns = (user_rows, item_rows, batch.weights, timestamps_ms, partitions, offsets)
+        columns: list[np.ndarray] = [
+            user_rows,
+            item_rows,
+            batch.weights,
+            timestamps_ms,
+            partitions,
+            offsets,
+        ]
         if n > self.max_events:  # only the newest max_events can survive anyway
-            columns = tuple(c[-self.max_events :] for c in columns)
+            columns = [c[-self.max_events :] for c in columns]
             n = self.max_events
         cap = self.max_events
         tail = (self._head + self._size) % cap

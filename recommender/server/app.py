@@ -63,7 +63,7 @@ def create_app(config: ServerConfig) -> web.Application:
 
 def run_server(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM (aiohttp's runner handles both and exits cleanly)."""
-    log.info("serving on http://%s:%d, snapshots from %s", config.host, config.port, config.model_dir)
-    web.run_app(
-        create_app(config), host=config.host, port=config.port, print=None, access_log=None
+    log.info(
+        "serving on http://%s:%d, snapshots from %s", config.host, config.port, config.model_dir
     )
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None)

@@ -49,7 +49,7 @@ class ServerMetrics:
         )
         self.swap_failures = Counter(
             "recommender_model_swap_failures",
-            "Snapshots rejected (corrupt, partial or inconsistent); the previous model kept serving.",
+            "Snapshots rejected as corrupt or inconsistent; the last good model kept serving.",
             registry=registry,
         )
         self.load_seconds = Histogram(
@@ -59,7 +59,8 @@ class ServerMetrics:
             registry=registry,
         )
         version = Gauge(
-            "recommender_model_version", "Version of the serving snapshot (0: none).",
+            "recommender_model_version",
+            "Version of the serving snapshot (0: none).",
             registry=registry,
         )
         version.set_function(lambda: holder.model.version if holder.model else 0)

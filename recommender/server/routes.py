@@ -66,9 +66,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     model = _model_or_503(request)
     answer = model.recommend(user, n)
     _count(request, answer)
-    return web.json_response(
-        {"user_id": user, "recommended_items": [s.item for s in answer.items]}
-    )
+    return web.json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
 
 
 @routes.get("/health")

@@ -60,9 +60,7 @@ def id_list_param(request: web.Request, name: str) -> list[str]:
     return [_check_id(name, i) for i in ids]
 
 
-def int_param(
-    request: web.Request, name: str, *, default: int, minimum: int, maximum: int
-) -> int:
+def int_param(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     value = _single(request, name)
     if value is None:
         return default

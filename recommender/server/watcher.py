@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -50,7 +51,10 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         holder.swap(model)
         log.info(
             "serving snapshot v%d (%d users, %d items), loaded in %.3fs",
-            version, model.n_users, model.n_items, seconds,
+            version,
+            model.n_users,
+            model.n_items,
+            seconds,
         )
         return
 
@@ -73,7 +77,5 @@ async def snapshot_watcher(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(_watch(app), name="snapshot-watcher")
     yield
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass

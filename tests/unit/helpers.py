@@ -6,11 +6,15 @@ from recommender.events import format_event, parse_values
 from recommender.window import InteractionWindow
 
 
-def append_events(window: InteractionWindow, events, *, partition=0, start_offset=0, timestamps=None):
+def append_events(
+    window: InteractionWindow, events, *, partition=0, start_offset=0, timestamps=None
+):
     """Append (user, item[, weight]) tuples as one batch with consecutive offsets."""
     batch = parse_values([format_event(*e) for e in events])
     n = len(batch)
-    stamps = np.arange(n, dtype=np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+    stamps = (
+        np.arange(n, dtype=np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+    )
     window.append(
         batch,
         timestamps_ms=stamps,

@@ -23,7 +23,9 @@ def test_rows_are_dense_stable_and_invertible(first, second):
 @given(keys, st.data())
 def test_compaction_keeps_the_kept_ids_and_renumbers_densely(ids, data):
     vocab = Vocabulary(ids)
-    keep = np.array(data.draw(st.lists(st.booleans(), min_size=len(vocab), max_size=len(vocab))), dtype=bool)
+    keep = np.array(
+        data.draw(st.lists(st.booleans(), min_size=len(vocab), max_size=len(vocab))), dtype=bool
+    )
     before = list(vocab.ids)
     remap = vocab.compact(keep)
     assert list(vocab.ids) == [k for k, flag in zip(before, keep, strict=True) if flag]

@@ -1,0 +1,149 @@
+"""Fixtures for tests through a real Kafka-protocol broker and real processes.
+
+One embedded broker (Tansu) per test session, on a free port; every test uses fresh topic names.
+Set KAFKA_BOOTSTRAP_SERVERS to run against another broker (e.g. Apache Kafka) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from recommender.broker import EmbeddedBroker, free_port
+from recommender.kafka import KafkaSettings, create_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory) -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_file=log) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def kafka(bootstrap) -> KafkaSettings:
+    return KafkaSettings(bootstrap)
+
+
+@pytest.fixture
+def topic(kafka) -> Callable[..., str]:
+    """Create a fresh topic: topic(partitions=4) -> name."""
+
+    def make(partitions: int = 4, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        create_topic(kafka, name, partitions=partitions)
+        return name
+
+    return make
+
+
+def produce(kafka: KafkaSettings, topic: str, values: list[bytes], *, keyed: bool = True) -> None:
+    producer: Producer = kafka.producer()
+    for value in values:
+        key = value.partition(b":")[0] if keyed and value else None
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(30) == 0, "not every event was delivered"
+
+
+def wait_until(check: Callable[[], object], *, timeout: float, what: str, every: float = 0.1):
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError):
+        return 0, {}
+
+
+class Daemon:
+    """A real child process (``python -m recommender ...``) with its output in a file."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recommender", *args],
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(
+                    f"process did not stop within {timeout}s:\n{self.output()}"
+                ) from exc
+        self._out.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemons(tmp_path) -> Iterator[Callable[[str, list[str]], Daemon]]:
+    started: list[Daemon] = []
+
+    def start(name: str, args: list[str]) -> Daemon:
+        daemon = Daemon(args, tmp_path / f"{name}.log")
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in reversed(started):
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+        daemon._out.close()
+
+
+@pytest.fixture
+def http_port() -> int:
+    return free_port()
