@@ -113,8 +113,11 @@ class RecommenderModel:
         if filter_seen:
             seen = self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
             banned = np.concatenate((banned, seen.astype(np.int64)))
-        scores = self.item_factors @ self.user_factors[row]
-        return Answer(self._top(scores, n, banned), "personalised")
+        return Answer(self._top(self.score(self.user_factors[row]), n, banned), "personalised")
+
+    def score(self, user_vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Scores of every item for one user vector (a fresh, writable array)."""
+        return np.asarray(self.item_factors @ user_vector)
 
     def popular(self, n: int, *, exclude: Iterable[str] = ()) -> list[ScoredItem]:
         """The ``n`` items with the most events in the window."""
@@ -133,15 +136,17 @@ class RecommenderModel:
     def _top(
         self, scores: npt.NDArray[np.float32], n: int, banned: npt.NDArray[np.int64]
     ) -> list[ScoredItem]:
-        scores = np.asarray(scores, dtype=np.float32)
+        """The ``n`` best columns of ``scores`` (a fresh array: modified in place)."""
         if banned.size:
-            scores = scores.copy()
             scores[banned] = -np.inf
-        available = scores.size - np.unique(banned).size
+        # Counting distinct banned columns costs a sort: only needed when n nears the catalogue.
+        available = (
+            scores.size if n + banned.size < scores.size else scores.size - np.unique(banned).size
+        )
         k = min(n, available)
         if k <= 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+        top = np.argpartition(scores, -k)[-k:] if k < scores.size else np.arange(scores.size)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [
             ScoredItem(self.item_ids[c], float(s))

@@ -9,27 +9,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
-import threadpoolctl
 
+from .blas import limit_blas_threads
 from .errors import TrainingAborted, TrainingError
 from .window import WindowMatrix
 
-__all__ = ["AlsParams", "TrainedFactors", "limit_blas_threads", "train_als"]
+__all__ = ["AlsParams", "TrainedFactors", "check_factors", "train_als"]
 
 log = logging.getLogger(__name__)
-
-_blas_limiter: threadpoolctl.threadpool_limits | None = None
-
-
-def limit_blas_threads() -> None:
-    """Run BLAS single-threaded, as implicit asks: its own OpenMP loops use the cores.
-
-    A BLAS thread pool inside implicit's per-user solves is many times slower (see implicit's
-    ``check_blas_config``). Idempotent; lasts for the life of the process.
-    """
-    global _blas_limiter
-    if _blas_limiter is None:
-        _blas_limiter = threadpoolctl.threadpool_limits(1, "blas")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..blas import limit_blas_threads
 from .metrics import ServerMetrics
 from .routes import routes
 from .state import CONFIG, HOLDER, METRICS, ModelHolder, ServerConfig
@@ -63,6 +64,7 @@ def create_app(config: ServerConfig) -> web.Application:
 
 def run_server(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM (aiohttp's runner handles both and exits cleanly)."""
+    limit_blas_threads()  # see recommender.blas: one thread serves faster here
     log.info(
         "serving on http://%s:%d, snapshots from %s", config.host, config.port, config.model_dir
     )
