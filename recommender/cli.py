@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -155,14 +156,49 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         default=0.25,
         help="seconds between snapshot checks",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)"
+    )
+    live = parser.add_argument_group(
+        "real time (needs --bootstrap-servers or $KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    live.add_argument("--topic", default="interactions", help="interactions topic to follow")
+    live.add_argument("--items-topic", help="topic of JSON item metadata (e.g. items)")
+    live.add_argument(
+        "--catalog-only", action="store_true", help="recommend only items in the catalogue"
+    )
+    live.add_argument("--max-fresh-users", type=int, default=100_000, help="LRU bound on users")
+    live.add_argument(
+        "--max-fresh-per-user", type=int, default=200, help="fresh events kept per user"
+    )
+    live.add_argument(
+        "--enable-ingest", action="store_true", help="accept POST /interactions (produced to Kafka)"
+    )
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--api-token",
+        default=os.environ.get("RECOMMENDER_API_TOKEN"),
+        help="bearer token required for writes (default: $RECOMMENDER_API_TOKEN)",
+    )
+    security.add_argument(
+        "--require-token-for-reads",
+        action="store_true",
+        help="require the token for reads too (/health and /ready stay open)",
+    )
+    _add_kafka(parser)
     _add_common(parser)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, run_server
 
-    if args.max_n < 1:
-        raise RecommenderError("--max-n must be at least 1")
+    if args.max_n < 1 or args.workers < 1:
+        raise RecommenderError("--max-n and --workers must be at least 1")
+    if args.require_token_for_reads and not args.api_token:
+        raise RecommenderError("--require-token-for-reads needs --api-token")
+    wants_kafka = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if (args.enable_ingest or args.items_topic) and not wants_kafka:
+        raise RecommenderError("--enable-ingest and --items-topic need --bootstrap-servers")
     run_server(
         ServerConfig(
             model_dir=args.model_dir,
@@ -170,6 +206,16 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_n=args.max_n,
             poll_interval=args.poll_interval,
+            kafka=_kafka_settings(args) if wants_kafka else None,
+            topic=args.topic,
+            items_topic=args.items_topic,
+            catalog_only=args.catalog_only,
+            max_fresh_users=args.max_fresh_users,
+            max_fresh_per_user=args.max_fresh_per_user,
+            enable_ingest=args.enable_ingest,
+            api_token=args.api_token,
+            require_token_for_reads=args.require_token_for_reads,
+            workers=args.workers,
         )
     )
     return 0

@@ -2,8 +2,8 @@
 
 An event value is UTF-8 ``user:item`` or ``user:item:weight``. Ids are non-empty, at most
 ``max_id_bytes`` bytes, and contain neither ``:`` nor control characters (a newline in an id would
-break every line-based format, including ``POST /interactions``). A weight is a finite positive
-float; without one the weight is 1.
+break every line-based format, including ``POST /interactions``). A weight is a number from
+``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite, positive, meaningful in float32); without one it is 1.
 
 The parser never loops over events in Python: byte-level checks run in numpy over the concatenated
 batch, ids are gathered into fixed-width byte arrays and de-duplicated with ``np.unique``, and only
@@ -14,7 +14,7 @@ does work proportional to the number of distinct ids, not the number of events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal, cast, get_args
 
 import numpy as np
@@ -22,6 +22,8 @@ import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_MAX_ID_BYTES",
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
     "REJECT_REASONS",
     "ParsedBatch",
     "RejectReason",
@@ -44,6 +46,9 @@ REJECT_REASONS: Final[tuple[RejectReason, ...]] = get_args(RejectReason)
 _CODE: Final[dict[RejectReason, int]] = {reason: i + 1 for i, reason in enumerate(REJECT_REASONS)}
 
 DEFAULT_MAX_ID_BYTES: Final = 256
+#: Accepted weights: finite, positive, and representable in float32 without loss of meaning.
+MIN_WEIGHT: Final = 1e-30
+MAX_WEIGHT: Final = 1e30
 _COLON: Final = ord(":")
 _OK: Final = 0
 
@@ -90,6 +95,16 @@ class ParsedBatch:
         """How many events were rejected, per reason (reasons with no rejects left out)."""
         counts = np.bincount(self.reject_codes, minlength=len(REJECT_REASONS) + 1)
         return {r: int(counts[_CODE[r]]) for r in REJECT_REASONS if counts[_CODE[r]]}
+
+    def select(self, keep: npt.NDArray[np.bool_]) -> ParsedBatch:
+        """The batch with only the accepted events where ``keep`` is True (ids keep their keys)."""
+        return replace(
+            self,
+            accepted=self.accepted[keep],
+            user_index=self.user_index[keep],
+            item_index=self.item_index[keep],
+            weights=self.weights[keep],
+        )
 
     def users(self) -> list[str]:
         """The user id of every accepted event (materialised; for tests and small batches)."""
@@ -218,7 +233,7 @@ def parse_values(
             _gather(buf, second[weighted] + 1, ends[weighted] - second[weighted] - 1)
         )
         weights[weighted] = w
-        flag("bad_weight", ~(np.isfinite(weights) & (weights > 0)))
+        flag("bad_weight", ~((weights >= MIN_WEIGHT) & (weights <= MAX_WEIGHT)))
 
     ok = np.flatnonzero(code == _OK)
     user_keys, user_index, user_bad = _decode_unique(_gather(buf, starts[ok], user_len[ok]))

@@ -1,30 +1,54 @@
-"""A loaded snapshot, ready to answer queries: scoring, filtering, popularity fallback.
+"""A loaded snapshot, ready to answer queries: scoring, filtering, fold-in, similarity.
 
-Pure: numpy and scipy only. One :class:`RecommenderModel` is immutable once built, so a server can
+Pure: numpy and scipy only. A :class:`RecommenderModel` is immutable once built, so a server can
 swap models by replacing one reference while in-flight requests finish on the old one.
+
+Answering is split in three steps so that a server can score many requests in one matrix product:
+:meth:`RecommenderModel.query_for_user` / :meth:`~RecommenderModel.query_for_items` resolve a
+request into a :class:`Query` (a user vector, or none for the popularity fallback, and the columns
+to leave out); :meth:`~RecommenderModel.score_many` scores vectors; :meth:`~RecommenderModel.answer`
+picks the top items. :meth:`~RecommenderModel.recommend` does all three for one request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import scipy.linalg
 import scipy.sparse as sp
 
 from .snapshot import Snapshot
 
-__all__ = ["Answer", "AnswerSource", "RecommenderModel", "ScoredItem"]
+__all__ = [
+    "Answer",
+    "AnswerSource",
+    "Contribution",
+    "Query",
+    "RecommenderModel",
+    "ScoredItem",
+]
 
-AnswerSource = Literal["personalised", "popular"]
+AnswerSource = Literal["personalised", "fold-in", "popular"]
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredItem:
     item: str
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """How much one of the user's items contributed to an item's score."""
+
+    item: str
+    contribution: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +61,17 @@ class Answer:
     @property
     def fallback(self) -> bool:
         return self.source == "popular"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A resolved request: whom to score (``vector``; None: popularity) and what to leave out."""
+
+    vector: FloatArray | None
+    banned: IntArray
+    n: int
+    offset: int
+    source: AnswerSource
 
 
 class RecommenderModel:
@@ -55,17 +90,30 @@ class RecommenderModel:
         self.manifest: dict[str, Any] = snapshot.manifest
         self.user_ids = snapshot.user_ids
         self.item_ids = snapshot.item_ids
-        self.user_factors: npt.NDArray[np.float32] = arrays["user_factors"]
-        self.item_factors: npt.NDArray[np.float32] = arrays["item_factors"]
+        self.user_factors: FloatArray = arrays["user_factors"]
+        self.item_factors: FloatArray = arrays["item_factors"]
         self.user_index = {user: row for row, user in enumerate(self.user_ids)}
         self.item_index = {item: col for col, item in enumerate(self.item_ids)}
         self.seen = sp.csr_matrix(
             (arrays["seen_weights"], arrays["seen_indices"], arrays["seen_indptr"]),
             shape=(len(self.user_ids), len(self.item_ids)),
         )
-        self.popularity: npt.NDArray[np.int64] = arrays["popularity"]
+        self.popularity: IntArray = arrays["popularity"]
         # Most popular first; ties broken by column for a stable answer.
         self.popular_order = np.lexsort((np.arange(self.popularity.size), -self.popularity))
+        params = self.manifest.get("params", {})
+        self.alpha = float(params.get("alpha", 1.0))
+        self.regularization = float(params.get("regularization", 0.0))
+        # What every fold-in shares (ALS's YᵀY + λI), computed once per snapshot.
+        factors = self.item_factors.shape[1]
+        item_f64 = np.asarray(self.item_factors, dtype=np.float64)
+        self.gram = item_f64.T @ item_f64 + self.regularization * np.eye(factors)
+        self.item_norms = np.linalg.norm(self.item_factors, axis=1).astype(np.float32)
+        self._user_norms: FloatArray | None = None
+        self.positions: dict[int, int] = {
+            int(p): int(pos["next_offset"])
+            for p, pos in self.manifest.get("partitions", {}).items()
+        }
 
     @property
     def n_users(self) -> int:
@@ -75,21 +123,160 @@ class RecommenderModel:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    @property
+    def factors(self) -> int:
+        return int(self.item_factors.shape[1])
+
     def knows_user(self, user: str) -> bool:
         return user in self.user_index
 
-    def seen_items(self, user: str) -> list[str]:
-        """Items the user has in the snapshot's window."""
+    def covers(self, partition: int, offset: int) -> bool:
+        """Whether the event at ``partition``/``offset`` was consumed before this snapshot."""
+        return offset < self.positions.get(partition, 0)
+
+    # -- a user's history ----------------------------------------------------------------------
+
+    def _seen_row(self, row: int) -> tuple[IntArray, FloatArray]:
+        lo, hi = self.seen.indptr[row], self.seen.indptr[row + 1]
+        return self.seen.indices[lo:hi].astype(np.int64), self.seen.data[lo:hi]
+
+    def seen_items(self, user: str) -> list[tuple[str, float]]:
+        """Items (with summed weights) the user has in the snapshot's window."""
         row = self.user_index.get(user)
         if row is None:
             return []
-        cols = self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
-        return [self.item_ids[c] for c in cols.tolist()]
+        cols, weights = self._seen_row(row)
+        return [
+            (self.item_ids[c], float(w))
+            for c, w in zip(cols.tolist(), weights.tolist(), strict=True)
+        ]
 
-    def _columns(self, items: Iterable[str]) -> npt.NDArray[np.int64]:
+    def columns(self, items: Iterable[str]) -> IntArray:
+        """Columns of the known items among ``items`` (unknown ones are dropped)."""
         index = self.item_index
-        cols = [c for c in (index.get(item) for item in items) if c is not None]
-        return np.asarray(cols, dtype=np.int64)
+        return np.fromiter(
+            (c for c in (index.get(item) for item in items) if c is not None), dtype=np.int64
+        )
+
+    def _history(
+        self, user: str | None, fresh: Sequence[tuple[str, float]]
+    ) -> tuple[IntArray, FloatArray]:
+        """The user's window items plus fresh events, as distinct columns and summed weights."""
+        cols: list[IntArray] = []
+        weights: list[FloatArray] = []
+        row = None if user is None else self.user_index.get(user)
+        if row is not None:
+            c, w = self._seen_row(row)
+            cols.append(c)
+            weights.append(np.asarray(w, dtype=np.float32))
+        if fresh:
+            index = self.item_index
+            known = [(index[item], weight) for item, weight in fresh if item in index]
+            if known:
+                cols.append(np.array([c for c, _ in known], dtype=np.int64))
+                weights.append(np.array([w for _, w in known], dtype=np.float32))
+        if not cols:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        all_cols, all_weights = np.concatenate(cols), np.concatenate(weights)
+        distinct, inverse = np.unique(all_cols, return_inverse=True)
+        summed = np.bincount(inverse.ravel(), weights=all_weights).astype(np.float32)
+        return distinct, summed
+
+    # -- fold-in -------------------------------------------------------------------------------
+
+    def _system(self, cols: IntArray, weights: FloatArray) -> tuple[np.ndarray, np.ndarray]:
+        """ALS's normal equations for one user: (YᵀCY + λI) x = YᵀCp, with C = alpha * weight."""
+        confidence = self.alpha * weights.astype(np.float64)
+        y = np.asarray(self.item_factors[cols], dtype=np.float64)
+        a = self.gram + (y.T * (confidence - 1.0)) @ y
+        b = y.T @ confidence
+        return a, b
+
+    def fold_in(self, cols: IntArray, weights: FloatArray) -> FloatArray:
+        """The user vector ALS would compute for a user with these items, against these items'
+        factors: the least-squares step for one user, at O(k·f² + f³) for k items."""
+        a, b = self._system(cols, weights)
+        return scipy.linalg.solve(a, b, assume_a="pos").astype(np.float32)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def query_for_user(
+        self,
+        user: str,
+        n: int,
+        *,
+        filter_seen: bool = True,
+        exclude: Iterable[str] = (),
+        offset: int = 0,
+        fresh: Sequence[tuple[str, float]] = (),
+    ) -> Query:
+        """Resolve a recommendation request for ``user``.
+
+        ``fresh`` are the user's events newer than this snapshot (item, weight). With any, the
+        user's vector is folded in from window and fresh events (``fold-in``); otherwise a known
+        user is scored with their trained factors (``personalised``) and anyone else gets the
+        most popular items (``popular``). Seen items (window and fresh) are left out when
+        ``filter_seen``; ``exclude`` always is.
+        """
+        banned = [self.columns(exclude)]
+        row = self.user_index.get(user)
+        cols, weights = self._history(user, fresh) if fresh else (None, None)
+        if cols is not None and weights is not None and cols.size:
+            vector: FloatArray | None = self.fold_in(cols, weights)
+            source: AnswerSource = "fold-in"
+            if filter_seen:
+                banned.append(cols)
+        elif row is not None:
+            vector, source = self.user_factors[row], "personalised"
+            if filter_seen:
+                banned.append(self._seen_row(row)[0])
+        else:
+            vector, source = None, "popular"
+        return Query(vector, np.concatenate(banned), n, offset, source)
+
+    def query_for_items(
+        self, items: Sequence[str], n: int, *, exclude: Iterable[str] = (), offset: int = 0
+    ) -> Query:
+        """Recommendations for an anonymous session that touched ``items`` (nothing is stored)."""
+        cols = self.columns(items)
+        banned = np.concatenate((self.columns(exclude), cols))
+        if cols.size == 0:
+            return Query(None, banned, n, offset, "popular")
+        distinct = np.unique(cols)
+        vector = self.fold_in(distinct, np.ones(distinct.size, dtype=np.float32))
+        return Query(vector, banned, n, offset, "fold-in")
+
+    def score_many(self, vectors: FloatArray) -> FloatArray:
+        """Scores of every item for each row of ``vectors`` (users x items, fresh and writable).
+
+        One matrix product for a batch reads the item factors once instead of once per user.
+        """
+        return np.asarray(vectors @ self.item_factors.T, dtype=np.float32)
+
+    def score(self, vector: FloatArray) -> FloatArray:
+        """Scores of every item for one user vector (fresh and writable)."""
+        return np.asarray(self.item_factors @ vector, dtype=np.float32)
+
+    def answer(
+        self, query: Query, scores: FloatArray | None = None, *, allowed: IntArray | None = None
+    ) -> Answer:
+        """The top items for a resolved query; ``scores`` may be precomputed (and are modified).
+
+        ``allowed``: if given, only these columns may be recommended (a catalogue restriction).
+        """
+        banned = query.banned
+        if allowed is not None:
+            outside = np.ones(self.n_items, dtype=bool)
+            outside[allowed] = False
+            banned = np.concatenate((banned, np.flatnonzero(outside)))
+        wanted = query.n + query.offset
+        if query.vector is None:
+            items = self._popular(wanted, banned)
+        else:
+            if scores is None:
+                scores = self.score(query.vector)
+            items = self._top(scores, wanted, banned)
+        return Answer(items[query.offset :], query.source)
 
     def recommend(
         self,
@@ -98,32 +285,20 @@ class RecommenderModel:
         *,
         filter_seen: bool = True,
         exclude: Iterable[str] = (),
+        offset: int = 0,
+        fresh: Sequence[tuple[str, float]] = (),
     ) -> Answer:
-        """The top-``n`` items for ``user``.
+        """The top-``n`` items for ``user`` (see :meth:`query_for_user`)."""
+        query = self.query_for_user(
+            user, n, filter_seen=filter_seen, exclude=exclude, offset=offset, fresh=fresh
+        )
+        return self.answer(query)
 
-        A user the snapshot knows is scored with their factors (``personalised``); anyone else
-        gets the window's most popular items (``popular``). Items the user already has in the
-        window are left out when ``filter_seen``; items in ``exclude`` always are. Fewer than
-        ``n`` items come back only when fewer are left to recommend.
-        """
-        row = self.user_index.get(user)
-        banned = self._columns(exclude)
-        if row is None:
-            return Answer(self._popular(n, banned), "popular")
-        if filter_seen:
-            seen = self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
-            banned = np.concatenate((banned, seen.astype(np.int64)))
-        return Answer(self._top(self.score(self.user_factors[row]), n, banned), "personalised")
-
-    def score(self, user_vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Scores of every item for one user vector (a fresh, writable array)."""
-        return np.asarray(self.item_factors @ user_vector)
-
-    def popular(self, n: int, *, exclude: Iterable[str] = ()) -> list[ScoredItem]:
+    def popular(self, n: int, *, exclude: Iterable[str] = (), offset: int = 0) -> list[ScoredItem]:
         """The ``n`` items with the most events in the window."""
-        return self._popular(n, self._columns(exclude))
+        return self._popular(n + offset, self.columns(exclude))[offset:]
 
-    def _popular(self, n: int, banned: npt.NDArray[np.int64]) -> list[ScoredItem]:
+    def _popular(self, n: int, banned: IntArray) -> list[ScoredItem]:
         order = self.popular_order
         if banned.size:
             order = order[~np.isin(order, banned)]
@@ -133,22 +308,74 @@ class RecommenderModel:
             for c, s in zip(top.tolist(), self.popularity[top].tolist(), strict=True)
         ]
 
-    def _top(
-        self, scores: npt.NDArray[np.float32], n: int, banned: npt.NDArray[np.int64]
-    ) -> list[ScoredItem]:
-        """The ``n`` best columns of ``scores`` (a fresh array: modified in place)."""
+    def _top(self, scores: FloatArray, n: int, banned: IntArray) -> list[ScoredItem]:
+        """The ``n`` best columns of ``scores`` (modified in place)."""
         if banned.size:
             scores[banned] = -np.inf
         # Counting distinct banned columns costs a sort: only needed when n nears the catalogue.
-        available = (
-            scores.size if n + banned.size < scores.size else scores.size - np.unique(banned).size
-        )
+        size = scores.size
+        available = size if n + banned.size < size else size - np.unique(banned).size
         k = min(n, available)
         if k <= 0:
             return []
-        top = np.argpartition(scores, -k)[-k:] if k < scores.size else np.arange(scores.size)
+        top = np.argpartition(scores, -k)[-k:] if k < size else np.arange(size)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [
             ScoredItem(self.item_ids[c], float(s))
             for c, s in zip(top.tolist(), scores[top].tolist(), strict=True)
         ]
+
+    # -- similarity and explanations -----------------------------------------------------------
+
+    def similar_items(self, item: str, n: int) -> list[ScoredItem] | None:
+        """Items closest to ``item`` by cosine of their factors (None: unknown item)."""
+        col = self.item_index.get(item)
+        if col is None:
+            return None
+        scores = self.score(self.item_factors[col])
+        norms = self.item_norms * max(float(self.item_norms[col]), 1e-12)
+        scores /= np.maximum(norms, 1e-12)
+        return self._top(scores, n, np.array([col], dtype=np.int64))
+
+    def similar_users(self, user: str, n: int) -> list[ScoredItem] | None:
+        """Users closest to ``user`` by cosine of their factors (None: unknown user)."""
+        row = self.user_index.get(user)
+        if row is None:
+            return None
+        if self._user_norms is None:
+            self._user_norms = np.linalg.norm(self.user_factors, axis=1).astype(np.float32)
+        norms = self._user_norms * max(float(self._user_norms[row]), 1e-12)
+        scores = np.asarray(self.user_factors @ self.user_factors[row], dtype=np.float32)
+        scores /= np.maximum(norms, 1e-12)
+        scores[row] = -np.inf
+        k = min(n, self.n_users - 1)
+        if k <= 0:
+            return []
+        top = np.argpartition(scores, -k)[-k:]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [ScoredItem(self.user_ids[r], float(scores[r])) for r in top.tolist()]
+
+    def explain(
+        self, user: str, item: str, n: int, *, fresh: Sequence[tuple[str, float]] = ()
+    ) -> tuple[float, list[Contribution]] | None:
+        """Which of the user's items contributed most to ``item``'s score, as in implicit's
+        ``explain``: score = Σ_j c_j · y_itemᵀ A⁻¹ y_j, with A the user's normal-equation matrix.
+
+        Returns (score, top-n contributions), or None when the item or the user's history is
+        unknown.
+        """
+        col = self.item_index.get(item)
+        cols, weights = self._history(user, fresh)
+        if col is None or cols.size == 0:
+            return None
+        a, _ = self._system(cols, weights)
+        y = np.asarray(self.item_factors[cols], dtype=np.float64)
+        target = scipy.linalg.solve(
+            a, np.asarray(self.item_factors[col], np.float64), assume_a="pos"
+        )
+        contributions = self.alpha * weights.astype(np.float64) * (y @ target)
+        order = np.argsort(-contributions, kind="stable")[:n]
+        top = [
+            Contribution(self.item_ids[cols[k]], float(contributions[k])) for k in order.tolist()
+        ]
+        return float(contributions.sum()), top

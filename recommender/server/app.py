@@ -1,17 +1,37 @@
-"""The aiohttp application: state, middleware, routes, background watcher."""
+"""The aiohttp application: state, middleware, routes, background tasks; and running it."""
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import logging
+import multiprocessing
+import os
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from ..blas import limit_blas_threads
+from ..catalog import Catalog
+from ..fresh import FreshEvents
+from .batching import ScoreBatcher
+from .follower import Follower
+from .ingest import Ingest
 from .metrics import ServerMetrics
 from .routes import routes
-from .state import CONFIG, HOLDER, METRICS, ModelHolder, ServerConfig
+from .state import (
+    BATCHER,
+    CATALOG,
+    CONFIG,
+    FRESH,
+    HOLDER,
+    INGEST,
+    METRICS,
+    ModelHolder,
+    ServerConfig,
+)
 from .validation import json_error
 from .watcher import snapshot_watcher
 
@@ -21,51 +41,153 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Routes that never need a token (liveness and readiness probes of load balancers).
+OPEN_ROUTES = frozenset({"/health", "/ready"})
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Time and count every request; turn every error into a JSON body."""
     started = time.perf_counter()
-    route = "unmatched"
-    resource = request.match_info.route.resource
-    if resource is not None:
-        route = resource.canonical
+    route = _route_of(request)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
-            response = exc
+            response = web.Response(
+                status=exc.status, text=exc.text, content_type="application/json"
+            )
         else:
             response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("error answering %s %s", request.method, request.path_qs)
         response = json_error(500, "internal_error", "the server failed to answer; see its log")
     metrics = request.app[METRICS]
     metrics.requests.labels(route, str(response.status)).inc()
     metrics.latency.labels(route).observe(time.perf_counter() - started)
-    if isinstance(response, web.HTTPException):
-        response = web.Response(
-            status=response.status, text=response.text, content_type="application/json"
-        )
     return response
 
 
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token for writes, and for reads with --require-token-for-reads."""
+    config = request.app[CONFIG]
+    token = config.api_token
+    needed = token is not None and (
+        request.method not in ("GET", "HEAD")
+        or (config.require_token_for_reads and _route_of(request) not in OPEN_ROUTES)
+    )
+    if needed:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            response = json_error(401, "unauthorized", "send Authorization: Bearer <token>")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+    return await handler(request)
+
+
+async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the Kafka follower thread and the ingest producer, when configured."""
+    config = app[CONFIG]
+    follower = None
+    if config.kafka is not None:
+        holder = app[HOLDER]
+        follower = Follower(
+            kafka=config.kafka,
+            topic=config.topic,
+            items_topic=config.items_topic,
+            fresh=app[FRESH],
+            catalog=app[CATALOG],
+            current_model=lambda: holder.model,
+            metrics=app[METRICS],
+        )
+        follower.start()
+        if config.enable_ingest:
+            app[INGEST] = Ingest(config.kafka, config.topic)
+    yield
+    if follower is not None:
+        follower.stop()
+    ingest = app.get(INGEST)
+    if isinstance(ingest, Ingest):
+        ingest.close()
+
+
 def create_app(config: ServerConfig) -> web.Application:
-    """Build the application for ``config`` (the watcher starts with the app)."""
-    app = web.Application(middlewares=[observe])
+    """Build the application for ``config`` (background tasks start with the app)."""
+    # Long id lists, percent-encoded, can exceed aiohttp's default 8 KiB request line.
+    app = web.Application(middlewares=[observe, authorize], handler_args={"max_line_size": 131_072})
     holder = ModelHolder()
+    fresh = FreshEvents(max_users=config.max_fresh_users, max_per_user=config.max_fresh_per_user)
+    catalog = Catalog()
     app[CONFIG] = config
     app[HOLDER] = holder
-    app[METRICS] = ServerMetrics(holder)
+    app[FRESH] = fresh
+    app[CATALOG] = catalog
+    app[BATCHER] = ScoreBatcher()
+    app[METRICS] = ServerMetrics(holder, fresh, catalog)
+    app[INGEST] = None
+
+    def drop_covered(model: object) -> None:
+        dropped = fresh.drop_covered(holder.model.positions if holder.model else {})
+        if dropped:
+            log.info("the new snapshot covers %d fresh events: dropped them", dropped)
+
+    holder.on_swap.append(drop_covered)
     app.add_routes(routes)
     app.cleanup_ctx.append(snapshot_watcher)
+    app.cleanup_ctx.append(kafka_clients)
     return app
 
 
-def run_server(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM (aiohttp's runner handles both and exits cleanly)."""
-    limit_blas_threads()  # see recommender.blas: one thread serves faster here
-    log.info(
-        "serving on http://%s:%d, snapshots from %s", config.host, config.port, config.model_dir
+def _serve_one(config: ServerConfig, reuse_port: bool) -> None:
+    limit_blas_threads()  # see recommender.blas: one BLAS thread serves faster here
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=None,
+        reuse_port=reuse_port,
     )
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None, access_log=None)
+
+
+def run_server(config: ServerConfig) -> None:
+    """Serve until SIGINT/SIGTERM. With ``workers`` > 1, pre-fork that many processes sharing
+    the port (SO_REUSEPORT: the kernel spreads connections); each hot-swaps on its own, and the
+    memory-mapped snapshot arrays are shared between them through the page cache."""
+    log.info(
+        "serving on http://%s:%d with %d worker(s), snapshots from %s",
+        config.host,
+        config.port,
+        config.workers,
+        config.model_dir,
+    )
+    if config.workers <= 1:
+        _serve_one(config, reuse_port=False)
+        return
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_serve_one, args=(config, True), name=f"server-{k}")
+        for k in range(config.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, frame: object) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..fresh import FreshEvents
     from .state import ModelHolder
 
 __all__ = ["ServerMetrics"]
@@ -18,7 +20,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class ServerMetrics:
     """All the server's metrics, in a registry of their own (several apps can share a process)."""
 
-    def __init__(self, holder: ModelHolder) -> None:
+    def __init__(self, holder: ModelHolder, fresh: FreshEvents, catalog: Catalog) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "recommender_http_requests",
@@ -76,6 +78,41 @@ class ServerMetrics:
         users.set_function(lambda: holder.model.n_users if holder.model else 0)
         items = Gauge("recommender_model_items", "Items in the serving model.", registry=registry)
         items.set_function(lambda: holder.model.n_items if holder.model else 0)
+
+        fresh_users = Gauge(
+            "recommender_fresh_users",
+            "Users with events newer than the serving snapshot (held for fold-in).",
+            registry=registry,
+        )
+        fresh_users.set_function(lambda: fresh.stats().users)
+        fresh_events = Gauge(
+            "recommender_fresh_events",
+            "Events newer than the serving snapshot held for fold-in.",
+            registry=registry,
+        )
+        fresh_events.set_function(lambda: fresh.stats().events)
+        evicted = Gauge(
+            "recommender_fresh_evicted_users",
+            "Users whose fresh events were dropped by the LRU bound (since start).",
+            registry=registry,
+        )
+        evicted.set_function(lambda: fresh.stats().evicted_users)
+        catalog_items = Gauge(
+            "recommender_catalog_items", "Items with metadata in the catalogue.", registry=registry
+        )
+        catalog_items.set_function(lambda: len(catalog))
+        self.followed = Counter(
+            "recommender_followed_events",
+            "Events read from the interactions topic by the server, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.ingested = Counter(
+            "recommender_ingested_events",
+            "Events received on POST /interactions, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,13 +1,27 @@
-"""HTTP handlers."""
+"""HTTP handlers. Every parameter is validated (400 names it); every answer is JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from aiohttp import web
 
-from ..model import Answer, RecommenderModel
+from ..model import Answer, Query, RecommenderModel, ScoredItem
+from .ingest import MAX_EVENTS_PER_REQUEST, BodyError, Ingest, decode_body
+from .openapi import openapi_document
 from .page import INDEX_HTML
-from .state import CONFIG, HOLDER, METRICS
-from .validation import bool_param, id_list_param, id_param, int_param, json_error
+from .state import BATCHER, CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
+from .validation import (
+    bad_parameter,
+    bool_param,
+    check_id,
+    id_list_param,
+    id_param,
+    int_param,
+    json_error,
+    text_param,
+)
 
 __all__ = ["routes"]
 
@@ -25,32 +39,87 @@ def _model_or_503(request: web.Request) -> RecommenderModel:
     return model
 
 
-def _count(request: web.Request, answer: Answer) -> None:
+def _not_found(what: str, value: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(
+        text=json_error(404, f"unknown_{what}", f"the model does not know {what} {value!r}").text,
+        content_type="application/json",
+    )
+
+
+def _n(request: web.Request) -> int:
+    config = request.app[CONFIG]
+    return int_param(request, "n", default=config.default_n, minimum=1, maximum=config.max_n)
+
+
+def _offset(request: web.Request) -> int:
+    return int_param(request, "offset", default=0, minimum=0, maximum=request.app[CONFIG].max_n)
+
+
+def _items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[str, Any]]:
+    catalog = request.app[CATALOG]
+    out = []
+    for scored in items:
+        entry: dict[str, Any] = {"item": scored.item, "score": scored.score}
+        metadata = catalog.get(scored.item)
+        if metadata is not None:
+            entry["metadata"] = metadata
+        out.append(entry)
+    return out
+
+
+async def _answer(request: web.Request, model: RecommenderModel, query: Query) -> Answer:
+    """Score (batched with concurrent requests) and pick the top items of a query."""
+    config = request.app[CONFIG]
+    allowed = None
+    if config.catalog_only:
+        allowed = request.app[CATALOG].allowed_columns(model.version, model.item_index)
+    scores = None
+    if query.vector is not None:
+        scores = await request.app[BATCHER].score(model, query.vector)
+    answer = model.answer(query, scores, allowed=allowed)
     metrics = request.app[METRICS]
     metrics.answers.labels(answer.source).inc()
     if answer.fallback:
         metrics.fallbacks.inc()
+    return answer
 
 
 @routes.get("/recommend")
 async def recommend(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    user = id_param(request, "user")
-    n = int_param(request, "n", default=config.default_n, minimum=1, maximum=config.max_n)
-    filter_seen = bool_param(request, "filter_seen", default=True)
+    """Top-n for a user (``user=``) or for an anonymous list of items (``items=``)."""
+    has_user, has_items = "user" in request.query, "items" in request.query
+    if has_user == has_items:
+        bad_parameter("user", "give exactly one of user= or items=")
+    n, offset = _n(request), _offset(request)
     exclude = id_list_param(request, "exclude")
-    model = _model_or_503(request)
-    answer = model.recommend(user, n, filter_seen=filter_seen, exclude=exclude)
-    _count(request, answer)
-    return web.json_response(
+    filter_seen = bool_param(request, "filter_seen", default=True)
+    body: dict[str, Any]
+    if has_user:
+        user = id_param(request, "user")
+        model = _model_or_503(request)
+        fresh = request.app[FRESH].events(user)
+        query = model.query_for_user(
+            user, n, filter_seen=filter_seen, exclude=exclude, offset=offset, fresh=fresh
+        )
+        body = {"user": user, "fresh_events": len(fresh)}
+    else:
+        items = id_list_param(request, "items")
+        if not items:
+            bad_parameter("items", "must list at least one item")
+        model = _model_or_503(request)
+        query = model.query_for_items(items, n, exclude=exclude, offset=offset)
+        body = {"items_given": items}
+    answer = await _answer(request, model, query)
+    body.update(
         {
-            "user": user,
-            "items": [{"item": s.item, "score": s.score} for s in answer.items],
+            "items": _items_json(request, answer.items),
             "source": answer.source,
             "fallback": answer.fallback,
+            "offset": offset,
             "model_version": model.version,
         }
     )
+    return web.json_response(body)
 
 
 @routes.get("/")
@@ -64,9 +133,137 @@ async def index(request: web.Request) -> web.StreamResponse:
         request, "recommendationsNumber", default=config.default_n, minimum=1, maximum=config.max_n
     )
     model = _model_or_503(request)
-    answer = model.recommend(user, n)
-    _count(request, answer)
+    query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
+    answer = await _answer(request, model, query)
     return web.json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
+
+
+@routes.get("/similar")
+async def similar(request: web.Request) -> web.Response:
+    item, n = id_param(request, "item"), _n(request)
+    model = _model_or_503(request)
+    found = model.similar_items(item, n)
+    if found is None:
+        raise _not_found("item", item)
+    return web.json_response(
+        {"item": item, "items": _items_json(request, found), "model_version": model.version}
+    )
+
+
+@routes.get("/similar-users")
+async def similar_users(request: web.Request) -> web.Response:
+    user, n = id_param(request, "user"), _n(request)
+    model = _model_or_503(request)
+    found = model.similar_users(user, n)
+    if found is None:
+        raise _not_found("user", user)
+    return web.json_response(
+        {
+            "user": user,
+            "users": [{"user": s.item, "score": s.score} for s in found],
+            "model_version": model.version,
+        }
+    )
+
+
+@routes.get("/popular")
+async def popular(request: web.Request) -> web.Response:
+    n, offset = _n(request), _offset(request)
+    model = _model_or_503(request)
+    items = model.popular(n, offset=offset)
+    return web.json_response(
+        {"items": _items_json(request, items), "offset": offset, "model_version": model.version}
+    )
+
+
+@routes.get("/because")
+async def because(request: web.Request) -> web.Response:
+    user, item, n = id_param(request, "user"), id_param(request, "item"), _n(request)
+    model = _model_or_503(request)
+    explained = model.explain(user, item, n, fresh=request.app[FRESH].events(user))
+    if explained is None:
+        if item not in model.item_index:
+            raise _not_found("item", item)
+        raise _not_found("user", user)
+    score, contributions = explained
+    catalog = request.app[CATALOG]
+    return web.json_response(
+        {
+            "user": user,
+            "item": item,
+            "score": score,
+            "because": [
+                {
+                    "item": c.item,
+                    "contribution": c.contribution,
+                    **({"metadata": m} if (m := catalog.get(c.item)) else {}),
+                }
+                for c in contributions
+            ],
+            "model_version": model.version,
+        }
+    )
+
+
+@routes.get("/users/{user}/items")
+async def user_items(request: web.Request) -> web.Response:
+    user = check_id("user", request.match_info["user"])
+    model = _model_or_503(request)
+    window = [{"item": i, "weight": w} for i, w in model.seen_items(user)]
+    fresh = [{"item": i, "weight": w} for i, w in request.app[FRESH].events(user)]
+    return web.json_response(
+        {
+            "user": user,
+            "known_to_model": model.knows_user(user),
+            "window": window,
+            "fresh": fresh,
+            "model_version": model.version,
+        }
+    )
+
+
+@routes.get("/items")
+async def search_items(request: web.Request) -> web.Response:
+    q = text_param(request, "q", max_length=200)
+    n = _n(request)
+    catalog = request.app[CATALOG]
+    return web.json_response({"q": q, "items": catalog.search(q, n), "catalog_size": len(catalog)})
+
+
+@routes.post("/interactions")
+async def post_interactions(request: web.Request) -> web.Response:
+    ingest = request.app.get(INGEST)
+    if not isinstance(ingest, Ingest):
+        return json_error(
+            403,
+            "ingest_disabled",
+            "POST /interactions is off; start the server with --enable-ingest",
+        )
+    body = await request.read()
+    try:
+        entries = decode_body(request.content_type, body)
+    except BodyError as exc:
+        return json_error(400, "bad_body", str(exc))
+    if len(entries) > MAX_EVENTS_PER_REQUEST:
+        return json_error(413, "too_many_events", f"at most {MAX_EVENTS_PER_REQUEST} a request")
+    if not entries:
+        return json_error(400, "bad_body", "no events in the body")
+    try:
+        result = await ingest.submit(entries)
+    except (TimeoutError, RuntimeError, BufferError) as exc:
+        return json_error(503, "kafka_unavailable", f"events were not delivered to Kafka: {exc}")
+    metrics = request.app[METRICS]
+    metrics.ingested.labels("accepted").inc(result.accepted)
+    metrics.ingested.labels("rejected").inc(len(result.rejected))
+    # 200 once the body is processed, even if every event was rejected: the body says which
+    # and why, so a batch with some bad events is not retried whole.
+    return web.json_response(
+        {
+            "accepted": result.accepted,
+            "rejected": len(result.rejected),
+            "errors": result.rejected[:100],
+        }
+    )
 
 
 @routes.get("/health")
@@ -86,12 +283,16 @@ async def ready(request: web.Request) -> web.Response:
 async def model_info(request: web.Request) -> web.Response:
     model = _model_or_503(request)
     holder = request.app[HOLDER]
+    stats = request.app[FRESH].stats()
     return web.json_response(
         {
             "manifest": model.manifest,
             "loaded_at": holder.loaded_at,
             "users": model.n_users,
             "items": model.n_items,
+            "factors": model.factors,
+            "fresh": {"users": stats.users, "events": stats.events},
+            "catalog_items": len(request.app[CATALOG]),
         }
     )
 
@@ -100,3 +301,8 @@ async def model_info(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[CONFIG].max_n))

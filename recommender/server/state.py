@@ -1,25 +1,45 @@
-"""The serving model behind one reference, and the typed keys of the app's state."""
+"""Server settings, the serving model behind one reference, and the typed keys of app state."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from ..catalog import Catalog
+from ..fresh import FreshEvents
+from ..kafka import KafkaSettings
 from ..model import RecommenderModel
+from .batching import ScoreBatcher
 from .metrics import ServerMetrics
 
-__all__ = ["CONFIG", "HOLDER", "METRICS", "ModelHolder", "ServerConfig"]
+__all__ = [
+    "BATCHER",
+    "CATALOG",
+    "CONFIG",
+    "FRESH",
+    "HOLDER",
+    "INGEST",
+    "METRICS",
+    "ModelHolder",
+    "ServerConfig",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerConfig:
-    """Settings of one server process."""
+    """Settings of one server process.
+
+    With ``kafka`` set, the server follows ``topic`` for fresh events (fold-in) and, if given,
+    ``items_topic`` for the item catalogue; ``enable_ingest`` also lets clients POST events, which
+    are produced to ``topic``.
+    """
 
     model_dir: Path
     host: str = "127.0.0.1"
@@ -27,6 +47,16 @@ class ServerConfig:
     max_n: int = 1000
     default_n: int = 10
     poll_interval: float = 0.25
+    kafka: KafkaSettings | None = None
+    topic: str = "interactions"
+    items_topic: str | None = None
+    catalog_only: bool = False
+    max_fresh_users: int = 100_000
+    max_fresh_per_user: int = 200
+    enable_ingest: bool = False
+    api_token: str | None = None
+    require_token_for_reads: bool = False
+    workers: int = 1
 
 
 class ModelHolder:
@@ -36,10 +66,13 @@ class ModelHolder:
     def __init__(self) -> None:
         self.model: RecommenderModel | None = None
         self.loaded_at: float | None = None
+        self.on_swap: list[Callable[[RecommenderModel], None]] = []
 
     def swap(self, model: RecommenderModel) -> RecommenderModel | None:
         old, self.model = self.model, model
         self.loaded_at = time.time()
+        for hook in self.on_swap:
+            hook(model)
         return old
 
 
@@ -47,3 +80,7 @@ class ModelHolder:
 CONFIG = web.AppKey("config", ServerConfig)
 HOLDER = web.AppKey("holder", ModelHolder)
 METRICS = web.AppKey("metrics", ServerMetrics)
+BATCHER = web.AppKey("batcher", ScoreBatcher)
+FRESH = web.AppKey("fresh", FreshEvents)
+CATALOG = web.AppKey("catalog", Catalog)
+INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import NoReturn
 
 from aiohttp import web
 
-from ..events import DEFAULT_MAX_ID_BYTES
-
-__all__ = ["bad_parameter", "bool_param", "id_list_param", "id_param", "int_param", "json_error"]
+__all__ = [
+    "bad_parameter",
+    "bool_param",
+    "check_id",
+    "id_list_param",
+    "id_param",
+    "int_param",
+    "json_error",
+    "text_param",
+]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-MAX_LIST_IDS = 1000
+MAX_LIST_IDS = 1000  # a 2,000-character list holds at most 1,000 ids
+MAX_LIST_CHARS = 2000
+MAX_ID_CHARS = 256
+_FORBIDDEN = re.compile(r"[:,\x00-\x1f\x7f]")
 
 
 def json_error(status: int, error: str, message: str, **extra: object) -> web.Response:
@@ -33,11 +44,14 @@ def _single(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _check_id(name: str, value: str) -> str:
+def check_id(name: str, value: str) -> str:
+    """Ids follow the event rules: 1 to 256 characters, no ':' and no control characters."""
     if not value:
         bad_parameter(name, "must not be empty")
-    if len(value.encode("utf-8")) > DEFAULT_MAX_ID_BYTES:
-        bad_parameter(name, f"longer than {DEFAULT_MAX_ID_BYTES} bytes")
+    if len(value) > MAX_ID_CHARS:
+        bad_parameter(name, f"longer than {MAX_ID_CHARS} characters")
+    if _FORBIDDEN.search(value):
+        bad_parameter(name, "ids never contain ':', ',' or control characters")
     return value
 
 
@@ -46,7 +60,7 @@ def id_param(request: web.Request, name: str) -> str:
     value = _single(request, name)
     if value is None:
         bad_parameter(name, "is required")
-    return _check_id(name, value)
+    return check_id(name, value)
 
 
 def id_list_param(request: web.Request, name: str) -> list[str]:
@@ -54,10 +68,12 @@ def id_list_param(request: web.Request, name: str) -> list[str]:
     value = _single(request, name)
     if value is None or value == "":
         return []
+    if len(value) > MAX_LIST_CHARS:
+        bad_parameter(name, f"at most {MAX_LIST_CHARS} characters")
     ids = value.split(",")
     if len(ids) > MAX_LIST_IDS:
         bad_parameter(name, f"at most {MAX_LIST_IDS} ids")
-    return [_check_id(name, i) for i in ids]
+    return [check_id(name, i) for i in ids]
 
 
 def int_param(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
@@ -82,3 +98,15 @@ def bool_param(request: web.Request, name: str, *, default: bool) -> bool:
     if value.lower() in _FALSE:
         return False
     bad_parameter(name, f"must be true or false, got {value!r}")
+
+
+def text_param(request: web.Request, name: str, *, max_length: int) -> str:
+    """A required, non-empty free-text parameter."""
+    value = _single(request, name)
+    if value is None:
+        bad_parameter(name, "is required")
+    if not value:
+        bad_parameter(name, "must not be empty")
+    if len(value) > max_length:
+        bad_parameter(name, f"at most {max_length} characters")
+    return value

@@ -40,6 +40,8 @@ def test_each_kind_of_malformed_event_is_rejected_with_its_reason():
         b"u:i:-2": "bad_weight",
         b"u:i:nan": "bad_weight",
         b"u:i:inf": "bad_weight",
+        b"u:i:1e-300": "bad_weight",
+        b"u:i:1e31": "bad_weight",
     }
     values = [b"good:one", *cases, b"good:two"]
     batch = parse_values(values)
@@ -65,7 +67,7 @@ ids = st.text(
     min_size=1,
     max_size=20,
 )
-weights = st.one_of(st.none(), st.floats(min_value=1e-6, max_value=1e6, allow_nan=False))
+weights = st.one_of(st.none(), st.floats(min_value=1e-30, max_value=1e30, allow_nan=False))
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,5 +1,6 @@
 """Scoring a loaded snapshot: personalised answers, filtering, popularity fallback."""
 
+import numpy as np
 import pytest
 
 from recommender.model import RecommenderModel
@@ -21,7 +22,7 @@ def test_known_user_gets_the_item_their_block_has_and_they_lack(model):
 
 
 def test_seen_items_are_filtered_unless_asked_not_to(model):
-    seen = set(model.seen_items("g0u2"))
+    seen = {item for item, _ in model.seen_items("g0u2")}
     assert len(seen) == 9
     filtered = [s.item for s in model.recommend("g0u2", 20).items]
     assert not seen & set(filtered) and len(filtered) == 20 - 9
@@ -47,3 +48,73 @@ def test_unknown_user_falls_back_to_the_most_popular(model):
 def test_asking_for_more_than_exists_returns_what_there_is(model):
     assert len(model.recommend("g0u1", 1000, filter_seen=False).items) == model.n_items
     assert len(model.popular(1000)) == model.n_items
+
+
+def test_paging_with_offset_continues_the_same_ranking(model):
+    whole = [s.item for s in model.recommend("g0u2", 8, filter_seen=False).items]
+    page2 = [s.item for s in model.recommend("g0u2", 4, filter_seen=False, offset=4).items]
+    assert page2 == whole[4:8]
+    assert [s.item for s in model.popular(2, offset=1)] == [s.item for s in model.popular(3)][1:]
+
+
+def test_fold_in_of_a_known_users_window_reproduces_their_ranking(model):
+    row = model.user_index["g1u4"]
+    cols, weights = model._history("g1u4", ())
+    folded = model.fold_in(cols, weights)
+    trained = model.user_factors[row]
+    rank_folded = np.argsort(-model.score(folded))[:10]
+    rank_trained = np.argsort(-model.score(trained))[:10]
+    assert set(rank_folded.tolist()) == set(rank_trained.tolist())
+
+
+def test_a_new_user_with_fresh_events_is_personalised_by_fold_in(model):
+    fresh = [("g1i0", 1.0), ("g1i1", 1.0), ("g1i2", 1.0)]
+    answer = model.recommend("brand-new", 5, fresh=fresh)
+    assert answer.source == "fold-in"
+    items = [s.item for s in answer.items]
+    assert all(i.startswith("g1i") for i in items), items
+    assert not {"g1i0", "g1i1", "g1i2"} & set(items)  # fresh events count as seen
+
+
+def test_fresh_events_of_a_known_user_are_filtered_and_unknown_items_ignored(model):
+    before = [s.item for s in model.recommend("g0u2", 3).items]
+    fresh = [(before[0], 1.0), ("item-born-after-the-snapshot", 1.0)]
+    answer = model.recommend("g0u2", 3, fresh=fresh)
+    assert answer.source == "fold-in"
+    assert before[0] not in [s.item for s in answer.items]
+
+
+def test_anonymous_session_from_a_list_of_items(model):
+    query = model.query_for_items(["g0i1", "g0i2", "nope"], 5)
+    answer = model.answer(query)
+    assert answer.source == "fold-in"
+    assert all(s.item.startswith("g0i") for s in answer.items)
+    assert {"g0i1", "g0i2"}.isdisjoint(s.item for s in answer.items)
+    assert model.answer(model.query_for_items(["nope"], 3)).source == "popular"
+
+
+def test_batched_scores_equal_single_scores(model):
+    vectors = model.user_factors[:5]
+    batch = model.score_many(np.asarray(vectors))
+    for k in range(5):
+        np.testing.assert_allclose(batch[k], model.score(vectors[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_similar_items_and_users_come_from_the_same_block(model):
+    similar = model.similar_items("g1i3", 5)
+    assert similar is not None and "g1i3" not in [s.item for s in similar]
+    assert all(s.item.startswith("g1i") for s in similar)
+    assert all(-1.0001 <= s.score <= 1.0001 for s in similar)
+    users = model.similar_users("g0u5", 5)
+    assert users is not None and all(s.item.startswith("g0u") and s.item != "g0u5" for s in users)
+    assert model.similar_items("nope", 3) is None and model.similar_users("nope", 3) is None
+
+
+def test_explanation_contributions_add_up_to_the_fold_in_score(model):
+    score, because = model.explain("g0u2", "g0i2", 20)
+    cols, weights = model._history("g0u2", ())
+    folded = model.fold_in(cols, weights)
+    assert score == pytest.approx(float(model.score(folded)[model.item_index["g0i2"]]), rel=1e-3)
+    assert len(because) == 9 and all(c.item.startswith("g0i") for c in because)
+    assert model.explain("g0u2", "nope", 3) is None
+    assert model.explain("stranger", "g0i2", 3) is None

@@ -137,3 +137,119 @@ async def test_metrics_count_requests_fallbacks_and_model_version(client, model_
     assert 'recommender_http_request_duration_seconds_count{route="/recommend"} 3.0' in text
     model = await (await client.get("/model")).json()
     assert model["manifest"]["version"] == 4 and model["users"] == 40
+
+
+@pytest.fixture
+async def make_client(aiohttp_client, model_dir):
+    async def make(**overrides):
+        publish_window(model_dir, 1, block_events())
+        config = ServerConfig(model_dir=model_dir, poll_interval=0.05, **overrides)
+        client = await aiohttp_client(create_app(config))
+        await wait_for_version(client, 1)
+        return client
+
+    return make
+
+
+def add_fresh(client, events):
+    import numpy as np
+
+    from recommender.events import format_event, parse_values
+    from recommender.server.state import FRESH
+
+    batch = parse_values([format_event(*e) for e in events])
+    n = len(batch)
+    offsets = np.arange(10_000, 10_000 + n, dtype=np.int64)
+    client.app[FRESH].add(batch, np.zeros(n, np.int64), offsets)
+
+
+async def test_fresh_events_fold_a_new_user_in(make_client):
+    client = await make_client()
+    add_fresh(client, [("newbie", "g1i0"), ("newbie", "g1i1"), ("newbie", "g1i2")])
+    body = await (await client.get("/recommend", params={"user": "newbie", "n": "4"})).json()
+    assert body["source"] == "fold-in" and body["fresh_events"] == 3
+    assert all(i["item"].startswith("g1i") for i in body["items"])
+    assert {"g1i0", "g1i1", "g1i2"}.isdisjoint(i["item"] for i in body["items"])
+    known = await (await client.get("/users/newbie/items")).json()
+    assert known["known_to_model"] is False and len(known["fresh"]) == 3
+
+
+async def test_anonymous_items_and_parameter_rules(make_client):
+    client = await make_client()
+    body = await (await client.get("/recommend", params={"items": "g0i1,g0i2", "n": "3"})).json()
+    assert body["source"] == "fold-in" and all(i["item"].startswith("g0i") for i in body["items"])
+    for params in ({}, {"user": "a", "items": "b"}):
+        response = await client.get("/recommend", params=params)
+        assert response.status == 400 and (await response.json())["parameter"] == "user"
+    response = await client.get("/recommend", params={"items": "a,,b"})
+    assert response.status == 400 and (await response.json())["parameter"] == "items"
+    response = await client.get("/recommend", params={"user": "g0u1", "offset": "-1"})
+    assert response.status == 400 and (await response.json())["parameter"] == "offset"
+
+
+async def test_similar_popular_because_endpoints(make_client):
+    client = await make_client()
+    body = await (await client.get("/similar", params={"item": "g1i3", "n": "3"})).json()
+    assert len(body["items"]) == 3 and all(i["item"].startswith("g1i") for i in body["items"])
+    response = await client.get("/similar", params={"item": "nope"})
+    assert response.status == 404 and (await response.json())["error"] == "unknown_item"
+    body = await (await client.get("/similar-users", params={"user": "g0u1", "n": "2"})).json()
+    assert [u["user"][:3] for u in body["users"]] == ["g0u", "g0u"]
+    body = await (await client.get("/popular", params={"n": "2", "offset": "1"})).json()
+    assert len(body["items"]) == 2
+    body = await (await client.get("/because", params={"user": "g0u2", "item": "g0i2"})).json()
+    assert body["because"] and all(c["item"].startswith("g0i") for c in body["because"])
+    response = await client.get("/because", params={"user": "stranger", "item": "g0i2"})
+    assert response.status == 404 and (await response.json())["error"] == "unknown_user"
+
+
+async def test_catalogue_metadata_search_and_catalog_only(make_client):
+    from recommender.server.state import CATALOG
+
+    client = await make_client(catalog_only=True)
+    client.app[CATALOG].update([b'{"id": "g0i5", "title": "Five of Zero", "url": "http://x/5"}'])
+    body = await (await client.get("/recommend", params={"user": "g0u5", "n": "5"})).json()
+    assert [i["item"] for i in body["items"]] == ["g0i5"]  # the only catalogued item
+    assert body["items"][0]["metadata"]["title"] == "Five of Zero"
+    found = await (await client.get("/items", params={"q": "five"})).json()
+    assert [r["id"] for r in found["items"]] == ["g0i5"]
+    response = await client.get("/items", params={"q": ""})
+    assert response.status == 400 and (await response.json())["parameter"] == "q"
+
+
+async def test_tokens_guard_writes_and_optionally_reads(make_client):
+    client = await make_client(api_token="s3cret", require_token_for_reads=True)
+    assert (await client.get("/health")).status == 200
+    assert (await client.get("/ready")).status == 200
+    response = await client.get("/recommend", params={"user": "g0u1"})
+    assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    ok = await client.get(
+        "/recommend", params={"user": "g0u1"}, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert ok.status == 200
+    response = await client.post("/interactions", json={"user": "a", "item": "b"})
+    assert response.status == 401
+    response = await client.post(
+        "/interactions", json={"user": "a", "item": "b"}, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert response.status == 403 and (await response.json())["error"] == "ingest_disabled"
+
+
+async def test_openapi_document_lists_every_get_route(make_client):
+    client = await make_client()
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    for path in [
+        "/recommend",
+        "/similar",
+        "/similar-users",
+        "/popular",
+        "/because",
+        "/users/{user}/items",
+        "/items",
+        "/interactions",
+        "/health",
+        "/ready",
+        "/model",
+    ]:
+        assert path in doc["paths"], path

@@ -1,0 +1,135 @@
+"""``POST /interactions``: validate events exactly as the builder does and produce them to Kafka.
+
+Produce calls never block the event loop; a poller thread serves librdkafka's delivery callbacks
+and resolves one future per event, so the handler answers only once Kafka has the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+
+from ..events import format_event, parse_values
+from ..kafka import KafkaSettings
+
+__all__ = ["MAX_EVENTS_PER_REQUEST", "Ingest", "IngestResult", "decode_body"]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_REQUEST = 10_000
+
+
+class BodyError(ValueError):
+    """The request body is not one of the accepted shapes."""
+
+
+def _json_event(event: object) -> bytes | str:
+    """Wire bytes for a JSON event, or the reason it is malformed."""
+    if not isinstance(event, dict):
+        return "not_an_object"
+    user, item, weight = event.get("user"), event.get("item"), event.get("weight")
+    if not isinstance(user, str) or not isinstance(item, str):
+        return "missing_field"
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)):
+        return "bad_weight"
+    if ":" in user or ":" in item:
+        return "extra_field"
+    return format_event(user, item, None if weight is None else float(weight))
+
+
+def decode_body(content_type: str, body: bytes) -> list[bytes | str]:
+    """Events of a request body: JSON (an event, a list, or {"events": [...]}) or text lines.
+
+    Each entry is the event's wire bytes, or a reject reason for a JSON event of the wrong shape.
+    """
+    if content_type == "application/json":
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BodyError(f"the body is not valid JSON: {exc}") from exc
+        if isinstance(data, dict) and "events" in data:
+            data = data["events"]
+        events = data if isinstance(data, list) else [data]
+        return [_json_event(e) for e in events]
+    if content_type in ("text/plain", "application/octet-stream", ""):
+        return [line for line in body.split(b"\n") if line.strip(b"\r")]
+    raise BodyError(
+        f"unsupported content type {content_type!r}: use application/json or text/plain"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    rejected: list[dict[str, Any]]
+
+
+class Ingest:
+    """A Kafka producer for the interactions topic, usable from the event loop."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self.producer = kafka.producer(**{"linger.ms": 2, "acks": "all"})
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="ingest-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join(2)
+        left = self.producer.flush(5)
+        if left:
+            log.warning("%d ingested events were not delivered before shutdown", left)
+
+    async def submit(self, entries: list[bytes | str], *, timeout: float = 10.0) -> IngestResult:
+        """Validate ``entries`` (see :func:`decode_body`), produce the valid ones, await Kafka."""
+        rejected: list[dict[str, Any]] = []
+        wire: list[bytes] = []
+        positions: list[int] = []
+        for k, entry in enumerate(entries):
+            if isinstance(entry, str):
+                rejected.append({"index": k, "reason": entry})
+            else:
+                wire.append(entry)
+                positions.append(k)
+        parsed = parse_values(wire)
+        for j, index in enumerate(parsed.rejected.tolist()):
+            rejected.append({"index": positions[index], "reason": parsed.reason_of(j)})
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+
+        def delivered(future: asyncio.Future[None]):  # type: ignore[no-untyped-def]
+            def callback(error: KafkaError | None, message: Message) -> None:
+                def settle() -> None:
+                    if future.done():
+                        return
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(RuntimeError(str(error)))
+
+                loop.call_soon_threadsafe(settle)
+
+            return callback
+
+        users = parsed.users()
+        for k, index in enumerate(parsed.accepted.tolist()):
+            future: asyncio.Future[None] = loop.create_future()
+            self.producer.produce(
+                self.topic, value=wire[index], key=users[k].encode(), on_delivery=delivered(future)
+            )
+            futures.append(future)
+        if futures:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        rejected.sort(key=lambda r: r["index"])
+        return IngestResult(accepted=len(futures), rejected=rejected)
