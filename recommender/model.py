@@ -249,9 +249,12 @@ class RecommenderModel:
     def score_many(self, vectors: FloatArray) -> FloatArray:
         """Scores of every item for each row of ``vectors`` (users x items, fresh and writable).
 
-        One matrix product for a batch reads the item factors once instead of once per user.
+        One matrix product for a batch reads the item factors once instead of once per user; below
+        8 vectors, BLAS's small-matrix product is no faster than separate products (measured).
         """
-        return np.asarray(vectors @ self.item_factors.T, dtype=np.float32)
+        if len(vectors) < 8:
+            return np.stack([self.score(v) for v in vectors])
+        return np.ascontiguousarray((self.item_factors @ vectors.T).T, dtype=np.float32)
 
     def score(self, vector: FloatArray) -> FloatArray:
         """Scores of every item for one user vector (fresh and writable)."""

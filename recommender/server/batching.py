@@ -1,8 +1,9 @@
 """Score concurrent requests together: one matrix product per event-loop turn.
 
 Handlers that reach the scoring step in the same loop iteration share one ``vectors @ Yᵀ``
-product, which reads the item factors once instead of once per request (measured: about twice
-the scoring throughput at 16 concurrent requests on a 20k-item catalogue).
+product, which reads the item factors once instead of once per request (measured on a 20k x 64
+catalogue: 28 µs a user at 16 vectors against 70 µs for one; no gain below 8, where
+:meth:`~recommender.model.RecommenderModel.score_many` scores one by one).
 """
 
 from __future__ import annotations

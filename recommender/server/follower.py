@@ -106,7 +106,9 @@ class Follower:
                 if not (interactions_assigned or items_assigned):
                     self._stop.wait(0.5)
                     continue
-                messages = consumer.consume(5000, timeout=0.1)
+                # A short timeout: consume() waits for the full batch or the timeout, and every
+                # millisecond here is a millisecond of freshness.
+                messages = consumer.consume(5000, timeout=0.02)
                 if messages:
                     self._handle(messages)
         except Exception:

@@ -93,10 +93,12 @@ def test_anonymous_session_from_a_list_of_items(model):
     assert model.answer(model.query_for_items(["nope"], 3)).source == "popular"
 
 
-def test_batched_scores_equal_single_scores(model):
-    vectors = model.user_factors[:5]
-    batch = model.score_many(np.asarray(vectors))
-    for k in range(5):
+@pytest.mark.parametrize("size", [1, 5, 12])  # both the one-by-one and the matrix-product path
+def test_batched_scores_equal_single_scores(model, size):
+    vectors = np.asarray(model.user_factors[:size])
+    batch = model.score_many(vectors)
+    assert batch.shape == (size, model.n_items) and batch.flags.c_contiguous
+    for k in range(size):
         np.testing.assert_allclose(batch[k], model.score(vectors[k]), rtol=1e-5, atol=1e-6)
 
 
