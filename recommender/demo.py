@@ -29,6 +29,7 @@ __all__ = ["DemoOptions", "run_demo"]
 log = logging.getLogger(__name__)
 
 TOPIC = "interactions"
+ITEMS = "items"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,6 +110,23 @@ def run_demo(options: DemoOptions) -> int:
         servers = broker.bootstrap_servers
         create_topic(KafkaSettings(servers), TOPIC, partitions=4)
         kafka = ["--bootstrap-servers", servers]
+        print(f"publishing the {options.dataset} item catalogue to {ITEMS!r}", flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from recommender.traffic import items_main as m; m()",
+                "--dataset",
+                options.dataset,
+                "--topic",
+                ITEMS,
+                "--no-progress",
+                *kafka,
+            ],
+            check=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         children.start(
             "builder",
             [
@@ -136,6 +154,12 @@ def run_demo(options: DemoOptions) -> int:
                 str(model_dir),
                 "--port",
                 str(options.port),
+                "--topic",
+                TOPIC,
+                "--items-topic",
+                ITEMS,
+                "--enable-ingest",
+                *kafka,
             ],
         )
         producer = ["-c", "from recommender.traffic import interactions_main as m; m()"]
@@ -176,6 +200,11 @@ def run_demo(options: DemoOptions) -> int:
             f"  page:    {base}/\n"
             f"  try:     curl '{base}/recommend?user=u1&n=5'\n"
             f"           curl '{base}/?userId=u2&recommendationsNumber=3'\n"
+            f"           curl '{base}/recommend?items=i3,i11&n=5'\n"
+            f"           curl '{base}/similar?item=i3&n=5'\n"
+            f"           curl -X POST --data-binary 'me:i3' -H 'Content-Type: text/plain' "
+            f"{base}/interactions\n"
+            f"           curl '{base}/recommend?user=me&n=5'   # folded in at once\n"
             f"           curl '{base}/model'\n"
             f"           curl '{base}/metrics'\n"
             f"  kafka:   --bootstrap-servers {servers} (topic {TOPIC!r})\n"
