@@ -96,7 +96,7 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
     als = parser.add_argument_group("ALS")
     als.add_argument("--factors", type=int, default=64)
     als.add_argument("--regularization", type=float, default=0.05)
-    als.add_argument("--alpha", type=float, default=10.0, help="confidence = alpha * weight")
+    als.add_argument("--alpha", type=float, default=1.0, help="confidence = alpha * weight")
     als.add_argument("--iterations", type=int, default=15)
     als.add_argument("--seed", type=int, default=42, help="random seed of the initial factors")
     _add_kafka(parser)

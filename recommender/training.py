@@ -39,7 +39,7 @@ class AlsParams:
 
     factors: int = 64
     regularization: float = 0.05
-    alpha: float = 10.0
+    alpha: float = 1.0
     iterations: int = 15
     random_seed: int = 42
 
