@@ -1,4 +1,4 @@
-"""Real time through the real broker: fold-in of fresh events, sessions, swaps, ingest, catalogue."""
+"""Real time through the real broker: fold-in, sessions, swaps, ingest, catalogue."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def group_share(items, group):
 def test_a_new_users_clicks_personalise_their_answer_within_seconds(kafka, system):
     name, _, base, *_ = system()
     user, group = "visitor-1", 2
-    status, body = get_json(f"{base}/recommend?user={user}&n=5")
+    _, body = get_json(f"{base}/recommend?user={user}&n=5")
     assert body["source"] == "popular"
     clicks = TASTE.group_items(group)[:3]
     sent = time.monotonic()
