@@ -234,3 +234,45 @@ def test_catalogue_from_the_items_topic(kafka, system):
     assert found[0]["id"] == "i12"
     _, body = get_json(f"{base}/recommend?user=u1&n=3")
     assert all(i["metadata"]["title"].startswith("Film number") for i in body["items"])
+
+
+def test_several_workers_share_one_port_and_stop_together(daemons, tmp_path, http_port):
+    import os
+
+    from tests.unit.helpers import block_events, publish_window
+
+    model_dir = tmp_path / "model"
+    publish_window(model_dir, 1, block_events())
+    server = daemons(
+        "workers",
+        ["serve", "--model-dir", str(model_dir), "--port", str(http_port), "--workers", "2"],
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=30, what="the workers")
+    for _ in range(20):  # connections are spread over both processes; every answer is right
+        status, body = get_json(f"{base}/recommend?user=g0u1&n=1")
+        assert status == 200 and body["items"][0]["item"] == "g0i1"
+    workers = [
+        p
+        for p in os.listdir("/proc")
+        if p.isdigit() and _parent_of(int(p)) == server.proc.pid and b"spawn_main" in _cmdline(p)
+    ]
+    assert len(workers) == 2
+    assert server.stop() == 0
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}")]
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
