@@ -7,7 +7,7 @@ DATASET ?= synthetic
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean
+.PHONY: demo test test-deps lint typecheck bench venv clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recommender demo --port $(PORT) --rate $(RATE) --dataset $(DATASET)
 
-## The whole test suite: lint, types, unit and integration tests (real broker, real processes).
-test: $(STAMP)
+## Debian's Chromium for the browser test (root installs it; others are told how).
+test-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "note: the browser test needs Debian's chromium: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
+
+## The whole test suite: lint, types, unit and integration tests (real broker, real processes,
+## a real browser).
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy recommender

@@ -114,5 +114,12 @@ class ServerMetrics:
             registry=registry,
         )
 
+        # Plain totals for /status (prometheus-client keeps its values private).
+        self.totals: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Count into :attr:`totals` (the Prometheus counters are incremented by the caller)."""
+        self.totals[name] = self.totals.get(name, 0) + amount
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

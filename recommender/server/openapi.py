@@ -169,6 +169,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/status": get("Model, window, fresh events and error counts", [], "SystemStatus"),
             "/health": get("The process is alive", [], "Status"),
             "/ready": get("A model is loaded", [], "Status"),
             "/model": get("The serving snapshot's manifest", [], "ModelInfo"),
@@ -291,6 +292,15 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                     "type": "object",
                     "required": ["status"],
                     "properties": {"status": {"type": "string"}},
+                },
+                "SystemStatus": {
+                    "type": "object",
+                    "required": ["now", "model", "fresh", "followed_events", "errors"],
+                    "properties": {
+                        "model": {"type": "object"},
+                        "fresh": {"type": "object"},
+                        "errors": {"type": "object"},
+                    },
                 },
                 "ModelInfo": {
                     "type": "object",

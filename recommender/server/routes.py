@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -293,6 +294,49 @@ async def model_info(request: web.Request) -> web.Response:
             "factors": model.factors,
             "fresh": {"users": stats.users, "events": stats.events},
             "catalog_items": len(request.app[CATALOG]),
+        }
+    )
+
+
+@routes.get("/status")
+async def status(request: web.Request) -> web.Response:
+    """A summary for people and the live page: model, window, fresh events, errors."""
+    model = request.app[HOLDER].model
+    metrics = request.app[METRICS]
+    fresh = request.app[FRESH].stats()
+    totals = metrics.totals
+    summary: dict[str, Any] = {}
+    builder: dict[str, Any] = {}
+    if model is not None:
+        manifest = model.manifest
+        window = manifest.get("window", {})
+        builder = manifest.get("builder", {})
+        lo, hi = window.get("min_timestamp_ms"), window.get("max_timestamp_ms")
+        summary = {
+            "version": model.version,
+            "created_at": manifest.get("created_at"),
+            "age_seconds": time.time() - float(manifest.get("created_at", time.time())),
+            "events": window.get("events"),
+            "users": model.n_users,
+            "items": model.n_items,
+            "span_seconds": (hi - lo) / 1000 if lo is not None and hi is not None else None,
+            "training_seconds": manifest.get("training_seconds"),
+        }
+    return web.json_response(
+        {
+            "now": time.time(),
+            "model": summary,
+            "fresh": {"users": fresh.users, "events": fresh.events},
+            "following": request.app[CONFIG].kafka is not None,
+            "followed_events": totals.get("followed", 0),
+            "catalog_items": len(request.app[CATALOG]),
+            "ingest_enabled": request.app[CONFIG].enable_ingest,
+            "errors": {
+                "malformed_events": totals.get("followed_malformed", 0)
+                + sum(builder.get("rejected", {}).values()),
+                "rejected_snapshots": totals.get("swap_failures", 0),
+                "failed_retrains": builder.get("retrains_failed", 0),
+            },
         }
     )
 

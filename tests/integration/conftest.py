@@ -18,13 +18,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from confluent_kafka import Producer
 
 from recommender.broker import EmbeddedBroker, free_port
 from recommender.kafka import KafkaSettings, create_topic
+from recommender.synthetic import TasteModel
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: Hidden-taste data shared by the real-time tests.
+TASTE = TasteModel(users=200, items=80, groups=4, in_group=0.95)
 
 
 def pytest_collection_modifyitems(items):
@@ -147,3 +152,59 @@ def daemons(tmp_path) -> Iterator[Callable[[str, list[str]], Daemon]]:
 @pytest.fixture
 def http_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def system(kafka, topic, daemons, tmp_path, http_port):
+    """Builder (count retrains only) + a real-time server on a topic with a trained model.
+
+    ``system(retrain_every=..., server_args=[...])`` returns
+    (topic, items topic, base URL, model dir, builder, server).
+    """
+
+    def start(*, retrain_every="4000", server_args=()):
+        name = topic(2)
+        items_topic = topic(1, prefix="items")
+        produce(kafka, name, TASTE.values(*TASTE.sample(4000, np.random.default_rng(7))))
+        model_dir = tmp_path / "model"
+        kafka_args = ["--bootstrap-servers", kafka.bootstrap_servers]
+        builder = daemons(
+            "builder",
+            [
+                "build",
+                name,
+                retrain_every,
+                "100000",
+                "-b",
+                "--factors",
+                "8",
+                "--iterations",
+                "10",
+                "--model-dir",
+                str(model_dir),
+                *kafka_args,
+            ],
+        )
+        server = daemons(
+            "server",
+            [
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                str(http_port),
+                "--topic",
+                name,
+                "--items-topic",
+                items_topic,
+                "--poll-interval",
+                "0.1",
+                *server_args,
+                *kafka_args,
+            ],
+        )
+        base = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=60, what="a model")
+        return name, items_topic, base, model_dir, builder, server
+
+    return start

@@ -7,67 +7,11 @@ import time
 import urllib.request
 
 import numpy as np
-import pytest
 
 from recommender.events import format_event
 from recommender.snapshot import latest_snapshot_dir, read_manifest
-from recommender.synthetic import TasteModel
 
-from .conftest import get_json, produce, wait_until
-
-TASTE = TasteModel(users=200, items=80, groups=4, in_group=0.95)
-
-
-@pytest.fixture
-def system(kafka, topic, daemons, tmp_path, http_port):
-    """Builder (count retrains only) + a real-time server on a topic with a trained model."""
-
-    def start(*, retrain_every="4000", server_args=()):
-        name = topic(2)
-        items_topic = topic(1, prefix="items")
-        produce(kafka, name, TASTE.values(*TASTE.sample(4000, np.random.default_rng(7))))
-        model_dir = tmp_path / "model"
-        kafka_args = ["--bootstrap-servers", kafka.bootstrap_servers]
-        builder = daemons(
-            "builder",
-            [
-                "build",
-                name,
-                retrain_every,
-                "100000",
-                "-b",
-                "--factors",
-                "8",
-                "--iterations",
-                "10",
-                "--model-dir",
-                str(model_dir),
-                *kafka_args,
-            ],
-        )
-        server = daemons(
-            "server",
-            [
-                "serve",
-                "--model-dir",
-                str(model_dir),
-                "--port",
-                str(http_port),
-                "--topic",
-                name,
-                "--items-topic",
-                items_topic,
-                "--poll-interval",
-                "0.1",
-                *server_args,
-                *kafka_args,
-            ],
-        )
-        base = f"http://127.0.0.1:{http_port}"
-        wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=60, what="a model")
-        return name, items_topic, base, model_dir, builder, server
-
-    return start
+from .conftest import TASTE, get_json, produce, wait_until
 
 
 def group_share(items, group):

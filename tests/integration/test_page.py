@@ -1,0 +1,100 @@
+"""The live page in a real browser (Debian's Chromium driven by Playwright) against the real
+broker, builder and server: search, click three items of one taste group as a new user, and see
+the recommendations turn to that group without reloading."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, TASTE, produce
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser test: .ci/run installs Debian's chromium")
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
+    )
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def browser_page():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def groups_shown(page) -> list[int]:
+    return [
+        TASTE.item_group(i)
+        for i in page.eval_on_selector_all("#recs li", "nodes => nodes.map(n => n.dataset.item)")
+    ]
+
+
+def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, system, browser_page):
+    _, items_topic, base, *_ = system(server_args=["--enable-ingest"])
+    records = [
+        {
+            "id": TASTE.item_id(k),
+            "title": f"Item {k} of taste group {k % TASTE.groups}",
+            "url": f"https://example.org/items/{k}",
+        }
+        for k in range(TASTE.items)
+    ]
+    produce(kafka, items_topic, [json.dumps(r).encode() for r in records], keyed=False)
+    page = browser_page
+    page.goto(base + "/")
+    page.wait_for_selector("#ready:has-text('serving')", timeout=20_000)
+    page.get_by_role("button", name="New anonymous user").click()
+    page.wait_for_selector("#source:has-text('popular')", timeout=10_000)
+
+    group = 2
+    page.get_by_label("Title").fill(f"taste group {group}")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("#results li", timeout=10_000)
+    found = page.eval_on_selector_all("#results li", "nodes => nodes.map(n => n.dataset.item)")
+    assert found and all(TASTE.item_group(i) == group for i in found)
+    for clicks, item in enumerate(found[:3], start=1):
+        page.get_by_role("button", name=f"I like {item}", exact=True).first.click()
+        # No reload: the page itself shows the click once it came back through Kafka.
+        page.wait_for_selector(f"#rec-meta:has-text('{clicks} fresh event')", timeout=5_000)
+
+    page.wait_for_selector("#source:has-text('fold-in')", timeout=10_000)
+    shown = groups_shown(page)
+    assert len(shown) == 10
+    assert sum(g == group for g in shown) >= 8, shown
+    status = page.inner_text("#status")
+    assert "model" in status and "v" in status
+    page.wait_for_selector("#status:has-text('/ 3 fresh')", timeout=5_000)  # status panel too
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-after-three-clicks.png"), full_page=True)
+
+    # Readable on a phone-sized screen: nothing wider than the viewport.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=False)
