@@ -420,7 +420,8 @@ class ModelBuilder:
             },
             "params": self.config.params.to_dict(),
             "training_seconds": round(factors.seconds, 4),
-            "builder": job.stats,
+            # Counters as of this retrain's start, this publication included.
+            "builder": {**job.stats, "retrains_published": self.stats.retrains_published + 1},
         }
         try:
             path = publish_snapshot(

@@ -233,6 +233,20 @@ def run_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_status(args: argparse.Namespace) -> int:
+    from .status import render_status
+
+    wants_kafka = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    print(
+        render_status(
+            args.model_dir,
+            kafka=_kafka_settings(args) if wants_kafka else None,
+            server=args.server,
+        )
+    )
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions
     from .demo import run_demo as demo
@@ -269,6 +283,15 @@ def make_parser() -> argparse.ArgumentParser:
     broker.add_argument("--host", default="127.0.0.1")
     _add_common(broker)
     broker.set_defaults(run=run_broker)
+
+    status = commands.add_parser(
+        "status", help="the newest snapshot, the builder's counters and lag, the server's state"
+    )
+    status.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    status.add_argument("--server", help="a server's base URL, e.g. http://127.0.0.1:8000")
+    _add_kafka(status)
+    _add_common(status)
+    status.set_defaults(run=run_status)
 
     demo = commands.add_parser("demo", help="broker + builder + server + synthetic traffic")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")

@@ -134,7 +134,10 @@ def topic_partitions(
     info = metadata.topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
         reason = info.error if info is not None and info.error is not None else "no partitions"
-        raise TopicMissing(f"topic {topic!r} is not available ({reason})")
+        raise TopicMissing(
+            f"topic {topic!r} is not available ({reason}): check its name, or create it first "
+            "(kafka-topics.sh --create, or by producing to it where auto-creation is on)"
+        )
     return sorted(info.partitions)
 
 

@@ -220,3 +220,82 @@ def _cmdline(pid: str) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def test_status_command_reports_snapshot_lag_and_server(kafka, system, daemons, tmp_path):
+    _, _, base, model_dir, *_ = system()
+    report = daemons(
+        "status",
+        [
+            "status",
+            "--model-dir",
+            str(model_dir),
+            "--server",
+            base,
+            "--bootstrap-servers",
+            kafka.bootstrap_servers,
+        ],
+    )
+    assert report.proc.wait(30) == 0, report.output()
+    text = report.output()
+    assert "Window       4,000 events" in text
+    assert "serving v1" in text
+    assert "partition" in text and "lag" in text
+    rows = [line.split() for line in text.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 2 and all(row[-1] == "0" for row in rows), text  # caught up: no lag
+    assert sum(int(row[3].replace(",", "")) for row in rows) == 4000  # end offsets: exact
+    empty = daemons("status-empty", ["status", "--model-dir", str(tmp_path / "nothing")])
+    assert empty.proc.wait(30) == 2
+    assert "no snapshot" in empty.output() and "is the builder running" in empty.output()
+
+
+def test_common_mistakes_get_messages_that_say_what_to_do(kafka, daemons, tmp_path):
+    missing = daemons(
+        "missing",
+        [
+            "build",
+            "no-such-topic-here",
+            "10",
+            "100",
+            "--model-dir",
+            str(tmp_path / "m1"),
+            "--bootstrap-servers",
+            kafka.bootstrap_servers,
+        ],
+    )
+    assert missing.proc.wait(60) == 2
+    assert "no-such-topic-here" in missing.output() and "create it" in missing.output()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    unwritable = daemons(
+        "unwritable",
+        [
+            "build",
+            "t",
+            "10",
+            "100",
+            "--model-dir",
+            str(blocker),
+            "--bootstrap-servers",
+            kafka.bootstrap_servers,
+        ],
+    )
+    assert unwritable.proc.wait(60) == 2
+    assert "not writable" in unwritable.output()
+    from recommender.broker import free_port
+
+    down = daemons(
+        "down",
+        [
+            "build",
+            "t",
+            "10",
+            "100",
+            "--model-dir",
+            str(tmp_path / "m2"),
+            "--bootstrap-servers",
+            f"127.0.0.1:{free_port()}",
+        ],
+    )
+    assert down.proc.wait(60) == 2
+    assert "is the broker reachable" in down.output()
