@@ -220,7 +220,7 @@ def bench_train(sizes: list[int], repeats: int) -> None:
         window = window_of(size)
         csr_s, _ = median_of(window.matrix, repeats)
         matrix = window.matrix()
-        fit_s, runs = median_of(lambda m=matrix: train_als(m, params), repeats)
+        fit_s, runs = median_of(lambda m=matrix: train_als(m.user_items, params), repeats)
         shape = f"{len(matrix.user_ids):,} x {len(matrix.item_ids):,}"
         report(
             f"| {size:,} | {shape} | {csr_s:.3f} | {fit_s:.2f} | "
@@ -233,7 +233,7 @@ def bench_train(sizes: list[int], repeats: int) -> None:
 def trained_snapshot(total: int, model_dir: Path) -> Path:
     window = window_of(total)
     matrix = window.matrix()
-    factors = train_als(matrix, AlsParams(factors=64, iterations=15))
+    factors = train_als(matrix.user_items, AlsParams(factors=64, iterations=15))
     return publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": "bench"})
 
 
@@ -241,7 +241,7 @@ def bench_snapshot(total: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         window = window_of(total)
         matrix = window.matrix()
-        factors = train_als(matrix, AlsParams(factors=64, iterations=15))
+        factors = train_als(matrix.user_items, AlsParams(factors=64, iterations=15))
         arrays = snapshot_arrays(matrix, factors)
         version = iter(range(1, 1000))
         publish_s, _ = median_of(

@@ -392,7 +392,9 @@ class ModelBuilder:
         """Worker thread: fit, check, publish, prune. Failures are logged, never published."""
         matrix = job.matrix
         try:
-            factors = train_als(matrix, self.config.params, should_stop=self._abort.is_set)
+            factors = train_als(
+                matrix.user_items, self.config.params, should_stop=self._abort.is_set
+            )
         except TrainingAborted as exc:
             log.info("retrain abandoned for shutdown (%s)", exc)
             return

@@ -6,15 +6,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from .blas import limit_blas_threads
 from .errors import TrainingAborted, TrainingError
-from .window import WindowMatrix
 
-__all__ = ["AlsParams", "TrainedFactors", "check_factors", "train_als"]
+__all__ = ["AlsParams", "TrainedFactors", "check_factors", "solve_users", "train_als"]
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +66,18 @@ class TrainedFactors:
 
 
 def train_als(
-    matrix: WindowMatrix,
+    user_items: sp.csr_matrix,
     params: AlsParams,
     *,
     should_stop: Callable[[], bool] = lambda: False,
     num_threads: int = 0,
 ) -> TrainedFactors:
-    """Fit ALS on ``matrix.user_items``.
+    """Fit ALS on a users x items matrix of summed weights.
 
     Parameters
     ----------
-    matrix : WindowMatrix
-        The window to learn from; must hold at least one event.
+    user_items : scipy.sparse.csr_matrix
+        What to learn from (e.g. ``WindowMatrix.user_items``); must hold at least one event.
     params : AlsParams
         Hyper-parameters.
     should_stop : callable
@@ -91,12 +92,33 @@ def train_als(
     TrainingError
         The window is empty or the factors are not finite.
     """
+    if user_items.nnz == 0:
+        raise TrainingError("the window is empty: nothing to train on")
+    model = _als(params, num_threads)
+
+    def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
+        if should_stop():
+            raise TrainingAborted(f"stopped after iteration {iteration + 1}")
+
+    started = time.perf_counter()
+    try:
+        model.fit(user_items, show_progress=False, callback=on_iteration)
+    except TrainingError:
+        raise
+    except Exception as exc:  # implicit raises plain exceptions; keep the cause
+        raise TrainingError(f"ALS fit failed: {exc}") from exc
+    seconds = time.perf_counter() - started
+    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    check_factors(user_factors, item_factors, user_items.shape)
+    return TrainedFactors(user_factors, item_factors, seconds)
+
+
+def _als(params: AlsParams, num_threads: int = 0) -> Any:
     from implicit.cpu.als import AlternatingLeastSquares  # heavy import, only where needed
 
-    if matrix.user_items.nnz == 0:
-        raise TrainingError("the window is empty: nothing to train on")
     limit_blas_threads()
-    model = AlternatingLeastSquares(
+    return AlternatingLeastSquares(
         factors=params.factors,
         regularization=params.regularization,
         alpha=params.alpha,
@@ -105,31 +127,25 @@ def train_als(
         num_threads=num_threads,
     )
 
-    def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
-        if should_stop():
-            raise TrainingAborted(f"stopped after iteration {iteration + 1}")
 
-    started = time.perf_counter()
-    try:
-        model.fit(matrix.user_items, show_progress=False, callback=on_iteration)
-    except TrainingError:
-        raise
-    except Exception as exc:  # implicit raises plain exceptions; keep the cause
-        raise TrainingError(f"ALS fit failed: {exc}") from exc
-    seconds = time.perf_counter() - started
-    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-    check_factors(user_factors, item_factors, matrix)
-    return TrainedFactors(user_factors, item_factors, seconds)
+def solve_users(
+    item_factors: npt.NDArray[np.float32], user_items: sp.csr_matrix, params: AlsParams
+) -> npt.NDArray[np.float32]:
+    """ALS's user step for every row of ``user_items`` against fixed item factors."""
+    model = _als(params)
+    model.item_factors = np.array(item_factors, dtype=np.float32)  # implicit needs it writable
+    users = np.arange(user_items.shape[0])
+    return np.ascontiguousarray(model.recalculate_user(users, user_items), dtype=np.float32)
 
 
 def check_factors(
     user_factors: npt.NDArray[np.float32],
     item_factors: npt.NDArray[np.float32],
-    matrix: WindowMatrix,
+    shape: tuple[int, int],
 ) -> None:
-    """Raise :class:`TrainingError` unless the factors fit the matrix and are all finite."""
-    n_users, n_items = matrix.user_items.shape
+    """Raise :class:`TrainingError` unless the factors fit a users x items ``shape`` and are all
+    finite."""
+    n_users, n_items = shape
     if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
         raise TrainingError(
             f"factor shapes {user_factors.shape}/{item_factors.shape} "

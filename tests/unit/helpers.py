@@ -42,7 +42,7 @@ def publish_window(model_dir, version, events, *, factors=2, params=None):
     append_events(window, events)
     matrix = window.matrix()
     params = params or AlsParams(factors=factors, iterations=8)
-    trained = train_als(matrix, params)
+    trained = train_als(matrix.user_items, params)
     manifest = {"topic": "t", "partitions": {"0": {"window_start": 0, "next_offset": len(events)}}}
     return publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest)
 

@@ -25,7 +25,9 @@ def checkerboard(groups=2, users_per=20, items_per=10):
 
 def test_als_recommends_the_missing_item_of_the_users_own_block():
     matrix = checkerboard()
-    factors = train_als(matrix, AlsParams(factors=2, iterations=10))  # one factor a block
+    factors = train_als(
+        matrix.user_items, AlsParams(factors=2, iterations=10)
+    )  # one factor a block
     scores = factors.user_factors @ factors.item_factors.T
     seen = matrix.user_items.toarray() > 0
     scores[seen] = -np.inf
@@ -37,26 +39,26 @@ def test_als_recommends_the_missing_item_of_the_users_own_block():
 
 def test_training_is_reproducible_with_a_seed():
     matrix = checkerboard()
-    a = train_als(matrix, AlsParams(factors=4, iterations=3, random_seed=7))
-    b = train_als(matrix, AlsParams(factors=4, iterations=3, random_seed=7))
+    a = train_als(matrix.user_items, AlsParams(factors=4, iterations=3, random_seed=7))
+    b = train_als(matrix.user_items, AlsParams(factors=4, iterations=3, random_seed=7))
     np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-4, atol=1e-5)
 
 
 def test_stop_request_abandons_the_fit():
     with pytest.raises(TrainingAborted):
-        train_als(checkerboard(), AlsParams(iterations=50), should_stop=lambda: True)
+        train_als(checkerboard().user_items, AlsParams(iterations=50), should_stop=lambda: True)
 
 
 def test_empty_window_and_non_finite_factors_are_refused():
     with pytest.raises(TrainingError):
-        train_als(InteractionWindow(5).matrix(), AlsParams())
+        train_als(InteractionWindow(5).matrix().user_items, AlsParams())
     matrix = checkerboard()
     users = np.ones((len(matrix.user_ids), 4), np.float32)
     items = np.ones((len(matrix.item_ids), 4), np.float32)
-    check_factors(users, items, matrix)
+    check_factors(users, items, matrix.user_items.shape)
     items[3, 1] = np.nan
     with pytest.raises(TrainingError, match="non-finite"):
-        check_factors(users, items, matrix)
+        check_factors(users, items, matrix.user_items.shape)
 
 
 @pytest.mark.parametrize("bad", [{"factors": 0}, {"alpha": 0}, {"regularization": float("nan")}])
