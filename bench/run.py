@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
-from recommender.builder import BuilderConfig, ModelBuilder, snapshot_arrays  # noqa: E402
+from recommender.builder import BuilderConfig, ModelBuilder  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.model import RecommenderModel  # noqa: E402
-from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
+from recommender.snapshot import load_snapshot, publish_snapshot, snapshot_arrays  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
 from recommender.training import AlsParams, train_als  # noqa: E402
 from recommender.window import InteractionWindow  # noqa: E402

@@ -32,16 +32,16 @@ from .kafka import KafkaSettings, topic_partitions
 from .logs import RateLimitedLog
 from .snapshot import (
     cleanup_incomplete,
-    encode_ids,
     list_snapshot_dirs,
     prune_snapshots,
     publish_snapshot,
     read_manifest,
+    snapshot_arrays,
 )
-from .training import AlsParams, TrainedFactors, train_als
+from .training import AlsParams, train_als
 from .window import InteractionWindow, WindowMatrix
 
-__all__ = ["BuilderConfig", "BuilderStats", "ModelBuilder", "snapshot_arrays"]
+__all__ = ["BuilderConfig", "BuilderStats", "ModelBuilder"]
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +105,6 @@ class BuilderStats:
             "retrains_failed": self.retrains_failed,
             "consumer_errors": self.consumer_errors,
         }
-
-
-def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, np.ndarray]:
-    """The arrays of a snapshot for one trained window."""
-    seen = matrix.user_items
-    return {
-        "user_factors": factors.user_factors,
-        "item_factors": factors.item_factors,
-        "user_ids": encode_ids(matrix.user_ids),
-        "item_ids": encode_ids(matrix.item_ids),
-        "seen_indptr": seen.indptr.astype(np.int64),
-        "seen_indices": seen.indices.astype(np.int32),
-        "seen_weights": seen.data.astype(np.float32),
-        "popularity": matrix.popularity,
-    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import SnapshotError
+from .training import TrainedFactors
+from .window import WindowMatrix
 
 __all__ = [
     "FORMAT_VERSION",
@@ -39,7 +41,9 @@ __all__ = [
     "prune_snapshots",
     "publish_snapshot",
     "read_manifest",
+    "snapshot_arrays",
     "snapshot_dir_name",
+    "snapshot_in_memory",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -293,3 +297,31 @@ def cleanup_incomplete(model_dir: Path) -> list[Path]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
+
+
+def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, np.ndarray]:
+    """The arrays of a snapshot for one trained window."""
+    seen = matrix.user_items
+    return {
+        "user_factors": factors.user_factors,
+        "item_factors": factors.item_factors,
+        "user_ids": encode_ids(matrix.user_ids),
+        "item_ids": encode_ids(matrix.item_ids),
+        "seen_indptr": seen.indptr.astype(np.int64),
+        "seen_indices": seen.indices.astype(np.int32),
+        "seen_weights": seen.data.astype(np.float32),
+        "popularity": matrix.popularity,
+    }
+
+
+def snapshot_in_memory(
+    version: int, matrix: WindowMatrix, factors: TrainedFactors, manifest: Mapping[str, Any]
+) -> Snapshot:
+    """A snapshot that never touches the disk (evaluation, the builder's quality gate)."""
+    return Snapshot(
+        path=Path("<memory>"),
+        manifest={"format": FORMAT_VERSION, "version": version, **manifest},
+        arrays=snapshot_arrays(matrix, factors),
+        user_ids=list(matrix.user_ids),
+        item_ids=list(matrix.item_ids),
+    )

@@ -34,8 +34,7 @@ def dense(matrix):
 
 def publish_window(model_dir, version, events, *, factors=2, params=None):
     """Train on ``events`` and publish snapshot ``version``; returns its path."""
-    from recommender.builder import snapshot_arrays
-    from recommender.snapshot import publish_snapshot
+    from recommender.snapshot import publish_snapshot, snapshot_arrays
     from recommender.training import AlsParams, train_als
 
     window = InteractionWindow(1_000_000)

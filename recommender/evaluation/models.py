@@ -1,0 +1,134 @@
+"""The models compared by ``recommender evaluate``: popularity, item-kNN, ALS."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from ..training import AlsParams, train_als
+
+__all__ = ["SEED_ALS", "AlsModel", "ItemKnn", "Popularity", "Recommender", "top_k"]
+
+#: The seed's ALS settings.
+SEED_ALS = AlsParams(factors=20, regularization=0.1, iterations=20, alpha=15.0)
+
+IntArray = npt.NDArray[np.int64]
+
+
+class Recommender(Protocol):
+    name: str
+
+    def fit(self, train: sp.csr_matrix) -> float:
+        """Learn from a users x items matrix; returns training seconds."""
+        ...
+
+    def recommend(self, users: IntArray, k: int) -> IntArray:
+        """Top-k item columns per user (train items excluded), -1 where fewer exist."""
+        ...
+
+
+def top_k(scores: npt.NDArray[np.float32], seen: sp.csr_matrix, k: int) -> IntArray:
+    """Row-wise top-k of ``scores`` (users x items), never an item the user has in ``seen``."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    scores[rows, seen.indices] = -np.inf
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1
+    return top.astype(np.int64)
+
+
+@dataclass
+class Popularity:
+    """The most popular items (by number of users) the user does not have yet."""
+
+    name: str = "popularity"
+    _train: sp.csr_matrix | None = None
+    _counts: npt.NDArray[np.float32] | None = None
+
+    def fit(self, train: sp.csr_matrix) -> float:
+        started = time.perf_counter()
+        self._train = train
+        self._counts = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
+        return time.perf_counter() - started
+
+    def recommend(self, users: IntArray, k: int) -> IntArray:
+        assert self._train is not None and self._counts is not None
+        out = []
+        for lo in range(0, users.size, 2048):
+            batch = users[lo : lo + 2048]
+            scores = np.broadcast_to(self._counts, (batch.size, self._counts.size))
+            out.append(top_k(scores, self._train[batch], k))
+        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+@dataclass
+class ItemKnn:
+    """implicit's item-item nearest neighbours: ``cosine`` or ``bm25`` weighting."""
+
+    kind: str = "cosine"
+    neighbours: int = 100
+    name: str = ""
+    _model: Any = None
+    _train: sp.csr_matrix | None = None
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"item-kNN ({self.kind})"
+
+    def fit(self, train: sp.csr_matrix) -> float:
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+
+        model = (
+            BM25Recommender(K=self.neighbours)
+            if self.kind == "bm25"
+            else CosineRecommender(K=self.neighbours)
+        )
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            # implicit converts its own intermediate COO matrix and warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            model.fit(train, show_progress=False)
+        self._model, self._train = model, train
+        return time.perf_counter() - started
+
+    def recommend(self, users: IntArray, k: int) -> IntArray:
+        assert self._train is not None
+        ids, _ = self._model.recommend(
+            users, self._train[users], N=k, filter_already_liked_items=True
+        )
+        ids = np.asarray(ids, dtype=np.int64).reshape(users.size, -1)
+        if ids.shape[1] < k:
+            ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
+        return ids
+
+
+@dataclass
+class AlsModel:
+    """Our ALS (implicit, through :func:`recommender.training.train_als`)."""
+
+    params: AlsParams = field(default_factory=AlsParams)
+    name: str = "ALS"
+    _user: npt.NDArray[np.float32] | None = None
+    _item: npt.NDArray[np.float32] | None = None
+    _train: sp.csr_matrix | None = None
+
+    def fit(self, train: sp.csr_matrix) -> float:
+        factors = train_als(train, self.params)
+        self._user, self._item, self._train = factors.user_factors, factors.item_factors, train
+        return factors.seconds
+
+    def recommend(self, users: IntArray, k: int) -> IntArray:
+        assert self._user is not None and self._item is not None and self._train is not None
+        out = []
+        for lo in range(0, users.size, 1024):
+            batch = users[lo : lo + 1024]
+            out.append(top_k(self._user[batch] @ self._item.T, self._train[batch], k))
+        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
