@@ -247,6 +247,46 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return values
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluateOptions, run_evaluation
+    from .evaluation.run import PROTOCOLS
+
+    if not args.data_file.is_file():
+        raise RecommenderError(f"{args.data_file}: no such file")
+    protocols = list(PROTOCOLS) if "all" in args.protocol else args.protocol
+    report = run_evaluation(
+        EvaluateOptions(
+            data_file=args.data_file,
+            output_dir=args.output_dir,
+            protocols=protocols or ["temporal"],
+            ks=args.k,
+            min_rating=args.min_rating,
+            test_fraction=args.test_fraction,
+            cutoff=args.cutoff,
+            search_budget=args.search_budget,
+            windows=args.windows,
+            retrain_every=args.retrain_every,
+            seed=args.seed,
+            plots=not args.no_plots,
+            progress=not args.no_progress,
+        )
+    )
+    print(f"report: {report}")
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions
     from .demo import run_demo as demo
@@ -292,6 +332,51 @@ def make_parser() -> argparse.ArgumentParser:
     _add_kafka(status)
     _add_common(status)
     status.set_defaults(run=run_status)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure recommendation quality on a data file (report, JSON, plots)"
+    )
+    evaluate.add_argument(
+        "data_file",
+        type=Path,
+        metavar="DATA_FILE",
+        help="ratings.csv, an anime .dat file, or user,item[,weight[,time]] CSV",
+    )
+    evaluate.add_argument("--output-dir", type=Path, required=True)
+    evaluate.add_argument(
+        "--protocol",
+        action="append",
+        default=[],
+        choices=["temporal", "global", "prequential", "seed", "all"],
+        help="repeatable; default temporal (per-user holdout, last 20%% by time)",
+    )
+    evaluate.add_argument("--k", type=_int_list, default=[10], help="e.g. 5,10,20 (default 10)")
+    evaluate.add_argument("--min-rating", type=float, help="only ratings >= this are positives")
+    evaluate.add_argument("--test-fraction", type=float, default=0.2)
+    evaluate.add_argument("--cutoff", type=float, default=0.9, help="global cut-off quantile")
+    evaluate.add_argument(
+        "--search-budget",
+        type=float,
+        default=60.0,
+        help="seconds for the ALS hyper-parameter search",
+    )
+    evaluate.add_argument(
+        "--windows",
+        type=_int_list,
+        default=[5000, 20000, 0],
+        help="prequential window lengths (0: unbounded)",
+    )
+    evaluate.add_argument(
+        "--retrain-every",
+        type=_int_list,
+        default=[1000, 5000],
+        help="prequential retrain frequencies (events)",
+    )
+    evaluate.add_argument("--seed", type=int, default=42)
+    evaluate.add_argument("--no-plots", action="store_true")
+    evaluate.add_argument("--no-progress", action="store_true")
+    _add_common(evaluate)
+    evaluate.set_defaults(run=run_evaluate)
 
     demo = commands.add_parser("demo", help="broker + builder + server + synthetic traffic")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")

@@ -6,6 +6,7 @@ event's item is in it.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,10 +45,7 @@ class PrequentialResult:
         edges = np.linspace(0, self.hits.size, bins + 1).astype(np.int64)
         centres = self.scored_from + (edges[:-1] + edges[1:]) // 2
         values = np.array(
-            [
-                self.hits[a:b].mean() if b > a else np.nan
-                for a, b in zip(edges[:-1], edges[1:], strict=True)
-            ]
+            [self.hits[a:b].mean() if b > a else np.nan for a, b in itertools.pairwise(edges)]
         )
         return centres, values
 
@@ -73,7 +71,6 @@ def run_prequential(
     order = replay_order(data, seed)
     users = [data.user_ids[u] for u in data.users[order].tolist()]
     items = [data.item_ids[i] for i in data.items[order].tolist()]
-    weights = data.weights[order].tolist()
     window = InteractionWindow(window_events)
     fresh: dict[str, list[tuple[str, float]]] = {}
     pending: list[bytes] = []
@@ -81,7 +78,8 @@ def run_prequential(
     hits: list[bool] = []
     scored_from = len(order)
     retrains, train_seconds = 0, 0.0
-    for t, (user, item, weight) in enumerate(zip(users, items, weights, strict=True)):
+    # Events count as implicit feedback (weight 1), as in the offline protocols.
+    for t, (user, item) in enumerate(zip(users, items, strict=True)):
         if model is not None:
             answer = model.recommend(user, n, fresh=fresh.get(user, ()))
             hits.append(any(s.item == item for s in answer.items))

@@ -1,0 +1,390 @@
+"""``recommender evaluate``: run the chosen protocols and write a Markdown/JSON report and plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from ..training import AlsParams
+from .data import Interactions, read_interactions
+from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
+from .offline import ModelResult, evaluate_model, search_als
+from .prequential import run_prequential
+from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
+from .splits import Split, global_cutoff, per_user_holdout, truth_sets
+
+__all__ = ["EvaluateOptions", "Protocol", "run_evaluation"]
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["temporal", "global", "prequential", "seed"]
+PROTOCOLS: tuple[Protocol, ...] = ("temporal", "global", "prequential", "seed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions:
+    data_file: Path
+    output_dir: Path
+    protocols: Sequence[Protocol] = ("temporal",)
+    ks: Sequence[int] = (10,)
+    min_rating: float | None = None
+    test_fraction: float = 0.2
+    cutoff: float = 0.9
+    search_budget: float = 60.0
+    windows: Sequence[int] = (5000, 20000, 0)
+    retrain_every: Sequence[int] = (1000, 5000)
+    seed: int = 42
+    plots: bool = True
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _baselines() -> list[Recommender]:
+    return [
+        Popularity(),
+        ItemKnn("cosine"),
+        ItemKnn("bm25"),
+        AlsModel(SEED_ALS, name="ALS, seed settings"),
+        AlsModel(AlsParams(), name="ALS, our defaults"),
+    ]
+
+
+def _params_text(p: AlsParams) -> str:
+    return (
+        f"factors {p.factors}, regularization {p.regularization:.3g}, alpha {p.alpha:.3g}, "
+        f"iterations {p.iterations}"
+    )
+
+
+class Report:
+    """Collects Markdown, JSON and plots for one run."""
+
+    def __init__(self, options: EvaluateOptions, data: Interactions) -> None:
+        self.options = options
+        self.lines: list[str] = []
+        self.json: dict[str, Any] = {
+            "data": {
+                "file": str(options.data_file),
+                "source": data.source,
+                "events": len(data),
+                "users": data.n_users,
+                "items": data.n_items,
+            },
+            "seed": options.seed,
+        }
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def md(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        self.md("| " + " | ".join(header) + " |", "|" + " --- |" * len(header))
+        for row in rows:
+            self.md("| " + " | ".join(_fmt(c) for c in row) + " |")
+        self.md("")
+
+    def plot(self, name: str, draw: Any) -> None:
+        if not self.options.plots:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        draw(ax)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.options.output_dir / name)
+        plt.close(fig)
+        self.md(f"![{name}]({name})", "")
+
+    def write(self) -> None:
+        (self.options.output_dir / "report.md").write_text("\n".join(self.lines) + "\n")
+        (self.options.output_dir / "report.json").write_text(
+            json.dumps(self.json, indent=2, default=_jsonable) + "\n"
+        )
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, AlsParams):
+        return value.to_dict()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value)}")
+
+
+def _offline(
+    report: Report,
+    split: Split,
+    name: str,
+    ks: Sequence[int],
+    options: EvaluateOptions,
+    warm_only: bool = False,
+) -> AlsParams:
+    """Baselines and tuned ALS on one split; returns the tuned settings."""
+    truth = truth_sets(split)
+    report.md(
+        f"## {name}",
+        "",
+        f"{split.description}. Training events: {len(split.train):,}; "
+        f"test users with held-out items they did not already have: {len(truth):,}.",
+        "",
+    )
+    bar = tqdm(total=None, desc=f"{name}: search", unit="trial", disable=not options.progress)
+
+    def scored(params: AlsParams, validation: Split) -> float:
+        bar.update(1)
+        k = 10 if 10 in ks else ks[0]
+        return evaluate_model(AlsModel(params), validation, [k]).metrics[k]["ndcg"]
+
+    best, trials = search_als(
+        split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
+    )
+    bar.close()
+    models = [*_baselines(), AlsModel(best, name="ALS, tuned on validation")]
+    results: list[ModelResult] = []
+    for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
+        results.append(evaluate_model(model, split, ks))
+    k0 = 10 if 10 in ks else ks[0]
+    header = [
+        "model",
+        *[f"{m}@{k0}" for m in ("precision", "recall", "ndcg", "map")],
+        f"hit rate@{k0}",
+        f"coverage@{k0}",
+        "train s",
+    ]
+    report.table(
+        header,
+        [
+            [
+                r.name,
+                *[
+                    r.metrics[k0][m]
+                    for m in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+                ],
+                r.train_seconds,
+            ]
+            for r in results
+        ],
+    )
+    if len(ks) > 1:
+        report.table(
+            ["model", *[f"NDCG@{k}" for k in ks]],
+            [[r.name, *[r.metrics[k]["ndcg"] for k in ks]] for r in results],
+        )
+    pop = results[0].metrics[k0]["ndcg"]
+    seed_ndcg = results[3].metrics[k0]["ndcg"]
+    tuned = results[-1].metrics[k0]["ndcg"]
+    report.md(
+        f"Tuned ALS ({_params_text(best)}; best of {len(trials)} trials scored on a validation "
+        f"split carved from the training events only): NDCG@{k0} {tuned:.4f} = "
+        f"{tuned / pop:.2f}x popularity and {tuned / seed_ndcg - 1:+.0%} vs the seed's settings.",
+        "",
+    )
+
+    def draw(ax: Any) -> None:
+        for r in results:
+            ax.plot(list(ks), [r.metrics[k]["ndcg"] for k in ks], marker="o", label=r.name)
+        ax.set_xlabel("k")
+        ax.set_ylabel("NDCG@k")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+
+    report.plot(f"ndcg_vs_k_{name.split()[0].lower()}.png", draw)
+    report.json[name] = {
+        "split": split.description,
+        "models": [asdict(r) for r in results],
+        "search": [
+            {"params": t.params, "validation_ndcg": t.ndcg, "seconds": t.seconds} for t in trials
+        ],
+        "tuned": best,
+    }
+    return best
+
+
+def _prequential(
+    report: Report, data: Interactions, params: AlsParams, options: EvaluateOptions
+) -> None:
+    n = 10 if 10 in options.ks else options.ks[0]
+    report.md(
+        "## Prequential stream replay",
+        "",
+        f"Events replayed {'in a seeded shuffle' if data.timestamps is None else 'in time order'}"
+        f" through the daemons' own window, retrain and fold-in code; before each event is "
+        f"learned, the user's top-{n} is asked for (fresh events since the last retrain "
+        f"folded in, as the server does) and a hit recorded if the event's item is in it. "
+        f"ALS: {_params_text(params)}.",
+        "",
+    )
+    rows, results = [], []
+    total = len(data) * len(options.windows) * len(options.retrain_every)
+    with tqdm(total=total, desc="prequential", unit="ev", disable=not options.progress) as bar:
+        for window in options.windows:
+            for every in options.retrain_every:
+                size = window or len(data)
+                started = time.perf_counter()
+                result = run_prequential(
+                    data,
+                    window_events=size,
+                    retrain_every=every,
+                    params=params,
+                    n=n,
+                    seed=options.seed,
+                    progress=bar.update,
+                )
+                results.append(result)
+                rows.append(
+                    [
+                        f"{size:,}" + (" (all)" if not window else ""),
+                        f"{every:,}",
+                        result.recall,
+                        result.hits.size,
+                        result.retrains,
+                        result.train_seconds,
+                        time.perf_counter() - started,
+                    ]
+                )
+    report.table(
+        [
+            "window events",
+            "retrain every",
+            f"recall@{n}",
+            "events scored",
+            "retrains",
+            "train s (total)",
+            "replay s",
+        ],
+        rows,
+    )
+
+    def curves(ax: Any) -> None:
+        for r in results:
+            x, y = r.curve()
+            ax.plot(x, y, label=f"window {r.window_events:,}, retrain every {r.retrain_every:,}")
+        ax.set_xlabel("event in the stream")
+        ax.set_ylabel(f"recall@{n} (per slice)")
+        ax.set_title("Prequential recall over the stream")
+        ax.legend(fontsize=7)
+
+    report.plot("prequential_over_time.png", curves)
+
+    def by_window(ax: Any) -> None:
+        for every in options.retrain_every:
+            pts = [
+                (r.window_events, r.recall, r.train_seconds)
+                for r in results
+                if r.retrain_every == every
+            ]
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=f"retrain every {every:,}",
+            )
+            for w, rec, secs in pts:
+                ax.annotate(f"{secs:.0f} s", (w, rec), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("window length (events); labels: total retrain seconds")
+        ax.set_ylabel(f"recall@{n}")
+        ax.set_title("Quality vs window length, with retrain cost")
+        ax.legend(fontsize=8)
+
+    report.plot("prequential_by_window.png", by_window)
+    report.json["prequential"] = [
+        {
+            "window_events": r.window_events,
+            "retrain_every": r.retrain_every,
+            "n": r.n,
+            "recall": r.recall,
+            "events_scored": int(r.hits.size),
+            "retrains": r.retrains,
+            "train_seconds": r.train_seconds,
+            "curve": [list(map(float, c)) for c in r.curve()],
+        }
+        for r in results
+    ]
+
+
+def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
+    from . import seed_protocol
+
+    cv_users, test_users = seed_protocol_split(data)
+    grid = default_grid(options.seed)
+    report.md("## The seed's protocol", "", (seed_protocol.__doc__ or "").split("\n\n", 1)[1], "")
+    with tqdm(total=len(grid) * 5, desc="seed protocol: CV", disable=not options.progress) as bar:
+        cv = cross_validate(data, cv_users, grid, seed=options.seed, progress=lambda: bar.update(1))
+    report.table(
+        ["ALS setting (5-fold CV on the first users)", "mean F-measure"],
+        [[_params_text(p), f] for p, f in cv],
+    )
+    best = max(cv, key=lambda pf: pf[1])[0]
+    models = [*_baselines(), AlsModel(best, name="ALS, best in CV")]
+    rows = []
+    for model in tqdm(models, desc="seed protocol: test", disable=not options.progress):
+        s = score_seed(model, data, test_users, seed=options.seed)
+        rows.append([model.name, s.accuracy, s.precision, s.recall, s.f_measure, s.users])
+    report.table(["model", "accuracy", "precision@10", "recall", "F-measure", "test users"], rows)
+    report.json["seed_protocol"] = {
+        "cv": [{"params": p, "f_measure": f} for p, f in cv],
+        "test": [
+            dict(
+                zip(
+                    ["model", "accuracy", "precision", "recall", "f_measure", "users"],
+                    r,
+                    strict=True,
+                )
+            )
+            for r in rows
+        ],
+    }
+
+
+def run_evaluation(options: EvaluateOptions) -> Path:
+    """Run everything asked for; returns the path of the Markdown report."""
+    data = read_interactions(options.data_file, min_rating=options.min_rating)
+    report = Report(options, data)
+    report.md(
+        f"# Evaluation of {data.source}",
+        "",
+        f"{len(data):,} events, {data.n_users:,} users, {data.n_items:,} items; metrics at "
+        f"k = {', '.join(map(str, options.ks))}; seed {options.seed}. Definitions: "
+        "`recommender/evaluation/metrics.py`.",
+        "",
+    )
+    tuned: AlsParams | None = None
+    for protocol in options.protocols:
+        if protocol == "temporal":
+            split = per_user_holdout(data, fraction=options.test_fraction, seed=options.seed)
+            tuned = _offline(report, split, "Per-user holdout", options.ks, options)
+        elif protocol == "global":
+            split = global_cutoff(data, quantile=options.cutoff)
+            trained_users = set(split.train.users.tolist())
+            cold = {u for u in truth_sets(split) if u not in trained_users}
+            report.md(
+                f"Global cut-off: {len(cold):,} test users have no training event "
+                "(cold start): only the popularity fallback can serve them; they are "
+                "included in every model's averages below.",
+                "",
+            )
+            _offline(report, split, "Global time cut-off", options.ks, options)
+        elif protocol == "prequential":
+            _prequential(report, data, tuned or AlsParams(random_seed=options.seed), options)
+        elif protocol == "seed":
+            _seed(report, data, options)
+    report.write()
+    return options.output_dir / "report.md"
