@@ -30,15 +30,17 @@ from .errors import ConfigError, SnapshotError, TrainingAborted, TrainingError
 from .events import DEFAULT_MAX_ID_BYTES, REJECT_REASONS, ParsedBatch, parse_values
 from .kafka import KafkaSettings, topic_partitions
 from .logs import RateLimitedLog
+from .quality import FactorModel, GateResult, judge
 from .snapshot import (
     cleanup_incomplete,
     list_snapshot_dirs,
+    load_snapshot,
     prune_snapshots,
     publish_snapshot,
     read_manifest,
     snapshot_arrays,
 )
-from .training import AlsParams, train_als
+from .training import AlsParams, TrainedFactors, check_factors, solve_users, train_als
 from .window import InteractionWindow, WindowMatrix
 
 __all__ = ["BuilderConfig", "BuilderStats", "ModelBuilder"]
@@ -65,6 +67,12 @@ class BuilderConfig:
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES
     batch_size: int = 10_000
     poll_timeout: float = 0.2
+    #: Quality gate: refuse a model whose hit rate on the newest events is more than this
+    #: fraction below the serving model's (None: no gate).
+    max_quality_drop: float | None = 0.2
+    gate_holdout: float = 0.02
+    gate_min_events: int = 500
+    gate_max_events: int = 5000
 
     def __post_init__(self) -> None:
         if self.window_events < 1:
@@ -79,6 +87,10 @@ class BuilderConfig:
             raise ConfigError("--window-seconds must be positive")
         if self.keep < 1:
             raise ConfigError("--keep must be at least 1")
+        if self.max_quality_drop is not None and not 0 <= self.max_quality_drop < 1:
+            raise ConfigError("--max-quality-drop must be from 0 to below 1 (or off)")
+        if not 0 < self.gate_holdout < 0.5:
+            raise ConfigError("--gate-holdout must be a fraction between 0 and 0.5")
 
 
 @dataclass(slots=True)
@@ -92,6 +104,7 @@ class BuilderStats:
     retrains_started: int = 0
     retrains_published: int = 0
     retrains_failed: int = 0
+    quality_rejections: int = 0
     consumer_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +116,7 @@ class BuilderStats:
             "retrains_started": self.retrains_started,
             "retrains_published": self.retrains_published,
             "retrains_failed": self.retrains_failed,
+            "quality_rejections": self.quality_rejections,
             "consumer_errors": self.consumer_errors,
         }
 
@@ -143,6 +157,7 @@ class ModelBuilder:
             kafka.producer(**{"linger.ms": 50}) if config.dead_letter_topic else None
         )
         self.published = threading.Event()  # set after each publication (tests, demo)
+        self._serving: FactorModel | None = None  # what the quality gate compares against
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -173,8 +188,25 @@ class ModelBuilder:
                 log.warning("skipping unreadable snapshot: %s", exc)
                 continue
             self.version = max(self.version, version)
+            self._serving = self._gate_model(path, manifest)
             return manifest
         return None
+
+    def _gate_model(self, path: Path, manifest: dict[str, Any]) -> FactorModel | None:
+        if self.config.max_quality_drop is None:
+            return None
+        try:
+            snapshot = load_snapshot(path, mmap=False)
+        except SnapshotError as exc:
+            log.warning("no quality gate until the next publication: %s", exc)
+            return None
+        params = manifest.get("params", {})
+        return FactorModel(
+            snapshot.item_ids,
+            snapshot.arrays["item_factors"],
+            float(params.get("alpha", 1.0)),
+            float(params.get("regularization", 0.0)),
+        )
 
     def _initial_assignment(self, partitions: list[int]) -> list[TopicPartition]:
         topic = self.config.topic
@@ -359,8 +391,16 @@ class ModelBuilder:
             positions[str(p)] = {"window_start": start, "next_offset": nxt}
         return positions
 
+    def _holdout_size(self) -> int:
+        """Events to hold out for the quality gate (0: no gate this time)."""
+        config = self.config
+        if config.max_quality_drop is None or self._serving is None:
+            return 0
+        size = min(config.gate_max_events, int(len(self.window) * config.gate_holdout))
+        return size if size >= config.gate_min_events else 0
+
     def _start_retrain(self, consumer: Any) -> None:
-        matrix = self.window.matrix()
+        matrix = self.window.matrix(holdout=self._holdout_size())
         job = _RetrainJob(matrix, self._positions(consumer, matrix), self.stats.to_dict())
         self._new_since_retrain = 0
         self._last_retrain_start = time.monotonic()
@@ -376,10 +416,26 @@ class ModelBuilder:
     def _retrain(self, job: _RetrainJob) -> None:
         """Worker thread: fit, check, publish, prune. Failures are logged, never published."""
         matrix = job.matrix
+        params = self.config.params
+        quality: dict[str, Any] | None = None
         try:
-            factors = train_als(
-                matrix.user_items, self.config.params, should_stop=self._abort.is_set
-            )
+            if matrix.train_items is not None and self._serving is not None:
+                factors, result = self._gated_fit(matrix)
+                quality = result.to_dict()
+                if not result.passed:
+                    self.stats.quality_rejections += 1
+                    log.warning(
+                        "quality gate refused the new model: hit rate@10 %.4f on the newest %d "
+                        "events vs %.4f for the serving model (allowed drop %.0f%%); "
+                        "the serving model stays",
+                        result.candidate,
+                        result.holdout_events,
+                        result.serving,
+                        100 * result.max_drop,
+                    )
+                    return
+            else:
+                factors = train_als(matrix.user_items, params, should_stop=self._abort.is_set)
         except TrainingAborted as exc:
             log.info("retrain abandoned for shutdown (%s)", exc)
             return
@@ -407,6 +463,7 @@ class ModelBuilder:
             },
             "params": self.config.params.to_dict(),
             "training_seconds": round(factors.seconds, 4),
+            "quality": quality,
             # Counters as of this retrain's start, this publication included.
             "builder": {**job.stats, "retrains_published": self.stats.retrains_published + 1},
         }
@@ -420,6 +477,10 @@ class ModelBuilder:
             return
         self.version += 1
         self.stats.retrains_published += 1
+        if self.config.max_quality_drop is not None:
+            self._serving = FactorModel(
+                list(matrix.item_ids), factors.item_factors, params.alpha, params.regularization
+            )
         publish_seconds = time.perf_counter() - started
         pruned = prune_snapshots(self.config.model_dir, self.config.keep)
         log.info(
@@ -433,6 +494,34 @@ class ModelBuilder:
             f"; removed {len(pruned)} old snapshot(s)" if pruned else "",
         )
         self.published.set()
+
+    def _gated_fit(self, matrix: WindowMatrix) -> tuple[TrainedFactors, GateResult]:
+        """Fit without the newest events, judge against the serving model on them, then solve
+        every user's factors on the whole window (so the published model knows them)."""
+        assert matrix.train_items is not None and self._serving is not None
+        params, max_drop = self.config.params, self.config.max_quality_drop or 0.0
+        fitted = train_als(matrix.train_items, params, should_stop=self._abort.is_set)
+        candidate = FactorModel(
+            list(matrix.item_ids), fitted.item_factors, params.alpha, params.regularization
+        )
+        result = judge(
+            candidate,
+            self._serving,
+            list(matrix.item_ids),
+            matrix.train_items,
+            matrix.holdout_users,
+            matrix.holdout_items,
+            max_drop=max_drop,
+        )
+        log.info(
+            "quality gate: hit rate@10 %.4f (new) vs %.4f (serving) on the newest %d events",
+            result.candidate,
+            result.serving,
+            result.holdout_events,
+        )
+        users = solve_users(fitted.item_factors, matrix.user_items, params)
+        check_factors(users, fitted.item_factors, matrix.user_items.shape)
+        return TrainedFactors(users, fitted.item_factors, fitted.seconds), result
 
     # -- shutdown ------------------------------------------------------------------------------
 

@@ -63,6 +63,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _drop(text: str) -> float | None:
+    if text.lower() == "off":
+        return None
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to below 1, or off; got {text}")
+    return value
+
+
 def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", metavar="TOPIC", help="the interactions topic")
     parser.add_argument(
@@ -93,6 +102,24 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
     parser.add_argument("--keep", type=int, default=3, help="snapshots to keep (default 3)")
     parser.add_argument("--dead-letter-topic", help="copy malformed events here, raw")
+    gate = parser.add_argument_group("quality gate")
+    gate.add_argument(
+        "--max-quality-drop",
+        type=_drop,
+        default=0.2,
+        metavar="FRACTION|off",
+        help="refuse a model whose hit rate@10 on the newest events is this fraction below the "
+        "serving model's (default 0.2; off disables the gate)",
+    )
+    gate.add_argument(
+        "--gate-holdout", type=float, default=0.02, help="fraction of the window held out (0.02)"
+    )
+    gate.add_argument(
+        "--gate-min-events",
+        type=int,
+        default=500,
+        help="judge only when at least this many events are held out (500)",
+    )
     als = parser.add_argument_group("ALS")
     als.add_argument("--factors", type=int, default=64)
     als.add_argument("--regularization", type=float, default=0.05)
@@ -137,6 +164,9 @@ def run_build(args: argparse.Namespace) -> int:
         keep=args.keep,
         params=params,
         dead_letter_topic=args.dead_letter_topic,
+        max_quality_drop=args.max_quality_drop,
+        gate_holdout=args.gate_holdout,
+        gate_min_events=args.gate_min_events,
     )
     stop = threading.Event()
     _stop_on_signals(stop)

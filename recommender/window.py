@@ -9,7 +9,7 @@ replay or a restart rebuilds exactly the same window whatever the wall clock say
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,10 @@ class WindowMatrix:
         Time span of the window's events.
     partition_starts : dict of int to int
         For each partition with events in the window, the offset of its oldest event there.
+    holdout_users, holdout_items : ndarray of int64
+        Rows and columns of the newest ``holdout`` events (see :meth:`InteractionWindow.matrix`).
+    train_items : scipy.sparse.csr_matrix or None
+        ``user_items`` without the holdout events (None when there is no holdout).
     """
 
     user_items: sp.csr_matrix
@@ -51,6 +55,9 @@ class WindowMatrix:
     min_timestamp_ms: int | None
     max_timestamp_ms: int | None
     partition_starts: dict[int, int]
+    holdout_users: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    holdout_items: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    train_items: sp.csr_matrix | None = None
 
 
 class InteractionWindow:
@@ -161,8 +168,12 @@ class InteractionWindow:
             return store[self._head : end]
         return np.concatenate((store[self._head :], store[: end - self.max_events]))
 
-    def matrix(self) -> WindowMatrix:
-        """The window as a compact user x item matrix plus what a snapshot records about it."""
+    def matrix(self, *, holdout: int = 0) -> WindowMatrix:
+        """The window as a compact user x item matrix plus what a snapshot records about it.
+
+        With ``holdout`` > 0, the newest ``holdout`` events are also given apart, with the matrix
+        of all the others, for judging a model on events it did not learn from.
+        """
         users, items = self._live(self._user), self._live(self._item)
         weights, ts = self._live(self._weight), self._live(self._ts)
         partitions, offsets = self._live(self._partition), self._live(self._offset)
@@ -179,6 +190,17 @@ class InteractionWindow:
             (weights.astype(np.float32), (user_col.ravel(), item_col.ravel())), shape=shape
         )
         user_items.sum_duplicates()
+        train_items = None
+        holdout_users = holdout_items = np.zeros(0, np.int64)
+        if 0 < holdout < users.size:
+            rows, cols = user_col.ravel(), item_col.ravel()
+            train_items = sp.csr_matrix(
+                (weights[:-holdout].astype(np.float32), (rows[:-holdout], cols[:-holdout])),
+                shape=shape,
+            )
+            train_items.sum_duplicates()
+            holdout_users = rows[-holdout:].astype(np.int64)
+            holdout_items = cols[-holdout:].astype(np.int64)
         starts: dict[int, int] = {}
         if partitions.size:
             order = np.lexsort((offsets, partitions))
@@ -197,6 +219,9 @@ class InteractionWindow:
             min_timestamp_ms=int(ts.min()) if ts.size else None,
             max_timestamp_ms=int(ts.max()) if ts.size else None,
             partition_starts=starts,
+            holdout_users=holdout_users,
+            holdout_items=holdout_items,
+            train_items=train_items,
         )
 
     def compact_vocabularies(self, *, slack: float = 2.0, minimum: int = 1024) -> bool:

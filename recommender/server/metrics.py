@@ -74,6 +74,19 @@ class ServerMetrics:
         age.set_function(
             lambda: time.time() - float(holder.model.manifest["created_at"]) if holder.model else -1
         )
+        refused = Gauge(
+            "recommender_builder_quality_rejections",
+            "Models the builder's quality gate refused since it started (from the serving "
+            "snapshot's manifest).",
+            registry=registry,
+        )
+        refused.set_function(
+            lambda: (
+                holder.model.manifest.get("builder", {}).get("quality_rejections", 0)
+                if holder.model
+                else 0
+            )
+        )
         users = Gauge("recommender_model_users", "Users in the serving model.", registry=registry)
         users.set_function(lambda: holder.model.n_users if holder.model else 0)
         items = Gauge("recommender_model_items", "Items in the serving model.", registry=registry)
