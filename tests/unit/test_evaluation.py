@@ -1,0 +1,110 @@
+"""Evaluation: splits, the search's isolation from test data, and an end-to-end report."""
+
+import csv
+import json
+
+import numpy as np
+
+from recommender.cli import main
+from recommender.evaluation.data import read_interactions
+from recommender.evaluation.offline import search_als
+from recommender.evaluation.splits import global_cutoff, per_user_holdout, truth_sets
+from recommender.synthetic import TasteModel
+
+TASTE = TasteModel(users=150, items=80, groups=4)
+
+
+def sample_file(path, events=6000, seed=0):
+    users, items = TASTE.sample(events, np.random.default_rng(seed))
+    stamps = np.sort(np.random.default_rng(seed + 1).integers(1_000_000, 2_000_000, events))
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["user", "item", "rating", "timestamp"])
+        for u, i, t in zip(users.tolist(), items.tolist(), stamps.tolist(), strict=True):
+            writer.writerow([f"u{u}", f"i{i}", 4.0 + (u + i) % 2, t])
+    return path
+
+
+def events_of(data):
+    return set(zip(data.users.tolist(), data.items.tolist(), data.timestamps.tolist(), strict=True))
+
+
+def test_per_user_holdout_takes_each_users_latest_events(tmp_path):
+    data = read_interactions(sample_file(tmp_path / "d.csv"))
+    split = per_user_holdout(data, fraction=0.2)
+    assert len(split.train) + len(split.test) == len(data)
+    for u in range(0, data.n_users, 17):
+        train_t = split.train.timestamps[split.train.users == u]
+        test_t = split.test.timestamps[split.test.users == u]
+        if test_t.size:
+            assert train_t.max() <= test_t.min()
+            assert train_t.size >= 1
+    truth = truth_sets(split)
+    for u, items in truth.items():
+        assert not items & set(split.train.items[split.train.users == u].tolist())
+    cut = global_cutoff(data, quantile=0.9)
+    assert cut.train.timestamps.max() <= cut.test.timestamps.min()
+
+
+def test_min_rating_keeps_only_positives(tmp_path):
+    data = read_interactions(sample_file(tmp_path / "d.csv"), min_rating=5)
+    assert len(data) and (data.weights >= 5).all()
+
+
+def test_the_search_never_sees_test_events(tmp_path):
+    data = read_interactions(sample_file(tmp_path / "d.csv"))
+    split = per_user_holdout(data, fraction=0.2)
+    test_events, train_events = events_of(split.test), events_of(split.train)
+    seen_splits = []
+
+    def spy(params, validation):
+        seen_splits.append(validation)
+        return float(params.factors)  # any score: only what the search is given matters here
+
+    best, trials = search_als(split.train, budget_seconds=5, max_trials=4, fit_and_score=spy)
+    assert len(trials) == 4 and best.factors == max(t.params.factors for t in trials)
+    for validation in seen_splits:
+        given = events_of(validation.train) | events_of(validation.test)
+        assert given <= train_events
+        assert not given & test_events
+
+
+def test_evaluate_command_writes_report_json_and_plots(tmp_path):
+    data_file = sample_file(tmp_path / "d.csv")
+    out = tmp_path / "report"
+    code = main(
+        [
+            "evaluate",
+            str(data_file),
+            "--output-dir",
+            str(out),
+            "--protocol",
+            "temporal",
+            "--protocol",
+            "global",
+            "--protocol",
+            "prequential",
+            "--k",
+            "5,10",
+            "--search-budget",
+            "2",
+            "--windows",
+            "2000,0",
+            "--retrain-every",
+            "1000",
+            "--no-progress",
+            "--log-level",
+            "WARNING",
+        ]
+    )
+    assert code == 0
+    text = (out / "report.md").read_text()
+    for heading in ("## Per-user holdout", "## Global time cut-off", "## Prequential"):
+        assert heading in text
+    report = json.loads((out / "report.json").read_text())
+    names = [m["name"] for m in report["Per-user holdout"]["models"]]
+    assert names[0] == "popularity" and "ALS, tuned on validation" in names
+    assert len(report["prequential"]) == 2
+    assert all(0 <= run["recall"] <= 1 for run in report["prequential"])
+    for png in ("ndcg_vs_k_per-user.png", "prequential_over_time.png", "prequential_by_window.png"):
+        assert (out / png).stat().st_size > 1000
