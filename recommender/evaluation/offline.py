@@ -13,7 +13,7 @@ import numpy as np
 from ..training import AlsParams
 from .data import Interactions, to_matrix
 from .metrics import evaluate_lists
-from .models import AlsModel, Recommender
+from .models import AlsModel, Popularity, Recommender
 from .splits import Split, per_user_holdout, truth_sets
 
 __all__ = ["ModelResult", "SearchTrial", "evaluate_model", "search_als"]
@@ -31,12 +31,21 @@ class ModelResult:
 def evaluate_model(
     model: Recommender, split: Split, ks: Sequence[int], *, binary: bool = True
 ) -> ModelResult:
-    """Fit on ``split.train`` and score top-k lists against the held-out items."""
+    """Fit on ``split.train`` and score top-k lists against the held-out items.
+
+    Users with no training event get the popularity list from every model, as the server answers
+    them (a model cannot personalise for someone it has never seen).
+    """
     train = to_matrix(split.train, binary=binary)
     seconds = model.fit(train)
     truth = truth_sets(split)
     users = np.array(sorted(truth), dtype=np.int64)
     lists = model.recommend(users, max(ks)) if users.size else np.zeros((0, max(ks)), np.int64)
+    cold = np.diff(train.indptr)[users] == 0
+    if cold.any() and not isinstance(model, Popularity):
+        fallback = Popularity()
+        fallback.fit(train)
+        lists[cold] = fallback.recommend(users[cold], max(ks))
     recommendations = {
         int(u): [int(i) for i in row if i >= 0] for u, row in zip(users, lists, strict=True)
     }

@@ -134,7 +134,7 @@ def _offline(
     name: str,
     ks: Sequence[int],
     options: EvaluateOptions,
-    warm_only: bool = False,
+    note: str = "",
 ) -> AlsParams:
     """Baselines and tuned ALS on one split; returns the tuned settings."""
     truth = truth_sets(split)
@@ -145,6 +145,8 @@ def _offline(
         f"test users with held-out items they did not already have: {len(truth):,}.",
         "",
     )
+    if note:
+        report.md(note, "")
     bar = tqdm(total=None, desc=f"{name}: search", unit="trial", disable=not options.progress)
 
     def scored(params: AlsParams, validation: Split) -> float:
@@ -375,13 +377,11 @@ def run_evaluation(options: EvaluateOptions) -> Path:
             split = global_cutoff(data, quantile=options.cutoff)
             trained_users = set(split.train.users.tolist())
             cold = {u for u in truth_sets(split) if u not in trained_users}
-            report.md(
-                f"Global cut-off: {len(cold):,} test users have no training event "
-                "(cold start): only the popularity fallback can serve them; they are "
-                "included in every model's averages below.",
-                "",
+            note = (
+                f"{len(cold):,} of these test users have no training event (cold start): every "
+                "model answers them with the popularity fallback, as the server does."
             )
-            _offline(report, split, "Global time cut-off", options.ks, options)
+            _offline(report, split, "Global time cut-off", options.ks, options, note)
         elif protocol == "prequential":
             _prequential(report, data, tuned or AlsParams(random_seed=options.seed), options)
         elif protocol == "seed":
