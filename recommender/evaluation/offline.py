@@ -74,7 +74,7 @@ def search_als(
     train: Interactions,
     *,
     budget_seconds: float = 60.0,
-    max_trials: int = 40,
+    max_trials: int = 200,
     k: int = 10,
     seed: int = 42,
     binary: bool = True,
