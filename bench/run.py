@@ -230,6 +230,49 @@ def bench_train(sizes: list[int], repeats: int) -> None:
     report()
 
 
+def bench_gate(total: int, repeats: int) -> None:
+    """Retrain cost with the quality gate on: fit without the holdout, judge, solve users."""
+    from recommender.quality import FactorModel, judge
+    from recommender.training import solve_users
+
+    params = AlsParams(factors=64, iterations=15)
+    window = window_of(total)
+    holdout = 5000
+    matrix = window.matrix(holdout=holdout)
+    assert matrix.train_items is not None
+    serving = train_als(matrix.user_items, params)
+    old = FactorModel(
+        list(matrix.item_ids), serving.item_factors, params.alpha, params.regularization
+    )
+    plain_s, _ = median_of(lambda: train_als(matrix.user_items, params), repeats)
+    fitted = train_als(matrix.train_items, params)
+    new = FactorModel(
+        list(matrix.item_ids), fitted.item_factors, params.alpha, params.regularization
+    )
+    args = (list(matrix.item_ids), matrix.train_items, matrix.holdout_users, matrix.holdout_items)
+    judge_s, _ = median_of(lambda: judge(new, old, *args, max_drop=0.2), repeats)
+    solve_s, _ = median_of(
+        lambda: solve_users(fitted.item_factors, matrix.user_items, params), repeats
+    )
+    result = judge(new, old, *args, max_drop=0.2)
+    report(f"### Quality gate on a {total:,}-event window ({holdout:,} newest events held out)")
+    report()
+    report("| step | median s |")
+    report("| --- | ---: |")
+    report(f"| plain retrain (no gate) | {plain_s:.2f} |")
+    report(
+        f"| judge: hit rate@10 of both models on the holdout ({result.users:,} users) | "
+        f"{judge_s:.2f} |"
+    )
+    report(f"| solve every user on the whole window (ALS half-step) | {solve_s:.2f} |")
+    report()
+    report(
+        f"gate overhead per retrain: {(judge_s + solve_s) / plain_s:.0%} of a plain retrain; "
+        f"hit rate@10 new {result.candidate:.3f} vs serving {result.serving:.3f}"
+    )
+    report()
+
+
 def trained_snapshot(total: int, model_dir: Path) -> Path:
     window = window_of(total)
     matrix = window.matrix()
@@ -571,7 +614,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["ingest", "train", "snapshot", "foldin", "http", "fresh"],
+        choices=["ingest", "train", "gate", "snapshot", "foldin", "http", "fresh"],
         action="append",
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="ingest events")
@@ -582,7 +625,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200, help="freshness probes")
     parser.add_argument("--background-rate", type=float, default=2000, help="events/s")
     args = parser.parse_args()
-    sections = set(args.only or ["ingest", "train", "snapshot", "foldin", "http", "fresh"])
+    sections = set(args.only or ["ingest", "train", "gate", "snapshot", "foldin", "http", "fresh"])
     report(f"Command: `{' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}`")
     report()
     report(
@@ -602,6 +645,8 @@ def main() -> None:
             bench_ingest(kafka, args.events, args.repeats, args.batch)
         if "train" in sections:
             bench_train([100_000, 1_000_000], args.repeats)
+        if "gate" in sections:
+            bench_gate(1_000_000, args.repeats)
         if "snapshot" in sections:
             bench_snapshot(1_000_000, args.repeats)
         if "foldin" in sections:
