@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 
 from recommender.broker import EmbeddedBroker, free_port
 from recommender.kafka import KafkaSettings, create_topic
+from recommender.producer import produce_values
 from recommender.synthetic import TasteModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,15 +68,10 @@ def topic(kafka) -> Callable[..., str]:
 
 
 def produce(kafka: KafkaSettings, topic: str, values: list[bytes], *, keyed: bool = True) -> None:
+    """Produce and wait for every delivery (keyed by the user id unless ``keyed`` is False)."""
     producer: Producer = kafka.producer()
-    for value in values:
-        key = value.partition(b":")[0] if keyed and value else None
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+    keys = [v.partition(b":")[0] if v else b"" for v in values] if keyed else None
+    produce_values(producer, topic, values, keys=keys, progress=False)
     assert producer.flush(30) == 0, "not every event was delivered"
 
 
