@@ -156,7 +156,6 @@ class ModelBuilder:
         self._dead_letters = (
             kafka.producer(**{"linger.ms": 50}) if config.dead_letter_topic else None
         )
-        self.published = threading.Event()  # set after each publication (tests, demo)
         self._serving: FactorModel | None = None  # what the quality gate compares against
 
     # -- start-up ------------------------------------------------------------------------------
@@ -493,7 +492,6 @@ class ModelBuilder:
             publish_seconds,
             f"; removed {len(pruned)} old snapshot(s)" if pruned else "",
         )
-        self.published.set()
 
     def _gated_fit(self, matrix: WindowMatrix) -> tuple[TrainedFactors, GateResult]:
         """Fit without the newest events, judge against the serving model on them, then solve

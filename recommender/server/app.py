@@ -135,12 +135,6 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = ServerMetrics(holder, fresh, catalog)
     app[INGEST] = None
 
-    def drop_covered(model: object) -> None:
-        dropped = fresh.drop_covered(holder.model.positions if holder.model else {})
-        if dropped:
-            log.info("the new snapshot covers %d fresh events: dropped them", dropped)
-
-    holder.on_swap.append(drop_covered)
     app.add_routes(routes)
     app.cleanup_ctx.append(snapshot_watcher)
     app.cleanup_ctx.append(kafka_clients)

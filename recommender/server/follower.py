@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from ..catalog import Catalog
 from ..events import parse_values
@@ -58,26 +58,26 @@ class Follower:
         self._stop.set()
         self._thread.join(timeout)
 
-    def _assign_items(self, consumer: object) -> bool:
+    def _assign_items(self, consumer: Consumer) -> bool:
         assert self.items_topic is not None
         try:
-            partitions = topic_partitions(consumer, self.items_topic, timeout=2.0)  # type: ignore[arg-type]
+            partitions = topic_partitions(consumer, self.items_topic, timeout=2.0)
         except TopicMissing as exc:
             log.debug("items topic not ready: %s", exc)
             return False
-        consumer.incremental_assign(  # type: ignore[attr-defined]
+        consumer.incremental_assign(
             [TopicPartition(self.items_topic, p, OFFSET_BEGINNING) for p in partitions]
         )
         log.info("reading the item catalogue from %s", self.items_topic)
         return True
 
-    def _assign_interactions(self, consumer: object, model: RecommenderModel) -> bool:
+    def _assign_interactions(self, consumer: Consumer, model: RecommenderModel) -> bool:
         try:
-            partitions = topic_partitions(consumer, self.topic, timeout=2.0)  # type: ignore[arg-type]
+            partitions = topic_partitions(consumer, self.topic, timeout=2.0)
         except TopicMissing as exc:
             log.warning("cannot follow %s yet: %s", self.topic, exc)
             return False
-        consumer.incremental_assign(  # type: ignore[attr-defined]
+        consumer.incremental_assign(
             [
                 TopicPartition(self.topic, p, model.positions.get(p, OFFSET_BEGINNING))
                 for p in partitions

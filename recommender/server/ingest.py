@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,9 @@ class Ingest:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
 
-        def delivered(future: asyncio.Future[None]):  # type: ignore[no-untyped-def]
+        def delivered(
+            future: asyncio.Future[None],
+        ) -> Callable[[KafkaError | None, Message], None]:
             def callback(error: KafkaError | None, message: Message) -> None:
                 def settle() -> None:
                     if future.done():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +65,10 @@ class ModelHolder:
     def __init__(self) -> None:
         self.model: RecommenderModel | None = None
         self.loaded_at: float | None = None
-        self.on_swap: list[Callable[[RecommenderModel], None]] = []
 
     def swap(self, model: RecommenderModel) -> RecommenderModel | None:
         old, self.model = self.model, model
         self.loaded_at = time.time()
-        for hook in self.on_swap:
-            hook(model)
         return old
 
 

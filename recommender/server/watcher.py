@@ -14,7 +14,7 @@ from aiohttp import web
 from ..errors import SnapshotError
 from ..model import RecommenderModel
 from ..snapshot import list_snapshot_dirs, load_snapshot
-from .state import CONFIG, HOLDER, METRICS
+from .state import CONFIG, FRESH, HOLDER, METRICS
 
 __all__ = ["load_model", "snapshot_watcher"]
 
@@ -50,12 +50,17 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         metrics.load_seconds.observe(seconds)
         metrics.swaps.inc()
         holder.swap(model)
+        # Swap first, then forget the fresh events the new model covers (off the loop: the store
+        # may be large). Meanwhile a request may count such an event twice, never lose one.
+        dropped = await asyncio.to_thread(app[FRESH].drop_covered, model.positions)
         log.info(
-            "serving snapshot v%d (%d users, %d items), loaded in %.3fs",
+            "serving snapshot v%d (%d users, %d items), loaded in %.3fs; %d fresh events now "
+            "in the model",
             version,
             model.n_users,
             model.n_items,
             seconds,
+            dropped,
         )
         return
 
