@@ -18,8 +18,9 @@ import numpy.typing as npt
 
 __all__ = [
     "DatasetName",
-    "Interactions",
     "ItemInfo",
+    "Replay",
+    "dataset_file",
     "datasets_dir",
     "load_interactions",
     "load_items",
@@ -29,7 +30,7 @@ DatasetName = Literal["movielens", "anime"]
 
 
 @dataclass(frozen=True, slots=True)
-class Interactions:
+class Replay:
     """Events in replay order: ids as strings, weights, and (where known) Unix seconds."""
 
     users: list[str]
@@ -72,6 +73,14 @@ def _require(root: Path | None) -> Path:
     return root
 
 
+def dataset_file(name: DatasetName, root: Path | None = None) -> Path:
+    """The interactions file of a shared data set (anime: the "watched" history)."""
+    root = _require(root)
+    if name == "movielens":
+        return root / "movielens-latest-small" / "ratings.csv"
+    return root / "anime" / "anime_history.dat"
+
+
 def load_interactions(
     name: DatasetName,
     *,
@@ -79,45 +88,27 @@ def load_interactions(
     min_rating: float | None = None,
     seed: int = 7,
     limit: int | None = None,
-) -> Interactions:
+) -> Replay:
     """Load a data set in the order it should be replayed.
 
     MovieLens: by timestamp (stable, so ties keep file order). Anime (``anime_history.dat``, no
     timestamps): shuffled with ``seed``. ``min_rating`` keeps only ratings at or above it.
     """
-    root = _require(root)
-    if name == "movielens":
-        table = np.loadtxt(
-            root / "movielens-latest-small" / "ratings.csv", delimiter=",", skiprows=1
-        )
-        users, items, ratings = (
-            table[:, 0].astype(np.int64),
-            table[:, 1].astype(np.int64),
-            table[:, 2],
-        )
-        times = table[:, 3].astype(np.int64)
-        stamps: npt.NDArray[np.int64] | None = times
-        order = np.argsort(times, kind="stable")
+    from .evaluation.data import read_interactions  # the one reader of interaction files
+
+    data = read_interactions(dataset_file(name, root), min_rating=min_rating)
+    if data.timestamps is not None:
+        order = np.argsort(data.timestamps, kind="stable")
         how = "by timestamp"
     else:
-        table = np.loadtxt(root / "anime" / "anime_history.dat", delimiter="\t", skiprows=1)
-        users, items, ratings = (
-            table[:, 0].astype(np.int64),
-            table[:, 1].astype(np.int64),
-            table[:, 2],
-        )
-        stamps = None
-        order = np.random.default_rng(seed).permutation(len(users))
+        order = np.random.default_rng(seed).permutation(len(data))
         how = f"shuffled (seed {seed})"
-    if min_rating is not None:
-        order = order[ratings[order] >= min_rating]
-    if limit is not None:
-        order = order[:limit]
-    return Interactions(
-        users=[str(u) for u in users[order].tolist()],
-        items=[str(i) for i in items[order].tolist()],
-        weights=ratings[order].astype(np.float32),
-        timestamps=None if stamps is None else stamps[order],
+    order = order[:limit] if limit is not None else order
+    return Replay(
+        users=[data.user_ids[u] for u in data.users[order].tolist()],
+        items=[data.item_ids[i] for i in data.items[order].tolist()],
+        weights=data.weights[order],
+        timestamps=None if data.timestamps is None else data.timestamps[order],
         order=how,
     )
 

@@ -82,3 +82,50 @@ def test_demo_fails_fast_when_its_port_is_taken(tmp_path):
     assert result.returncode == 2
     assert f"port {port} is taken" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_demo_producers_replay_movielens_and_publish_its_titles(kafka, topic):
+    import json
+
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from recommender.datasets import datasets_dir
+
+    if datasets_dir() is None:
+        import pytest
+
+        pytest.skip("../shared/datasets is not on this machine")
+    events, items = topic(2), topic(1, prefix="items")
+    servers = ["--bootstrap-servers", kafka.bootstrap_servers, "--no-progress"]
+    for script, args in (
+        (
+            "user_interactions_producer.py",
+            ["--dataset", "movielens", "--count", "3000", "--topic", events],
+        ),
+        ("item_producer.py", ["--dataset", "movielens", "--topic", items]),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "demo" / script), *args, *servers],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def read_all(name, partitions, expected):
+        consumer = kafka.consumer()
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(partitions)])
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < expected and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(5000, timeout=1.0) if m.error() is None]
+        consumer.close()
+        return got
+
+    replayed = read_all(events, 2, 3000)
+    assert len(replayed) == 3000
+    assert all(m.value().count(b":") == 2 for m in replayed)  # user:movie:rating
+    catalogue = read_all(items, 1, 9742)
+    records = [json.loads(m.value()) for m in catalogue]
+    toy = next(r for r in records if r["id"] == "1")
+    assert toy["title"] == "Toy Story (1995)" and toy["url"].endswith("/tt0114709/")

@@ -108,3 +108,21 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
     assert all(0 <= run["recall"] <= 1 for run in report["prequential"])
     for png in ("ndcg_vs_k_per-user.png", "prequential_over_time.png", "prequential_by_window.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_shared_data_sets_replay_in_time_order_or_a_seeded_shuffle():
+    import pytest
+
+    from recommender.datasets import datasets_dir, load_interactions, load_items
+
+    if datasets_dir() is None:
+        pytest.skip("../shared/datasets is not on this machine")
+    movies = load_interactions("movielens")
+    assert len(movies) == 100_836 and movies.order == "by timestamp"
+    assert (np.diff(movies.timestamps) >= 0).all()
+    anime = load_interactions("anime", limit=1000, seed=3)
+    assert len(anime) == 1000 and anime.timestamps is None
+    assert anime.users == load_interactions("anime", limit=1000, seed=3).users  # reproducible
+    titles = {info.id: info for info in load_items("movielens")}
+    assert titles["1"].title == "Toy Story (1995)"
+    assert titles["1"].url == "https://www.imdb.com/title/tt0114709/"
