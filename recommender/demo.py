@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 TOPIC = "interactions"
 ITEMS = "items"
+#: Ids that exist in each data set, for the printed examples: two users, two items.
+EXAMPLES = {
+    "synthetic": ("u1", "u2", "i3", "i11"),
+    "movielens": ("1", "2", "1", "2571"),  # Toy Story, The Matrix
+    "anime": ("1", "2", "1", "2"),
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -194,15 +200,16 @@ def run_demo(options: DemoOptions) -> int:
             stop.wait(0.5)
         if stop.is_set():
             return 0
+        u1, u2, a, b = EXAMPLES.get(options.dataset, EXAMPLES["synthetic"])
         print(
             f"\rready: model v{body.get('model_version')} after "
             f"{time.monotonic() - started:.0f}s{' ' * 20}\n\n"
             f"  page:    {base}/\n"
-            f"  try:     curl '{base}/recommend?user=u1&n=5'\n"
-            f"           curl '{base}/?userId=u2&recommendationsNumber=3'\n"
-            f"           curl '{base}/recommend?items=i3,i11&n=5'\n"
-            f"           curl '{base}/similar?item=i3&n=5'\n"
-            f"           curl -X POST --data-binary 'me:i3' -H 'Content-Type: text/plain' "
+            f"  try:     curl '{base}/recommend?user={u1}&n=5'\n"
+            f"           curl '{base}/?userId={u2}&recommendationsNumber=3'\n"
+            f"           curl '{base}/recommend?items={a},{b}&n=5'\n"
+            f"           curl '{base}/similar?item={a}&n=5'\n"
+            f"           curl -X POST --data-binary 'me:{a}' -H 'Content-Type: text/plain' "
             f"{base}/interactions\n"
             f"           curl '{base}/recommend?user=me&n=5'   # folded in at once\n"
             f"           curl '{base}/model'\n"
