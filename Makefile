@@ -25,7 +25,7 @@ demo: $(STAMP)
 test-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else \
 	    echo "note: the browser test needs Debian's chromium: sudo apt-get install chromium chromium-driver"; \
 	  fi; \

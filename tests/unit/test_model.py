@@ -120,3 +120,22 @@ def test_explanation_contributions_add_up_to_the_fold_in_score(model):
     assert len(because) == 9 and all(c.item.startswith("g0i") for c in because)
     assert model.explain("g0u2", "nope", 3) is None
     assert model.explain("stranger", "g0i2", 3) is None
+
+
+def test_fold_in_of_a_heavy_user_is_bounded_and_keeps_fresh_items(model, monkeypatch):
+    import recommender.model as model_module
+
+    monkeypatch.setattr(model_module, "MAX_FOLD_IN_ITEMS", 3)
+    used = []
+    original = model._system
+
+    def spy(cols, weights):
+        used.append(cols.tolist())
+        return original(cols, weights)
+
+    monkeypatch.setattr(model, "_system", spy)
+    fresh_col = model.item_index["g1i0"]
+    cols = np.array([model.item_index[f"g0i{k}"] for k in range(6)] + [fresh_col])
+    weights = np.array([5, 1, 4, 1, 1, 3, 1], dtype=np.float32)
+    model.fold_in(cols, weights, priority=np.array([fresh_col]))
+    assert sorted(used[-1]) == sorted([fresh_col, cols[0], cols[2]])  # fresh + 2 heaviest
