@@ -102,12 +102,15 @@ async def test_hot_swap_and_corrupt_snapshots_never_replace_the_good_model(clien
     # v2 is published complete, then damaged: it must be rejected, v1 keeps serving.
     path = publish_window(model_dir, 2, block_events())
     (path / "user_factors.npy").write_bytes(b"garbage")
-    await asyncio.sleep(0.5)
+    for _ in range(200):  # until the watcher has tried v2 (and refused it)
+        metrics = await (await client.get("/metrics")).text()
+        if "recommender_model_swap_failures_total 1.0" in metrics:
+            break
+        await asyncio.sleep(0.05)
+    assert "recommender_model_swap_failures_total 1.0" in metrics
     body = await (await client.get("/model")).json()
     assert body["manifest"]["version"] == 1
     assert (await client.get("/recommend", params={"user": "g0u1"})).status == 200
-    metrics = await (await client.get("/metrics")).text()
-    assert "recommender_model_swap_failures_total 1.0" in metrics
     # A good v3 is picked up.
     publish_window(model_dir, 3, block_events(groups=3))
     await wait_for_version(client, 3)

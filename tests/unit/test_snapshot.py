@@ -128,7 +128,7 @@ def test_a_reader_racing_a_writer_only_ever_sees_complete_snapshots(tmp_path):
         stop.set()
         thread.join()
     assert not errors
-    assert loaded and max(loaded) >= 20
+    assert len(set(loaded)) >= 2  # it really read while the writer published
 
 
 WRITER = """
