@@ -104,6 +104,8 @@ class RecommenderModel:
         self.popularity: IntArray = arrays["popularity"]
         # Most popular first; ties broken by column for a stable answer.
         self.popular_order = np.lexsort((np.arange(self.popularity.size), -self.popularity))
+        self.recent_popularity: FloatArray = arrays["recent_popularity"]
+        self.recent_order = np.lexsort((np.arange(self.popularity.size), -self.recent_popularity))
         params = self.manifest.get("params", {})
         self.alpha = float(params.get("alpha", 1.0))
         self.regularization = float(params.get("regularization", 0.0))
@@ -314,18 +316,24 @@ class RecommenderModel:
         )
         return self.answer(query)
 
-    def popular(self, n: int, *, exclude: Iterable[str] = (), offset: int = 0) -> list[ScoredItem]:
-        """The ``n`` items with the most events in the window."""
-        return self._popular(n + offset, self.columns(exclude))[offset:]
+    def popular(
+        self, n: int, *, exclude: Iterable[str] = (), offset: int = 0, recent: bool = False
+    ) -> list[ScoredItem]:
+        """The ``n`` items with the most events in the window (``recent``: recency-weighted)."""
+        return self._popular(n + offset, self.columns(exclude), recent=recent)[offset:]
 
-    def _popular(self, n: int, banned: IntArray) -> list[ScoredItem]:
-        order = self.popular_order
+    def _popular(self, n: int, banned: IntArray, *, recent: bool = False) -> list[ScoredItem]:
+        order, score = (
+            (self.recent_order, self.recent_popularity)
+            if recent
+            else (self.popular_order, self.popularity)
+        )
         if banned.size:
             order = order[~np.isin(order, banned)]
         top = order[:n]
         return [
             ScoredItem(self.item_ids[c], float(s))
-            for c, s in zip(top.tolist(), self.popularity[top].tolist(), strict=True)
+            for c, s in zip(top.tolist(), score[top].tolist(), strict=True)
         ]
 
     def _top(self, scores: FloatArray, n: int, banned: IntArray) -> list[ScoredItem]:

@@ -62,6 +62,7 @@ ARRAY_DTYPES: Final[dict[str, str]] = {
     "seen_indices": "int32",
     "seen_weights": "float32",
     "popularity": "int64",
+    "recent_popularity": "float32",
 }
 
 
@@ -253,7 +254,7 @@ def load_snapshot(path: Path, *, mmap: bool = True) -> Snapshot:
         problems.append("seen_indices out of range")
     if arrays["seen_weights"].shape != indices.shape:
         problems.append("seen arrays differ in length")
-    if arrays["popularity"].shape != (n_items,):
+    if arrays["popularity"].shape != (n_items,) or arrays["recent_popularity"].shape != (n_items,):
         problems.append("popularity does not match the items")
     if not problems and not (np.isfinite(user_f).all() and np.isfinite(item_f).all()):
         problems.append("factors are not finite")
@@ -311,6 +312,7 @@ def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, 
         "seen_indices": seen.indices.astype(np.int32),
         "seen_weights": seen.data.astype(np.float32),
         "popularity": matrix.popularity,
+        "recent_popularity": matrix.recent_popularity,
     }
 
 

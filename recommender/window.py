@@ -35,6 +35,9 @@ class WindowMatrix:
         External id of each row / column.
     popularity : ndarray of int64
         Number of events per item in the window.
+    recent_popularity : ndarray of float32
+        Events per item weighted by recency: an event counts 2^(-age / h), its age measured from
+        the newest event and h a quarter of the window's time span (all 1 when the span is 0).
     events : int
         Number of events in the window.
     min_timestamp_ms, max_timestamp_ms : int or None
@@ -51,6 +54,7 @@ class WindowMatrix:
     user_ids: list[str]
     item_ids: list[str]
     popularity: npt.NDArray[np.int64]
+    recent_popularity: npt.NDArray[np.float32]
     events: int
     min_timestamp_ms: int | None
     max_timestamp_ms: int | None
@@ -58,6 +62,17 @@ class WindowMatrix:
     holdout_users: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     holdout_items: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     train_items: sp.csr_matrix | None = None
+
+
+def _recent_popularity(
+    ts: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], n_items: int
+) -> npt.NDArray[np.float32]:
+    if ts.size == 0:
+        return np.zeros(n_items, np.float32)
+    newest, span = int(ts.max()), int(ts.max() - ts.min())
+    half_life = span / 4 if span > 0 else 1.0
+    decay = np.exp2(-(newest - ts) / half_life)
+    return np.bincount(cols, weights=decay, minlength=n_items).astype(np.float32)
 
 
 class InteractionWindow:
@@ -215,6 +230,7 @@ class InteractionWindow:
             user_ids=[user_ids[r] for r in user_rows.tolist()],
             item_ids=[item_ids[r] for r in item_rows.tolist()],
             popularity=np.bincount(item_col.ravel(), minlength=item_rows.size).astype(np.int64),
+            recent_popularity=_recent_popularity(ts, item_col.ravel(), item_rows.size),
             events=int(users.size),
             min_timestamp_ms=int(ts.min()) if ts.size else None,
             max_timestamp_ms=int(ts.max()) if ts.size else None,

@@ -106,7 +106,19 @@ def openapi_document(max_n: int) -> dict[str, Any]:
             "/similar-users": get(
                 "Users similar to a user (cosine)", [user, n], "SimilarUsers", "404"
             ),
-            "/popular": get("Most popular items in the window", [n, offset], "Popular"),
+            "/popular": get(
+                "Most popular items in the window",
+                [
+                    n,
+                    offset,
+                    _param(
+                        "recent",
+                        {"type": "boolean", "default": False},
+                        "Weight events by recency (half-life: a quarter of the window's span)",
+                    ),
+                ],
+                "Popular",
+            ),
             "/because": get(
                 "The user's items that contributed most to an item's score",
                 [user, item, n],

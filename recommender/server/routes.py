@@ -170,8 +170,9 @@ async def similar_users(request: web.Request) -> web.Response:
 @routes.get("/popular")
 async def popular(request: web.Request) -> web.Response:
     n, offset = _n(request), _offset(request)
+    recent = bool_param(request, "recent", default=False)
     model = _model_or_503(request)
-    items = model.popular(n, offset=offset)
+    items = model.popular(n, offset=offset, recent=recent)
     return web.json_response(
         {"items": _items_json(request, items), "offset": offset, "model_version": model.version}
     )

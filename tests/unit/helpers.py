@@ -73,4 +73,5 @@ def random_snapshot_arrays(n_users=1000, n_items=200, factors=8, seed=0):
         "seen_indices": indices,
         "seen_weights": np.ones(indices.size, dtype=np.float32),
         "popularity": np.bincount(indices, minlength=n_items).astype(np.int64),
+        "recent_popularity": np.bincount(indices, minlength=n_items).astype(np.float32),
     }

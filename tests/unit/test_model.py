@@ -139,3 +139,14 @@ def test_fold_in_of_a_heavy_user_is_bounded_and_keeps_fresh_items(model, monkeyp
     weights = np.array([5, 1, 4, 1, 1, 3, 1], dtype=np.float32)
     model.fold_in(cols, weights, priority=np.array([fresh_col]))
     assert sorted(used[-1]) == sorted([fresh_col, cols[0], cols[2]])  # fresh + 2 heaviest
+
+
+def test_recency_weighted_popular_differs_from_plain_counts(tmp_path):
+    from recommender.model import RecommenderModel
+    from recommender.snapshot import load_snapshot
+
+    # publish_window stamps events 0, 1, 2, ... ms: "new" is bought last, "old" more often.
+    events = [("u1", "old"), ("u2", "old"), ("u3", "old"), ("u4", "new"), ("u5", "new")]
+    model = RecommenderModel(load_snapshot(publish_window(tmp_path, 1, events, factors=2)))
+    assert [s.item for s in model.popular(2)] == ["old", "new"]
+    assert [s.item for s in model.popular(2, recent=True)] == ["new", "old"]

@@ -94,3 +94,19 @@ def test_compaction_bounds_the_vocabulary_on_a_churning_stream():
     append_events(window, [("user99", "item0")], start_offset=100)
     assert ("user99", "item0") in dense(window.matrix())
     assert np.all(window.matrix().popularity >= 1)
+
+
+def test_recent_popularity_weights_newer_events_more():
+    window = InteractionWindow(100)
+    # "old" has 3 events at t=0, "new" 2 events at the newest time; span 4000 ms, half-life 1000.
+    append_events(
+        window,
+        [("a", "old"), ("b", "old"), ("c", "old"), ("d", "new"), ("e", "new")],
+        timestamps=[0, 0, 0, 4000, 4000],
+    )
+    m = window.matrix()
+    pop = dict(zip(m.item_ids, m.popularity.tolist(), strict=True))
+    recent = dict(zip(m.item_ids, m.recent_popularity.tolist(), strict=True))
+    assert pop == {"old": 3, "new": 2}
+    assert recent["new"] == 2.0
+    assert abs(recent["old"] - 3 * 2**-4) < 1e-6
