@@ -66,8 +66,10 @@ def id_param(request: web.Request, name: str) -> str:
 def id_list_param(request: web.Request, name: str) -> list[str]:
     """A comma-separated list of ids (absent: empty)."""
     value = _single(request, name)
-    if value is None or value == "":
+    if value is None:
         return []
+    if value == "":
+        bad_parameter(name, "must not be empty (leave the parameter out instead)")
     if len(value) > MAX_LIST_CHARS:
         bad_parameter(name, f"at most {MAX_LIST_CHARS} characters")
     ids = value.split(",")

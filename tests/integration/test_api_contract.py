@@ -88,7 +88,7 @@ def live_server(bootstrap, tmp_path_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_endpoint_honours_its_schema(case, live_server):
     excluded = []
     if case.path == "/recommend":

@@ -186,6 +186,8 @@ async def test_anonymous_items_and_parameter_rules(make_client):
         assert response.status == 400 and (await response.json())["parameter"] == "user"
     response = await client.get("/recommend", params={"items": "a,,b"})
     assert response.status == 400 and (await response.json())["parameter"] == "items"
+    response = await client.get("/recommend", params={"user": "g0u1", "exclude": ""})
+    assert response.status == 400 and (await response.json())["parameter"] == "exclude"
     response = await client.get("/recommend", params={"user": "g0u1", "offset": "-1"})
     assert response.status == 400 and (await response.json())["parameter"] == "offset"
 
