@@ -43,7 +43,7 @@ class Catalog:
         self._lock = threading.Lock()
         self.version = 0
         self.rejected = 0
-        self._allowed: tuple[tuple[int, int], npt.NDArray[np.int64]] | None = None
+        self._excluded: tuple[tuple[int, int], npt.NDArray[np.int64]] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -77,15 +77,16 @@ class Catalog:
         hits.sort(key=lambda hit: (hit[0] != 0, len(self._titles[hit[1]]), hit[1]))
         return [self._items[item] for _, item in hits[:n]]
 
-    def allowed_columns(self, version: int, item_index: dict[str, int]) -> npt.NDArray[np.int64]:
-        """Columns of a model (``version``, ``item_index``) that are in the catalogue (cached)."""
+    def excluded_columns(self, version: int, item_index: dict[str, int]) -> npt.NDArray[np.int64]:
+        """Columns of a model (``version``, ``item_index``) that are *not* in the catalogue;
+        cached per model and catalogue version, so a request pays nothing for the restriction."""
         key = (version, self.version)
-        cached = self._allowed
+        cached = self._excluded
         if cached is not None and cached[0] == key:
             return cached[1]
         with self._lock:
             cols = np.fromiter(
-                (c for item, c in item_index.items() if item in self._items), dtype=np.int64
+                (c for item, c in item_index.items() if item not in self._items), dtype=np.int64
             )
-        self._allowed = (key, cols)
+        self._excluded = (key, cols)
         return cols

@@ -43,6 +43,7 @@ class FreshEvents:
         self._lock = threading.Lock()
         self._evicted_users = 0
         self._dropped_events = 0
+        self._events = 0  # kept up to date so stats() is O(1) (it is scraped by /metrics)
 
     def add(
         self,
@@ -77,10 +78,12 @@ class FreshEvents:
                     )
                 )
                 self._dropped_events += before + (hi - lo) - len(events)
+                self._events += len(events) - before
             while len(self._users) > self.max_users:
                 _, gone = self._users.popitem(last=False)
                 self._evicted_users += 1
                 self._dropped_events += len(gone)
+                self._events -= len(gone)
 
     def events(self, user: str) -> list[tuple[str, float]]:
         """The user's fresh events as (item, weight), oldest first."""
@@ -101,13 +104,14 @@ class FreshEvents:
                         self._users[user] = deque(kept, maxlen=self.max_per_user)
                     else:
                         del self._users[user]
+            self._events -= dropped
         return dropped
 
     def stats(self) -> FreshStats:
         with self._lock:
             return FreshStats(
                 users=len(self._users),
-                events=sum(len(e) for e in self._users.values()),
+                events=self._events,
                 evicted_users=self._evicted_users,
                 dropped_events=self._dropped_events,
             )

@@ -280,17 +280,16 @@ class RecommenderModel:
         return np.asarray(self.item_factors @ vector, dtype=np.float32)
 
     def answer(
-        self, query: Query, scores: FloatArray | None = None, *, allowed: IntArray | None = None
+        self, query: Query, scores: FloatArray | None = None, *, excluded: IntArray | None = None
     ) -> Answer:
         """The top items for a resolved query; ``scores`` may be precomputed (and are modified).
 
-        ``allowed``: if given, only these columns may be recommended (a catalogue restriction).
+        ``excluded``: columns never to recommend besides the query's own (e.g. items outside
+        the catalogue).
         """
         banned = query.banned
-        if allowed is not None:
-            outside = np.ones(self.n_items, dtype=bool)
-            outside[allowed] = False
-            banned = np.concatenate((banned, np.flatnonzero(outside)))
+        if excluded is not None and excluded.size:
+            banned = np.concatenate((banned, excluded))
         wanted = query.n + query.offset
         if query.vector is None:
             items = self._popular(wanted, banned)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -82,7 +83,14 @@ def interactions_main(argv: Sequence[str] | None = None) -> int:
     create_topic(settings, args.topic, partitions=args.partitions)
     producer = settings.producer()
     stop = _stop_event()
-    progress = not args.no_progress
+    send = functools.partial(
+        produce_values,
+        producer,
+        args.topic,
+        rate=args.rate,
+        progress=not args.no_progress,
+        should_stop=stop.is_set,
+    )
     if args.dataset != "synthetic":
         _dataset_or_exit(args.dataset)
         data = load_interactions(
@@ -94,15 +102,7 @@ def interactions_main(argv: Sequence[str] | None = None) -> int:
         ]
         keys = [u.encode() for u in data.users]
         print(f"replaying {len(values)} {args.dataset} events ({data.order})", file=sys.stderr)
-        produce_values(
-            producer,
-            args.topic,
-            values,
-            keys=keys,
-            rate=args.rate,
-            progress=progress,
-            should_stop=stop.is_set,
-        )
+        send(values, keys=keys)
         return 0
     taste = TasteModel(users=args.users, items=args.items, groups=args.groups)
     rng = np.random.default_rng(args.seed)
@@ -113,15 +113,7 @@ def interactions_main(argv: Sequence[str] | None = None) -> int:
         users, items = taste.sample(size, rng)
         values = taste.values(users, items)
         keys = [v.partition(b":")[0] for v in values]
-        produce_values(
-            producer,
-            args.topic,
-            values,
-            keys=keys,
-            rate=args.rate,
-            progress=progress,
-            should_stop=stop.is_set,
-        )
+        send(values, keys=keys)
         if remaining is not None:
             remaining -= size
     return 0

@@ -57,6 +57,16 @@ def _number(text: str) -> bool:
     return True
 
 
+_HEADER_NAMES = {"user", "userid", "user_id", "users", "uid"}
+
+
+def _is_header(row: list[str]) -> bool:
+    """A header names its user column, or has a non-numeric weight/timestamp column."""
+    if row[0].strip().lower() in _HEADER_NAMES:
+        return True
+    return any(not _number(cell) for cell in row[2:4])
+
+
 def read_interactions(path: Path, *, min_rating: float | None = None) -> Interactions:
     """Read ``user,item[,weight[,timestamp]]`` rows (comma or tab separated, optional header).
 
@@ -69,9 +79,7 @@ def read_interactions(path: Path, *, min_rating: float | None = None) -> Interac
         delimiter = "\t" if "\t" in first else ","
         f.seek(0)
         rows = list(csv.reader(f, delimiter=delimiter))
-    if (rows and len(rows[0]) >= 3 and not _number(rows[0][2])) or (
-        rows and not _number(rows[0][0])
-    ):
+    if rows and _is_header(rows[0]):
         rows = rows[1:]  # a header line
     rows = [r for r in rows if len(r) >= 2]
     if not rows:

@@ -128,7 +128,6 @@ class Follower:
         parsed = parse_values([m.value() for m in events])
         if parsed.rejected.size:
             self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
-            self.metrics.add("followed_malformed", int(parsed.rejected.size))
         ok = parsed.accepted
         partitions = np.fromiter((events[i].partition() for i in ok.tolist()), np.int64, ok.size)
         offsets = np.fromiter((events[i].offset() for i in ok.tolist()), np.int64, ok.size)
@@ -137,9 +136,7 @@ class Follower:
             covered = offsets < limits
             if covered.any():  # already in the serving snapshot (possible right after a swap)
                 self.metrics.followed.labels("covered").inc(int(covered.sum()))
-                self.metrics.add("followed", int(covered.sum()))
                 parsed = parsed.select(~covered)
                 partitions, offsets = partitions[~covered], offsets[~covered]
         self.fresh.add(parsed, partitions, offsets)
         self.metrics.followed.labels("fresh").inc(len(parsed))
-        self.metrics.add("followed", len(parsed))

@@ -127,12 +127,9 @@ class ServerMetrics:
             registry=registry,
         )
 
-        # Plain totals for /status (prometheus-client keeps its values private).
-        self.totals: dict[str, int] = {}
-
-    def add(self, name: str, amount: int = 1) -> None:
-        """Count into :attr:`totals` (the Prometheus counters are incremented by the caller)."""
-        self.totals[name] = self.totals.get(name, 0) + amount
+    def total(self, name: str, **labels: str) -> int:
+        """The current value of one counter sample (0 before the first increment)."""
+        return int(self.registry.get_sample_value(name, labels) or 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

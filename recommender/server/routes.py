@@ -71,13 +71,13 @@ def _items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[
 async def _answer(request: web.Request, model: RecommenderModel, query: Query) -> Answer:
     """Score (batched with concurrent requests) and pick the top items of a query."""
     config = request.app[CONFIG]
-    allowed = None
+    excluded = None
     if config.catalog_only:
-        allowed = request.app[CATALOG].allowed_columns(model.version, model.item_index)
+        excluded = request.app[CATALOG].excluded_columns(model.version, model.item_index)
     scores = None
     if query.vector is not None:
         scores = await request.app[BATCHER].score(model, query.vector)
-    answer = model.answer(query, scores, allowed=allowed)
+    answer = model.answer(query, scores, excluded=excluded)
     metrics = request.app[METRICS]
     metrics.answers.labels(answer.source).inc()
     if answer.fallback:
@@ -305,7 +305,7 @@ async def status(request: web.Request) -> web.Response:
     model = request.app[HOLDER].model
     metrics = request.app[METRICS]
     fresh = request.app[FRESH].stats()
-    totals = metrics.totals
+    followed = "recommender_followed_events_total"
     summary: dict[str, Any] = {}
     builder: dict[str, Any] = {}
     if model is not None:
@@ -329,13 +329,14 @@ async def status(request: web.Request) -> web.Response:
             "model": summary,
             "fresh": {"users": fresh.users, "events": fresh.events},
             "following": request.app[CONFIG].kafka is not None,
-            "followed_events": totals.get("followed", 0),
+            "followed_events": metrics.total(followed, outcome="fresh")
+            + metrics.total(followed, outcome="covered"),
             "catalog_items": len(request.app[CATALOG]),
             "ingest_enabled": request.app[CONFIG].enable_ingest,
             "errors": {
-                "malformed_events": totals.get("followed_malformed", 0)
+                "malformed_events": metrics.total(followed, outcome="malformed")
                 + sum(builder.get("rejected", {}).values()),
-                "rejected_snapshots": totals.get("swap_failures", 0),
+                "rejected_snapshots": metrics.total("recommender_model_swap_failures_total"),
                 "failed_retrains": builder.get("retrains_failed", 0),
             },
         }

@@ -43,7 +43,6 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         except SnapshotError as exc:
             failed.add(version)
             metrics.swap_failures.inc()
-            metrics.add("swap_failures")
             log.error("rejected snapshot v%d, still serving v%d: %s", version, current, exc)
             continue
         seconds = time.perf_counter() - started

@@ -27,10 +27,10 @@ def test_search_is_case_insensitive_and_prefers_prefixes():
     assert catalog.get("3")["title"] == "Toy Story 2" and len(catalog) == 3
 
 
-def test_allowed_columns_follow_catalogue_changes():
+def test_excluded_columns_follow_catalogue_changes():
     catalog = Catalog()
     index = {"a": 0, "b": 1, "c": 2}
     catalog.update([b'{"id": "b"}'])
-    assert catalog.allowed_columns(1, index).tolist() == [1]
+    assert sorted(catalog.excluded_columns(1, index).tolist()) == [0, 2]
     catalog.update([b'{"id": "c"}'])
-    assert sorted(catalog.allowed_columns(1, index).tolist()) == [1, 2]
+    assert catalog.excluded_columns(1, index).tolist() == [0]

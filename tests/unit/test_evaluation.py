@@ -126,3 +126,13 @@ def test_shared_data_sets_replay_in_time_order_or_a_seeded_shuffle():
     titles = {info.id: info for info in load_items("movielens")}
     assert titles["1"].title == "Toy Story (1995)"
     assert titles["1"].url == "https://www.imdb.com/title/tt0114709/"
+
+
+def test_headerless_files_with_string_ids_keep_their_first_row(tmp_path):
+    plain = tmp_path / "plain.csv"
+    plain.write_text("alice,book\nbob,film\n")
+    data = read_interactions(plain)
+    assert len(data) == 2 and data.user_ids == ["alice", "bob"]
+    with_header = tmp_path / "header.csv"
+    with_header.write_text("user,item,weight\nalice,book,2\n")
+    assert len(read_interactions(with_header)) == 1

@@ -44,3 +44,12 @@ def test_a_newer_snapshot_drops_exactly_what_it_covers():
     assert dropped == 2
     assert store.events("a") == [("3", 1.0)]
     assert store.events("b") == [("1", 1.0)]
+
+
+def test_event_count_stays_exact_through_caps_evictions_and_drops():
+    store = FreshEvents(max_users=2, max_per_user=2)
+    add(store, [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1")], start=0)
+    add(store, [("c", "1"), ("c", "2")], start=4)  # evicts a
+    store.drop_covered({0: 5})  # drops b's event and c's first
+    expected = sum(len(store.events(u)) for u in ("a", "b", "c"))
+    assert store.stats().events == expected == 1

@@ -80,7 +80,7 @@ def test_window_equals_the_last_n_events_whatever_the_batching(capacity, batches
     for event in everything[-capacity:] if everything else []:
         expected[event] = expected.get(event, 0.0) + 1.0
     assert dense(window.matrix()) == expected
-    assert window.compact_vocabularies(minimum=0, slack=1.0) in (True, False)
+    window.compact_vocabularies(minimum=0, slack=1.0)
     assert dense(window.matrix()) == expected  # compaction changes rows, never content
 
 
