@@ -33,9 +33,10 @@ from recommender.builder import BuilderConfig, ModelBuilder  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.model import RecommenderModel  # noqa: E402
 from recommender.producer import produce_values as send  # noqa: E402
-from recommender.snapshot import load_snapshot, publish_snapshot, snapshot_arrays  # noqa: E402
+from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
+from recommender.store import LocalStore  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
-from recommender.training import AlsParams, train_als  # noqa: E402
+from recommender.training import AlsParams, snapshot_arrays, train_als  # noqa: E402
 from recommender.window import InteractionWindow  # noqa: E402
 
 TASTE = TasteModel(users=50_000, items=20_000, groups=50)
@@ -110,11 +111,11 @@ def bench_ingest(kafka: KafkaSettings, total: int, repeats: int, batch_size: int
                 topic=topic,
                 retrain_every=total,
                 window_events=total,
-                model_dir=Path(tempfile.mkdtemp()),
+                store=LocalStore(Path(tempfile.mkdtemp())),
             ),
             kafka,
         )
-        return builder, lambda batch: builder.ingest(batch)
+        return builder, lambda batch: builder.consumption.ingest(batch)
 
     def naive_factory():
         window: deque = deque(maxlen=total)
@@ -231,7 +232,7 @@ def bench_gate(total: int, repeats: int) -> None:
     params = AlsParams(factors=64, iterations=15)
     window = window_of(total)
     holdout = 5000
-    matrix = window.matrix(holdout=holdout)
+    matrix = window.matrix(holdout_from={0: total - holdout}, max_holdout=holdout)
     assert matrix.train_items is not None
     serving = train_als(matrix.user_items, params)
     old = FactorModel(
@@ -270,7 +271,9 @@ def trained_snapshot(total: int, model_dir: Path) -> Path:
     window = window_of(total)
     matrix = window.matrix()
     factors = train_als(matrix.user_items, AlsParams(factors=64, iterations=15))
-    return publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": "bench"})
+    return Path(
+        publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": "bench"})
+    )
 
 
 def bench_snapshot(total: int, repeats: int) -> None:

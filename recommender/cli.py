@@ -50,6 +50,14 @@ def _add_kafka(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-dir",
+        default="model",
+        help="where snapshots live: a directory (default ./model)",
+    )
+
+
 def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.from_options(
         args.bootstrap_servers, args.kafka_overrides, args.kafka_config
@@ -99,7 +107,7 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         type=_positive_float,
         help="also retrain every S seconds when anything new arrived",
     )
-    parser.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    _add_model_dir(parser)
     parser.add_argument("--keep", type=int, default=3, help="snapshots to keep (default 3)")
     parser.add_argument("--dead-letter-topic", help="copy malformed events here, raw")
     gate = parser.add_argument_group("quality gate")
@@ -141,6 +149,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from .builder import BuilderConfig, ModelBuilder
+    from .store import open_store
     from .training import AlsParams
 
     try:
@@ -160,7 +169,7 @@ def run_build(args: argparse.Namespace) -> int:
         window_seconds=args.window_seconds,
         retrain_interval=args.retrain_interval,
         from_beginning=args.from_beginning,
-        model_dir=args.model_dir,
+        store=open_store(args.model_dir),
         keep=args.keep,
         params=params,
         dead_letter_topic=args.dead_letter_topic,
@@ -176,7 +185,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    _add_model_dir(parser)
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-n", type=int, default=1000, help="largest n a client may ask for")
@@ -221,7 +230,9 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, run_server
+    from .store import open_store
 
+    open_store(args.model_dir)  # a bad location is an error now, not in every worker later
     if args.max_n < 1 or args.workers < 1:
         raise RecommenderError("--max-n and --workers must be at least 1")
     if args.require_token_for_reads and not args.api_token:
@@ -357,7 +368,7 @@ def make_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="the newest snapshot, the builder's counters and lag, the server's state"
     )
-    status.add_argument("--model-dir", type=Path, default=Path("model"), help="default ./model")
+    _add_model_dir(status)
     status.add_argument("--server", help="a server's base URL, e.g. http://127.0.0.1:8000")
     _add_kafka(status)
     _add_common(status)

@@ -2,13 +2,20 @@
 
 An event value is UTF-8 ``user:item`` or ``user:item:weight``. Ids are non-empty, at most
 ``max_id_bytes`` bytes, and contain neither ``:`` nor control characters (a newline in an id would
-break every line-based format, including ``POST /interactions``). A weight is a number from
-``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite, positive, meaningful in float32); without one it is 1.
+break every line-based format, including ``POST /interactions``). A weight is a number of at most
+``MAX_WEIGHT_BYTES`` characters from ``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite, positive,
+meaningful in float32); without one it is 1. What training makes of a weight is bounded separately
+(:func:`clip_pair_weights`), so no single event can dominate or overflow ALS.
 
 The parser never loops over events in Python: byte-level checks run in numpy over the concatenated
 batch, ids are gathered into fixed-width byte arrays and de-duplicated with ``np.unique``, and only
 the *distinct* ids of a batch are decoded into ``str``. Downstream code (the vocabulary) therefore
 does work proportional to the number of distinct ids, not the number of events.
+
+Memory is linear in the batch's bytes whatever it holds: a record longer than the longest valid
+event is rejected by its length alone (it is never copied), every field's length is checked before
+anything is allocated for it, and ids are gathered in buckets of similar length, so one long id
+does not widen the arrays of all the short ones.
 """
 
 from __future__ import annotations
@@ -22,17 +29,22 @@ import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_MAX_ID_BYTES",
+    "MAX_PAIR_WEIGHT",
     "MAX_WEIGHT",
+    "MAX_WEIGHT_BYTES",
     "MIN_WEIGHT",
     "REJECT_REASONS",
     "ParsedBatch",
     "RejectReason",
+    "clip_pair_weights",
     "format_event",
+    "max_event_bytes",
     "parse_values",
 ]
 
 RejectReason = Literal[
     "empty",
+    "too_long",
     "missing_field",
     "extra_field",
     "control_char",
@@ -49,6 +61,12 @@ DEFAULT_MAX_ID_BYTES: Final = 256
 #: Accepted weights: finite, positive, and representable in float32 without loss of meaning.
 MIN_WEIGHT: Final = 1e-30
 MAX_WEIGHT: Final = 1e30
+#: Longest weight field: a number needs a few dozen characters at most.
+MAX_WEIGHT_BYTES: Final = 32
+#: What training and fold-in make of a (user, item) pair's summed weight is capped at this
+#: magnitude: ALS confidence is alpha x the capped sum, so one absurd weight (1e30) can neither
+#: overflow float32 arithmetic nor drown every other event.
+MAX_PAIR_WEIGHT: Final = 1000.0
 _COLON: Final = ord(":")
 _OK: Final = 0
 
@@ -115,40 +133,84 @@ class ParsedBatch:
         return [self.item_keys[i] for i in self.item_index]
 
 
+def max_event_bytes(max_id_bytes: int = DEFAULT_MAX_ID_BYTES) -> int:
+    """The longest valid event value: two ids, two colons and a weight."""
+    return 2 * max_id_bytes + 2 + MAX_WEIGHT_BYTES
+
+
+def clip_pair_weights(weights: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Summed pair weights as training and fold-in use them: capped at ``MAX_PAIR_WEIGHT``."""
+    out = np.asarray(weights, dtype=np.float64)
+    return np.clip(out, -MAX_PAIR_WEIGHT, MAX_PAIR_WEIGHT).astype(np.float32)
+
+
 def format_event(user: str, item: str, weight: float | None = None) -> bytes:
     """Encode one event as the wire format ``user:item[:weight]``."""
     text = f"{user}:{item}" if weight is None else f"{user}:{item}:{weight!r}"
     return text.encode("utf-8")
 
 
-def _gather(
-    buf: npt.NDArray[np.uint8], starts: IntArray, lengths: IntArray
+#: Id widths gathered together: an id of length L lands in a bucket at most 4 L wide, so the
+#: fixed-width arrays hold at most four times the ids' bytes.
+_WIDTHS: Final = (4, 16, 64, 256)
+
+
+def _gather_width(
+    buf: npt.NDArray[np.uint8], starts: IntArray, lengths: IntArray, width: int
 ) -> npt.NDArray[np.bytes_]:
-    """Copy variable-length byte slices of ``buf`` into one fixed-width ``S`` array."""
-    width = int(lengths.max()) if lengths.size else 0
-    if width == 0:
-        return np.zeros(lengths.size, dtype="S1")
-    cols = np.arange(width)
-    mask = cols < lengths[:, None]
-    out = np.zeros((lengths.size, width), dtype=np.uint8)
-    out[mask] = buf[(starts[:, None] + cols)[mask]]
-    return out.view(f"S{width}").ravel()
+    """Copy byte slices (each at most ``width`` long) of ``buf`` into one ``S<width>`` array.
+
+    Work and memory are linear in the slices' total length (no ``slices x width`` index array).
+    """
+    total = int(lengths.sum())
+    out = np.zeros(lengths.size * width, dtype=np.uint8)
+    if total:
+        first = np.cumsum(lengths) - lengths  # where each slice starts in the concatenation
+        within = np.arange(total, dtype=np.int64) - np.repeat(first, lengths)
+        src = np.repeat(starts, lengths) + within
+        dst = np.repeat(np.arange(lengths.size, dtype=np.int64) * width, lengths) + within
+        out[dst] = buf[src]
+    return out.view(f"S{width}")
+
+
+def _unique_ids(
+    buf: npt.NDArray[np.uint8], starts: IntArray, lengths: IntArray
+) -> tuple[list[bytes], IntArray]:
+    """The distinct byte strings among the slices, and each slice's index into them.
+
+    Slices are grouped by length bucket; ids never end in NUL (a control character), so the
+    fixed-width ``S`` arrays lose nothing and ids from different buckets never collide.
+    """
+    keys: list[bytes] = []
+    inverse = np.zeros(lengths.size, dtype=np.int64)
+    low = 0
+    for width in (*_WIDTHS[:-1], max(_WIDTHS[-1], int(lengths.max(initial=0)))):
+        members = np.flatnonzero((lengths > low) & (lengths <= width))
+        low = width
+        if members.size == 0:
+            continue
+        uniques, inv = np.unique(
+            _gather_width(buf, starts[members], lengths[members], width), return_inverse=True
+        )
+        inverse[members] = inv.ravel() + len(keys)
+        keys.extend(uniques.tolist())
+    return keys, inverse
 
 
 def _decode_unique(
-    ids: npt.NDArray[np.bytes_],
+    buf: npt.NDArray[np.uint8], starts: IntArray, lengths: IntArray
 ) -> tuple[list[str], IntArray, npt.NDArray[np.bool_]]:
     """Distinct ids as ``str``, the inverse map, and which distinct ids are not UTF-8."""
-    uniques, inverse = np.unique(ids, return_inverse=True)
+    raw_keys, inverse = _unique_ids(buf, starts, lengths)
     keys: list[str] = []
-    bad = np.zeros(uniques.size, dtype=bool)
-    for k, raw in enumerate(uniques.tolist()):
+    bad = np.zeros(len(raw_keys), dtype=bool)
+    for k, raw in enumerate(raw_keys):
         try:
             keys.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
             keys.append("")
             bad[k] = True
-    return keys, inverse.astype(np.int64).ravel(), bad
+    return keys, inverse, bad
 
 
 def _parse_weights(raw: npt.NDArray[np.bytes_]) -> npt.NDArray[np.float64]:
@@ -189,16 +251,27 @@ def parse_values(
     raw = cast(
         Sequence[bytes], [b"" if v is None else v for v in values] if None in values else values
     )
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
-    buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
+    full_lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
+    # Records longer than any valid event are judged by their length alone: never copied.
+    too_long = full_lengths > max_event_bytes(max_id_bytes)
+    if too_long.any():
+        lengths = np.where(too_long, 0, full_lengths)
+        buf = np.frombuffer(
+            b"".join(v for v, long in zip(raw, too_long.tolist(), strict=True) if not long),
+            dtype=np.uint8,
+        )
+    else:
+        lengths = full_lengths
+        buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    record_of_byte = np.repeat(np.arange(n), lengths)
+    record_of_byte = np.repeat(np.arange(n, dtype=np.int32), lengths)
 
     colon_at = np.flatnonzero(buf == _COLON)
     colon_record = record_of_byte[colon_at]
     colons = np.bincount(colon_record, minlength=n)
     controls = np.bincount(record_of_byte[(buf < 0x20) | (buf == 0x7F)], minlength=n)
+    del record_of_byte
 
     # Position of each record's first and second colon (only meaningful where they exist).
     first = np.zeros(n, dtype=np.int64)
@@ -213,31 +286,34 @@ def parse_values(
     user_len = first - starts
     item_end = np.where(has_weight, second, ends)
     item_len = item_end - first - 1
+    weight_len = np.where(has_weight, ends - second - 1, 0)
 
     code = np.zeros(n, dtype=np.uint8)
 
     def flag(reason: RejectReason, where: npt.NDArray[np.bool_]) -> None:
         code[(code == _OK) & where] = _CODE[reason]
 
-    flag("empty", lengths == 0)
+    flag("empty", full_lengths == 0)
+    flag("too_long", too_long)
     flag("missing_field", colons == 0)
     flag("extra_field", colons > 2)
     flag("control_char", controls > 0)
     flag("empty_id", (user_len <= 0) | (item_len <= 0))
     flag("id_too_long", (user_len > max_id_bytes) | (item_len > max_id_bytes))
+    flag("bad_weight", has_weight & ((weight_len <= 0) | (weight_len > MAX_WEIGHT_BYTES)))
 
     weights = np.ones(n, dtype=np.float64)
     weighted = np.flatnonzero(has_weight & (code == _OK))
     if weighted.size:
         w = _parse_weights(
-            _gather(buf, second[weighted] + 1, ends[weighted] - second[weighted] - 1)
+            _gather_width(buf, second[weighted] + 1, weight_len[weighted], MAX_WEIGHT_BYTES)
         )
         weights[weighted] = w
         flag("bad_weight", ~((weights >= MIN_WEIGHT) & (weights <= MAX_WEIGHT)))
 
     ok = np.flatnonzero(code == _OK)
-    user_keys, user_index, user_bad = _decode_unique(_gather(buf, starts[ok], user_len[ok]))
-    item_keys, item_index, item_bad = _decode_unique(_gather(buf, first[ok] + 1, item_len[ok]))
+    user_keys, user_index, user_bad = _decode_unique(buf, starts[ok], user_len[ok])
+    item_keys, item_index, item_bad = _decode_unique(buf, first[ok] + 1, item_len[ok])
     not_utf8 = user_bad[user_index] | item_bad[item_index]
     if not_utf8.any():
         code[ok[not_utf8]] = _CODE["not_utf8"]

@@ -1,10 +1,11 @@
-"""Snapshots: atomic publication, verified loading, retention.
+"""The snapshot format: named ``.npy`` arrays plus a ``manifest.json``; writing and verifying one.
 
-A snapshot is a directory ``v<version>`` (12 digits) under the model directory, holding ``.npy``
-arrays and a ``manifest.json`` that lists every array with its SHA-256, dtype and shape. It is
-written under a hidden temporary name, fsynced, and renamed into place, so a reader that lists the
-model directory only ever sees complete snapshots, even if the writer is killed at any instant.
-Nothing is pickled: arrays are loaded with ``allow_pickle=False``.
+Neutral about where snapshots live (see :mod:`recommender.store`): this module writes a snapshot's
+files into a local directory and verifies a local directory's files. The manifest lists every
+array with its SHA-256, dtype and shape; loading checks all of them, and every array's *values*
+(finite factors of bounded size, in-range indices, weights and popularity in their domains), so a
+snapshot that passes can be served without a request ever meeting a NaN. Nothing is pickled:
+arrays are loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -13,46 +14,49 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import SnapshotError
-from .training import TrainedFactors
-from .window import WindowMatrix
+from .events import MAX_PAIR_WEIGHT
+
+if TYPE_CHECKING:
+    from .store import SnapshotStore
 
 __all__ = [
+    "ARRAY_DTYPES",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "MAX_FACTOR",
+    "MAX_MANIFEST_BYTES",
     "Snapshot",
-    "cleanup_incomplete",
     "decode_ids",
     "encode_ids",
-    "latest_snapshot_dir",
-    "list_snapshot_dirs",
     "load_snapshot",
-    "prune_snapshots",
+    "parse_manifest",
     "publish_snapshot",
     "read_manifest",
-    "snapshot_arrays",
-    "snapshot_dir_name",
     "snapshot_in_memory",
+    "write_snapshot_files",
 ]
 
 FORMAT_VERSION: Final = 1
 MANIFEST_NAME: Final = "manifest.json"
-_DIR_RE: Final = re.compile(r"^v(\d{12})$")
-_TMP_PREFIX: Final = ".incoming-"
-_TRASH_PREFIX: Final = ".trash-"
+#: A manifest is a few kilobytes; anything this big is not one (and is not read whole).
+MAX_MANIFEST_BYTES: Final = 8 << 20
+#: Largest factor magnitude accepted: ALS factors are O(1); scores of factors this size still fit
+#: float32 comfortably, so no score can overflow to infinity.
+MAX_FACTOR: Final = 1e6
+_FILE_RE: Final = re.compile(r"^[a-z_]{1,64}\.npy$")
+_SHA_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 
-#: The arrays every snapshot has, with the dtype each must have.
+#: The arrays every snapshot has, with the dtype and number of dimensions each must have.
 ARRAY_DTYPES: Final[dict[str, str]] = {
     "user_factors": "float32",
     "item_factors": "float32",
@@ -64,10 +68,7 @@ ARRAY_DTYPES: Final[dict[str, str]] = {
     "popularity": "int64",
     "recent_popularity": "float32",
 }
-
-
-def snapshot_dir_name(version: int) -> str:
-    return f"v{version:012d}"
+_NDIM: Final = {"user_factors": 2, "item_factors": 2}
 
 
 def encode_ids(ids: list[str]) -> npt.NDArray[np.uint8]:
@@ -98,25 +99,6 @@ class Snapshot:
         return int(self.manifest["version"])
 
 
-def list_snapshot_dirs(model_dir: Path) -> list[tuple[int, Path]]:
-    """Published snapshots as ``(version, path)``, oldest first."""
-    try:
-        entries = list(os.scandir(model_dir))
-    except FileNotFoundError:
-        return []
-    found = []
-    for entry in entries:
-        match = _DIR_RE.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), Path(entry.path)))
-    return sorted(found)
-
-
-def latest_snapshot_dir(model_dir: Path) -> tuple[int, Path] | None:
-    dirs = list_snapshot_dirs(model_dir)
-    return dirs[-1] if dirs else None
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -125,124 +107,164 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_snapshot_files(
+    directory: Path, version: int, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write a snapshot's arrays and manifest into ``directory`` (fsynced); returns the manifest.
 
-
-def publish_snapshot(
-    model_dir: Path,
-    version: int,
-    arrays: Mapping[str, np.ndarray],
-    manifest: Mapping[str, Any],
-) -> Path:
-    """Write a snapshot atomically and return its directory.
-
-    Parameters
-    ----------
-    model_dir : Path
-        Where snapshots live; created if missing.
-    version : int
-        Must be greater than every published version.
-    arrays : mapping of str to ndarray
-        Exactly the arrays named in ``ARRAY_DTYPES``.
-    manifest : mapping
-        Descriptive fields; ``version``, ``format``, ``created_at`` and ``files`` are added here.
+    ``manifest`` holds the descriptive fields; ``version``, ``format``, ``created_at`` and
+    ``files`` are added here.
     """
     missing = set(ARRAY_DTYPES) ^ set(arrays)
     if missing:
         raise SnapshotError(f"snapshot arrays do not match the format: {sorted(missing)}")
-    model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / snapshot_dir_name(version)
-    if final.exists():
-        raise SnapshotError(f"snapshot {final} already exists")
-    tmp = model_dir / f"{_TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        files: dict[str, dict[str, Any]] = {}
-        for name, array in arrays.items():
-            array = np.ascontiguousarray(array, dtype=ARRAY_DTYPES[name])
-            path = tmp / f"{name}.npy"
-            with path.open("wb") as f:
-                np.save(f, array, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            files[name] = {
-                "file": path.name,
-                "sha256": _sha256(path),
-                "dtype": ARRAY_DTYPES[name],
-                "shape": list(array.shape),
-            }
-        now = time.time()
-        full = {
-            "format": FORMAT_VERSION,
-            "version": version,
-            "created_at": now,
-            "created_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            **manifest,
-            "files": files,
-        }
-        with (tmp / MANIFEST_NAME).open("w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=True)
+    files: dict[str, dict[str, Any]] = {}
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array, dtype=ARRAY_DTYPES[name])
+        path = directory / f"{name}.npy"
+        with path.open("wb") as f:
+            np.save(f, array, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        os.rename(tmp, final)
-        _fsync_dir(model_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        files[name] = {
+            "file": path.name,
+            "sha256": _sha256(path),
+            "dtype": ARRAY_DTYPES[name],
+            "shape": list(array.shape),
+        }
+    now = time.time()
+    full = {
+        "format": FORMAT_VERSION,
+        "version": version,
+        "created_at": now,
+        "created_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        **manifest,
+        "files": files,
+    }
+    with (directory / MANIFEST_NAME).open("w", encoding="utf-8") as f:
+        json.dump(full, f, indent=2, sort_keys=True, allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return full
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of the snapshot at ``path`` (no array is read)."""
-    try:
-        with (path / MANIFEST_NAME).open(encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"{path}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-        raise SnapshotError(f"{path}: not a format-{FORMAT_VERSION} snapshot manifest")
-    return manifest
+def publish_snapshot(
+    store: SnapshotStore | Path,
+    version: int,
+    arrays: Mapping[str, np.ndarray],
+    manifest: Mapping[str, Any],
+) -> str:
+    """Write a snapshot and publish it atomically as ``version``; returns where it went.
+
+    ``store`` is a :class:`~recommender.store.SnapshotStore` or a local model directory.
+    """
+    from .store import as_store
+
+    target = as_store(store)
+    with target.staging() as staged:
+        write_snapshot_files(staged, version, arrays, manifest)
+        return target.commit(staged, version)
 
 
-def load_snapshot(path: Path, *, mmap: bool = True) -> Snapshot:
-    """Load and verify a snapshot: checksums, dtypes, shapes, finite factors.
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    Arrays are memory-mapped read-only by default, so several server processes on one machine
-    share one copy of the factors through the page cache.
+
+def _check_manifest(manifest: object) -> str | None:
+    """What is wrong with a manifest's structure, or None."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    if manifest.get("format") != FORMAT_VERSION:
+        return f"not a format-{FORMAT_VERSION} snapshot manifest"
+    version = manifest.get("version")
+    if not _is_int(version) or version < 1:
+        return "version is not a positive integer"
+    if not isinstance(manifest.get("created_at", 0), int | float):
+        return "created_at is not a number"
+    if not isinstance(manifest.get("topic", ""), str):
+        return "topic is not a string"
+    for key in ("params", "window", "builder"):
+        if not isinstance(manifest.get(key, {}), dict):
+            return f"{key} is not an object"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(ARRAY_DTYPES):
+        return f"files must name exactly the arrays {sorted(ARRAY_DTYPES)}"
+    for name, meta in files.items():
+        if not isinstance(meta, dict):
+            return f"files.{name} is not an object"
+        file, sha, shape = meta.get("file"), meta.get("sha256"), meta.get("shape")
+        if not isinstance(file, str) or not _FILE_RE.match(file):
+            return f"files.{name}.file is not a plain .npy file name"
+        if not isinstance(sha, str) or not _SHA_RE.match(sha):
+            return f"files.{name}.sha256 is not a SHA-256 hex digest"
+        if meta.get("dtype") != ARRAY_DTYPES[name]:
+            return f"files.{name}.dtype must be {ARRAY_DTYPES[name]}"
+        if (
+            not isinstance(shape, list)
+            or len(shape) != _NDIM.get(name, 1)
+            or not all(_is_int(d) and d >= 0 for d in shape)
+        ):
+            return f"files.{name}.shape is not a list of {_NDIM.get(name, 1)} sizes"
+    partitions = manifest.get("partitions", {})
+    if not isinstance(partitions, dict):
+        return "partitions is not an object"
+    for p, pos in partitions.items():
+        if not (isinstance(p, str) and p.isdigit() and isinstance(pos, dict)):
+            return "partitions must map partition numbers to objects"
+        for key in ("window_start", "next_offset"):
+            if not _is_int(pos.get(key)) or pos[key] < 0:
+                return f"partitions.{p}.{key} is not an offset"
+    return None
+
+
+def parse_manifest(raw: bytes, where: str, *, version: int | None = None) -> dict[str, Any]:
+    """Decode and validate a manifest (``version``: the number it must carry).
 
     Raises
     ------
     SnapshotError
-        Anything is missing, corrupt or inconsistent.
+        Anything about it is wrong: too big, not JSON, nested too deep, a field of the wrong
+        type, or a version other than the number it is published under (a copied snapshot).
     """
-    manifest = read_manifest(path)
-    files = manifest.get("files", {})
-    if set(files) != set(ARRAY_DTYPES):
-        raise SnapshotError(f"{path}: manifest lists {sorted(files)}, expected the full set")
-    arrays: dict[str, np.ndarray] = {}
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise SnapshotError(f"{where}: manifest is {len(raw):,} bytes; not a manifest")
     try:
-        for name, meta in files.items():
-            file = path / meta["file"]
-            if _sha256(file) != meta["sha256"]:
-                raise SnapshotError(f"{path}: checksum mismatch in {file.name}")
-            array = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
-            if str(array.dtype) != ARRAY_DTYPES[name] or list(array.shape) != meta["shape"]:
-                raise SnapshotError(f"{path}: {file.name} has the wrong dtype or shape")
-            arrays[name] = array
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from exc
+        manifest = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SnapshotError(f"{where}: unreadable manifest: {str(exc)[:200]}") from None
+    problem = _check_manifest(manifest)
+    if problem:
+        raise SnapshotError(f"{where}: bad manifest: {problem}")
+    if version is not None and manifest["version"] != version:
+        raise SnapshotError(
+            f"{where}: the manifest says version {manifest['version']} but it is published as "
+            f"{version} (a copied snapshot?); the builder only publishes numbers in order"
+        )
+    return dict(manifest)
+
+
+def read_manifest(path: Path, *, version: int | None = None) -> dict[str, Any]:
+    """The validated manifest of the snapshot directory ``path`` (no array is read)."""
+    try:
+        with (path / MANIFEST_NAME).open("rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise SnapshotError(f"{path}: unreadable manifest: {exc}") from exc
+    return parse_manifest(raw, str(path), version=version)
+
+
+def _value_problems(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Everything wrong with the arrays' shapes and values (they have the right dtypes)."""
     user_f, item_f = arrays["user_factors"], arrays["item_factors"]
     n_users, n_items = user_f.shape[0], item_f.shape[0]
     indptr, indices = arrays["seen_indptr"], arrays["seen_indices"]
+    weights = arrays["seen_weights"]
     problems = []
-    if user_f.ndim != 2 or item_f.ndim != 2 or user_f.shape[1] != item_f.shape[1]:
+    if user_f.shape[1] != item_f.shape[1]:
         problems.append("factor shapes disagree")
+    for name, factors in (("user", user_f), ("item", item_f)):
+        if factors.size and not bool(np.all(np.abs(factors) <= MAX_FACTOR)):  # NaN fails too
+            problems.append(f"{name} factors are not finite numbers below {MAX_FACTOR:g}")
     if (
         indptr.shape != (n_users + 1,)
         or int(indptr[0]) != 0
@@ -252,14 +274,50 @@ def load_snapshot(path: Path, *, mmap: bool = True) -> Snapshot:
         problems.append("seen_indptr does not match the users")
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_items):
         problems.append("seen_indices out of range")
-    if arrays["seen_weights"].shape != indices.shape:
+    if weights.shape != indices.shape:
         problems.append("seen arrays differ in length")
-    if arrays["popularity"].shape != (n_items,) or arrays["recent_popularity"].shape != (n_items,):
+    elif weights.size and not bool(np.all(np.abs(weights) <= MAX_PAIR_WEIGHT)):
+        problems.append(f"seen_weights are not finite numbers within ±{MAX_PAIR_WEIGHT:g}")
+    popularity, recent = arrays["popularity"], arrays["recent_popularity"]
+    if popularity.shape != (n_items,) or recent.shape != (n_items,):
         problems.append("popularity does not match the items")
-    if not problems and not (np.isfinite(user_f).all() and np.isfinite(item_f).all()):
-        problems.append("factors are not finite")
+    else:
+        if n_items and int(popularity.min()) < 0:
+            problems.append("popularity is negative")
+        if n_items and not bool(np.all((recent >= 0) & np.isfinite(recent))):
+            problems.append("recent_popularity is not finite and >= 0")
+    return problems
+
+
+def load_snapshot(path: Path, *, mmap: bool = True, version: int | None = None) -> Snapshot:
+    """Load and verify the snapshot in directory ``path``: the manifest's structure, checksums,
+    dtypes, shapes and every array's values (``version``: the number it is published as).
+
+    Arrays are memory-mapped read-only by default, so several server processes on one machine
+    share one copy of the factors through the page cache.
+
+    Raises
+    ------
+    SnapshotError
+        Anything is missing, corrupt, inconsistent or out of its domain.
+    """
+    manifest = read_manifest(path, version=version)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for name, meta in manifest["files"].items():
+            file = path / meta["file"]
+            if _sha256(file) != meta["sha256"]:
+                raise SnapshotError(f"{path}: checksum mismatch in {file.name}")
+            array = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
+            if str(array.dtype) != ARRAY_DTYPES[name] or list(array.shape) != meta["shape"]:
+                raise SnapshotError(f"{path}: {file.name} has the wrong dtype or shape")
+            arrays[name] = array
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from exc
+    problems = _value_problems(arrays)
     if problems:
         raise SnapshotError(f"{path}: {'; '.join(problems)}")
+    n_users, n_items = arrays["user_factors"].shape[0], arrays["item_factors"].shape[0]
     try:
         user_ids = decode_ids(arrays["user_ids"], n_users)
         item_ids = decode_ids(arrays["item_ids"], n_items)
@@ -267,63 +325,23 @@ def load_snapshot(path: Path, *, mmap: bool = True) -> Snapshot:
         raise SnapshotError(f"{path}: ids are not UTF-8") from exc
     except SnapshotError as exc:
         raise SnapshotError(f"{path}: {exc}") from exc
+    if len(set(user_ids)) != n_users or len(set(item_ids)) != n_items:
+        raise SnapshotError(f"{path}: ids are not distinct")
     return Snapshot(path, manifest, arrays, user_ids, item_ids)
 
 
-def prune_snapshots(model_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` snapshots; returns what was deleted.
-
-    A snapshot is first renamed to a hidden name (atomic), then removed, so it never appears
-    half-deleted under its published name.
-    """
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
-    removed = []
-    for _, path in list_snapshot_dirs(model_dir)[:-keep]:
-        trash = path.with_name(f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            continue
-        shutil.rmtree(trash, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-def cleanup_incomplete(model_dir: Path) -> list[Path]:
-    """Remove leftovers of writers that died mid-publication (call with the builder lock held)."""
-    removed = []
-    for entry in model_dir.iterdir() if model_dir.is_dir() else []:
-        if entry.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    return removed
-
-
-def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, np.ndarray]:
-    """The arrays of a snapshot for one trained window."""
-    seen = matrix.user_items
-    return {
-        "user_factors": factors.user_factors,
-        "item_factors": factors.item_factors,
-        "user_ids": encode_ids(matrix.user_ids),
-        "item_ids": encode_ids(matrix.item_ids),
-        "seen_indptr": seen.indptr.astype(np.int64),
-        "seen_indices": seen.indices.astype(np.int32),
-        "seen_weights": seen.data.astype(np.float32),
-        "popularity": matrix.popularity,
-        "recent_popularity": matrix.recent_popularity,
-    }
-
-
 def snapshot_in_memory(
-    version: int, matrix: WindowMatrix, factors: TrainedFactors, manifest: Mapping[str, Any]
+    version: int,
+    arrays: Mapping[str, np.ndarray],
+    manifest: Mapping[str, Any],
+    user_ids: list[str],
+    item_ids: list[str],
 ) -> Snapshot:
-    """A snapshot that never touches the disk (evaluation, the builder's quality gate)."""
+    """A snapshot that never touches the disk (evaluation)."""
     return Snapshot(
         path=Path("<memory>"),
         manifest={"format": FORMAT_VERSION, "version": version, **manifest},
-        arrays=snapshot_arrays(matrix, factors),
-        user_ids=list(matrix.user_ids),
-        item_ids=list(matrix.item_ids),
+        arrays=dict(arrays),
+        user_ids=list(user_ids),
+        item_ids=list(item_ids),
     )

@@ -9,9 +9,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .errors import RecommenderError
+from .errors import RecommenderError, SnapshotError
 from .kafka import KafkaSettings
-from .snapshot import SnapshotError, list_snapshot_dirs, read_manifest
+from .store import SnapshotStore, as_store, snapshot_name
 
 __all__ = ["describe_age", "render_status"]
 
@@ -73,19 +73,23 @@ def _server(url: str) -> dict[str, Any] | str:
 
 
 def render_status(
-    model_dir: Path, *, kafka: KafkaSettings | None = None, server: str | None = None
+    model_dir: SnapshotStore | Path | str,
+    *,
+    kafka: KafkaSettings | None = None,
+    server: str | None = None,
 ) -> str:
     """A human-readable report; raises RecommenderError when there is nothing to report."""
-    snapshots = list_snapshot_dirs(model_dir)
+    store = as_store(model_dir)
+    snapshots = store.versions()
     if not snapshots:
         raise RecommenderError(
-            f"no snapshot in {model_dir} yet: is the builder running "
+            f"no snapshot in {store.location} yet: is the builder running "
             "(recommender build TOPIC RETRAIN_FREQUENCY WINDOW_LENGTH --model-dir ...) and has it "
             "received RETRAIN_FREQUENCY events?"
         )
-    version, path = snapshots[-1]
+    version = snapshots[-1]
     try:
-        m = read_manifest(path)
+        m = store.read_manifest(version)
     except SnapshotError as exc:
         raise RecommenderError(str(exc)) from exc
     window, params, builder = m.get("window", {}), m.get("params", {}), m.get("builder", {})
@@ -94,7 +98,8 @@ def render_status(
     rejected = builder.get("rejected", {})
     rejected_text = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"
     lines = [
-        f"Snapshot     {path.name} in {model_dir} ({len(snapshots)} kept), created "
+        f"Snapshot     {snapshot_name(version)} in {store.location} ({len(snapshots)} kept), "
+        "created "
         f"{m.get('created_at_iso')} ({describe_age(time.time() - m['created_at'])} ago)",
         f"Topic        {m.get('topic')}",
         f"Window       {window.get('events', 0):,} events, {window.get('users', 0):,} users, "

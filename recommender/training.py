@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +15,17 @@ import scipy.sparse as sp
 from .blas import limit_blas_threads
 from .errors import TrainingAborted, TrainingError
 
-__all__ = ["AlsParams", "TrainedFactors", "check_factors", "solve_users", "train_als"]
+if TYPE_CHECKING:
+    from .window import WindowMatrix
+
+__all__ = [
+    "AlsParams",
+    "TrainedFactors",
+    "check_factors",
+    "snapshot_arrays",
+    "solve_users",
+    "train_als",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,5 +163,26 @@ def check_factors(
         )
     if user_factors.shape[1] != item_factors.shape[1]:
         raise TrainingError("user and item factors have different widths")
-    if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
-        raise TrainingError("ALS produced non-finite factors")
+    from .snapshot import MAX_FACTOR
+
+    for factors in (user_factors, item_factors):
+        if factors.size and not bool(np.all(np.abs(factors) <= MAX_FACTOR)):  # NaN fails too
+            raise TrainingError(f"ALS produced non-finite factors (or beyond {MAX_FACTOR:g})")
+
+
+def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, np.ndarray]:
+    """The arrays of a snapshot (see :mod:`recommender.snapshot`) for one trained window."""
+    from .snapshot import encode_ids
+
+    seen = matrix.user_items
+    return {
+        "user_factors": factors.user_factors,
+        "item_factors": factors.item_factors,
+        "user_ids": encode_ids(matrix.user_ids),
+        "item_ids": encode_ids(matrix.item_ids),
+        "seen_indptr": seen.indptr.astype(np.int64),
+        "seen_indices": seen.indices.astype(np.int32),
+        "seen_weights": seen.data.astype(np.float32),
+        "popularity": matrix.popularity,
+        "recent_popularity": matrix.recent_popularity,
+    }

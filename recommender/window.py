@@ -1,26 +1,34 @@
 """The sliding window of the latest interactions, and its user x item matrix.
 
-Pure data structure: no Kafka, no I/O. Events are kept in arrival order in a fixed-capacity ring
-of numpy arrays (30 bytes an event: user row, item row, weight, timestamp, partition, offset).
-The window holds at most ``max_events`` events (a count window) and, if ``max_age_ms`` is set, only
-events whose timestamp is within ``max_age_ms`` of the newest timestamp seen (event time, so a
-replay or a restart rebuilds exactly the same window whatever the wall clock says).
+Pure data structure: no Kafka, no I/O. The window is *the newest* ``max_events`` *events by event
+time* among everything appended (and, if ``max_age_ms`` is set, only events within ``max_age_ms``
+of the newest timestamp seen). "Newest" orders events by (timestamp, offset, partition), a total
+order that does not depend on the order Kafka happened to deliver partitions in: a builder that
+read one partition to its end before starting the next, and one that read them evenly, hold the
+same window; so does a restarted builder that re-read each partition from its window start.
+
+Storage: unordered numpy columns (30 bytes an event: user row, item row, weight, timestamp,
+partition, offset) with 25 % slack. When the slack is used up, one selection (``np.partition``,
+linear time) keeps the newest ``max_events``; so appending costs amortised O(1) per event and
+memory stays under 40 bytes an event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .events import ParsedBatch
+from .events import ParsedBatch, clip_pair_weights
 from .vocab import Vocabulary
 
 __all__ = ["InteractionWindow", "WindowMatrix"]
 
 _NO_TIME = np.iinfo(np.int64).min
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,7 @@ class WindowMatrix:
     partition_starts : dict of int to int
         For each partition with events in the window, the offset of its oldest event there.
     holdout_users, holdout_items : ndarray of int64
-        Rows and columns of the newest ``holdout`` events (see :meth:`InteractionWindow.matrix`).
+        Rows and columns of the held-out events (see :meth:`InteractionWindow.matrix`).
     train_items : scipy.sparse.csr_matrix or None
         ``user_items`` without the holdout events (None when there is no holdout).
     """
@@ -75,13 +83,30 @@ def _recent_popularity(
     return np.bincount(cols, weights=decay, minlength=n_items).astype(np.float32)
 
 
+def _newest(ts: IntArray, offsets: IntArray, partitions: npt.NDArray[np.int16], n: int) -> IntArray:
+    """Indices of the ``n`` newest events by (timestamp, offset, partition), in linear time."""
+    size = ts.size
+    if n >= size:
+        return np.arange(size)
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    threshold = np.partition(ts, size - n)[size - n]
+    above = np.flatnonzero(ts > threshold)
+    tied = np.flatnonzero(ts == threshold)
+    need = n - above.size
+    if need < tied.size:  # break ties by offset, then partition (rare: equal timestamps)
+        order = np.lexsort((partitions[tied], offsets[tied]))
+        tied = tied[order[tied.size - need :]]
+    return np.sort(np.concatenate((above, tied)))
+
+
 class InteractionWindow:
-    """A count- and optionally time-bounded window of interactions.
+    """The newest ``max_events`` interactions by event time, optionally also bounded by age.
 
     Parameters
     ----------
     max_events : int
-        Capacity: the newest ``max_events`` events are kept.
+        The newest ``max_events`` events are kept.
     max_age_ms : int, optional
         If given, events older than the newest timestamp minus ``max_age_ms`` are dropped.
     """
@@ -95,28 +120,36 @@ class InteractionWindow:
         self.max_age_ms = max_age_ms
         self.users = Vocabulary()
         self.items = Vocabulary()
-        self._user = np.zeros(max_events, dtype=np.int32)
-        self._item = np.zeros(max_events, dtype=np.int32)
-        self._weight = np.zeros(max_events, dtype=np.float32)
-        self._ts = np.zeros(max_events, dtype=np.int64)
-        self._partition = np.zeros(max_events, dtype=np.int16)
-        self._offset = np.zeros(max_events, dtype=np.int64)
-        self._head = 0  # ring position of the oldest event
-        self._size = 0
+        capacity = max_events + max(max_events // 4, 16)
+        self._user = np.zeros(capacity, dtype=np.int32)
+        self._item = np.zeros(capacity, dtype=np.int32)
+        self._weight = np.zeros(capacity, dtype=np.float32)
+        self._ts = np.zeros(capacity, dtype=np.int64)
+        self._partition = np.zeros(capacity, dtype=np.int16)
+        self._offset = np.zeros(capacity, dtype=np.int64)
+        self._size = 0  # columns [0, _size) hold events; at most max_events of them are "in"
         self._newest_ts = _NO_TIME
 
     def __len__(self) -> int:
+        """Events in the window."""
+        self._select()
         return self._size
+
+    @property
+    def capacity(self) -> int:
+        return int(self._ts.size)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the event arrays (not counting the id vocabularies)."""
-        arrays = (self._user, self._item, self._weight, self._ts, self._partition, self._offset)
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in self._stores())
 
     @property
     def newest_timestamp_ms(self) -> int | None:
         return None if self._newest_ts == _NO_TIME else int(self._newest_ts)
+
+    def _stores(self) -> tuple[np.ndarray, ...]:
+        return (self._user, self._item, self._weight, self._ts, self._partition, self._offset)
 
     def append(
         self,
@@ -132,90 +165,100 @@ class InteractionWindow:
             raise ValueError("metadata arrays must have one entry per accepted event")
         if n == 0:
             return
-        user_rows = self.users.add(batch.user_keys)[batch.user_index]
-        item_rows = self.items.add(batch.item_keys)[batch.item_index]
         columns: list[np.ndarray] = [
-            user_rows,
-            item_rows,
+            self.users.add(batch.user_keys)[batch.user_index],
+            self.items.add(batch.item_keys)[batch.item_index],
             batch.weights,
-            timestamps_ms,
-            partitions,
-            offsets,
+            np.asarray(timestamps_ms, dtype=np.int64),
+            np.asarray(partitions, dtype=np.int16),
+            np.asarray(offsets, dtype=np.int64),
         ]
-        if n > self.max_events:  # only the newest max_events can survive anyway
-            columns = [c[-self.max_events :] for c in columns]
-            n = self.max_events
-        cap = self.max_events
-        tail = (self._head + self._size) % cap
-        first = min(n, cap - tail)
-        for store, values in zip(self._stores(), columns, strict=True):
-            store[tail : tail + first] = values[:first]
-            store[: n - first] = values[first:]
-        overflow = max(0, self._size + n - cap)
-        self._head = (self._head + overflow) % cap
-        self._size = min(cap, self._size + n)
-        self._newest_ts = max(self._newest_ts, int(timestamps_ms.max()))
-        self._expire_head()
-
-    def _stores(self) -> tuple[np.ndarray, ...]:
-        return (self._user, self._item, self._weight, self._ts, self._partition, self._offset)
+        self._newest_ts = max(self._newest_ts, int(columns[3].max()))
+        room = self.capacity - self.max_events
+        for lo in range(0, n, room):  # the slack takes at most ``room`` events between selections
+            chunk = [c[lo : lo + room] for c in columns]
+            if self._size + chunk[0].size > self.capacity:
+                self._select()
+            end = self._size + chunk[0].size
+            for store, values in zip(self._stores(), chunk, strict=True):
+                store[self._size : end] = values
+            self._size = end
 
     def _cutoff(self) -> int:
         if self.max_age_ms is None or self._newest_ts == _NO_TIME:
             return _NO_TIME
         return int(self._newest_ts - self.max_age_ms)
 
-    def _expire_head(self) -> None:
-        """Drop expired events from the oldest end (stragglers are masked in :meth:`matrix`)."""
+    def _keep(self, index: np.ndarray) -> None:
+        """Keep the events at ``index`` (ascending), packed at the front."""
+        for store in self._stores():
+            store[: index.size] = store[: self._size][index]
+        self._size = int(index.size)
+
+    def _select(self) -> None:
+        """Drop expired events and all but the newest ``max_events``."""
+        size = self._size
+        ts = self._ts[:size]
         cutoff = self._cutoff()
-        if cutoff == _NO_TIME or self._size == 0:
-            return
-        ts = self._live(self._ts)
-        fresh = ts >= cutoff
-        expired = int(np.argmax(fresh)) if fresh.any() else self._size
-        self._head = (self._head + expired) % self.max_events
-        self._size -= expired
+        if cutoff != _NO_TIME and size and int(ts.min()) < cutoff:
+            self._keep(np.flatnonzero(ts >= cutoff))
+            size, ts = self._size, self._ts[: self._size]
+        if size > self.max_events:
+            self._keep(_newest(ts, self._offset[:size], self._partition[:size], self.max_events))
 
-    def _live(self, store: np.ndarray) -> np.ndarray:
-        """The live events of one column, oldest first (a view when the ring does not wrap)."""
-        end = self._head + self._size
-        if end <= self.max_events:
-            return store[self._head : end]
-        return np.concatenate((store[self._head :], store[: end - self.max_events]))
+    def drop_partition(self, partition: int) -> int:
+        """Forget every event of ``partition`` (its log was lost); returns how many."""
+        self._select()
+        gone = self._partition[: self._size] == partition
+        count = int(gone.sum())
+        if count:
+            self._keep(np.flatnonzero(~gone))
+        return count
 
-    def matrix(self, *, holdout: int = 0) -> WindowMatrix:
+    def matrix(
+        self, *, holdout_from: Mapping[int, int] | None = None, max_holdout: int = 0
+    ) -> WindowMatrix:
         """The window as a compact user x item matrix plus what a snapshot records about it.
 
-        With ``holdout`` > 0, the newest ``holdout`` events are also given apart, with the matrix
-        of all the others, for judging a model on events it did not learn from.
+        Parameters
+        ----------
+        holdout_from : mapping of partition to offset, optional
+            Events at or after these offsets (every event of a partition not listed) are
+            candidates for holding out: e.g. the events a serving model has not seen. The newest
+            ``max_holdout`` of them are given apart, with the matrix of all the others, for
+            judging a model on events it did not learn from.
+        max_holdout : int
+            The most events held out.
         """
-        users, items = self._live(self._user), self._live(self._item)
-        weights, ts = self._live(self._weight), self._live(self._ts)
-        partitions, offsets = self._live(self._partition), self._live(self._offset)
-        cutoff = self._cutoff()
-        if cutoff != _NO_TIME:
-            keep = ts >= cutoff
-            if not keep.all():
-                users, items, weights = users[keep], items[keep], weights[keep]
-                ts, partitions, offsets = ts[keep], partitions[keep], offsets[keep]
+        self._select()
+        size = self._size
+        users, items = self._user[:size], self._item[:size]
+        weights, ts = self._weight[:size], self._ts[:size]
+        partitions, offsets = self._partition[:size], self._offset[:size]
         user_rows, user_col = np.unique(users, return_inverse=True)
         item_rows, item_col = np.unique(items, return_inverse=True)
+        rows, cols = user_col.ravel(), item_col.ravel()
         shape = (user_rows.size, item_rows.size)
-        user_items = sp.csr_matrix(
-            (weights.astype(np.float32), (user_col.ravel(), item_col.ravel())), shape=shape
-        )
-        user_items.sum_duplicates()
+        user_items = _summed(rows, cols, weights, shape)
         train_items = None
         holdout_users = holdout_items = np.zeros(0, np.int64)
-        if 0 < holdout < users.size:
-            rows, cols = user_col.ravel(), item_col.ravel()
-            train_items = sp.csr_matrix(
-                (weights[:-holdout].astype(np.float32), (rows[:-holdout], cols[:-holdout])),
-                shape=shape,
-            )
-            train_items.sum_duplicates()
-            holdout_users = rows[-holdout:].astype(np.int64)
-            holdout_items = cols[-holdout:].astype(np.int64)
+        if holdout_from is not None and max_holdout > 0 and size:
+            limits = np.zeros(int(partitions.max()) + 1, dtype=np.int64)
+            for p, offset in holdout_from.items():
+                if 0 <= p < limits.size:
+                    limits[p] = offset
+            candidates = np.flatnonzero(offsets >= limits[partitions])
+            if 0 < candidates.size < size:
+                chosen = candidates[
+                    _newest(
+                        ts[candidates], offsets[candidates], partitions[candidates], max_holdout
+                    )
+                ]
+                train = np.ones(size, dtype=bool)
+                train[chosen] = False
+                train_items = _summed(rows[train], cols[train], weights[train], shape)
+                holdout_users = rows[chosen].astype(np.int64)
+                holdout_items = cols[chosen].astype(np.int64)
         starts: dict[int, int] = {}
         if partitions.size:
             order = np.lexsort((offsets, partitions))
@@ -229,9 +272,9 @@ class InteractionWindow:
             user_items=user_items,
             user_ids=[user_ids[r] for r in user_rows.tolist()],
             item_ids=[item_ids[r] for r in item_rows.tolist()],
-            popularity=np.bincount(item_col.ravel(), minlength=item_rows.size).astype(np.int64),
-            recent_popularity=_recent_popularity(ts, item_col.ravel(), item_rows.size),
-            events=int(users.size),
+            popularity=np.bincount(cols, minlength=item_rows.size).astype(np.int64),
+            recent_popularity=_recent_popularity(ts, cols, item_rows.size),
+            events=int(size),
             min_timestamp_ms=int(ts.min()) if ts.size else None,
             max_timestamp_ms=int(ts.max()) if ts.size else None,
             partition_starts=starts,
@@ -241,18 +284,29 @@ class InteractionWindow:
         )
 
     def compact_vocabularies(self, *, slack: float = 2.0, minimum: int = 1024) -> bool:
-        """Forget ids no live event refers to, once they outnumber live ids ``slack`` to one.
-
-        Keeps memory bounded on a stream whose ids keep changing. Returns whether it compacted.
-        """
+        """Forget ids no event in the window refers to, once they outnumber live ids ``slack``
+        to one. Keeps memory bounded on a stream whose ids keep changing. Returns whether it
+        compacted."""
+        self._select()
         changed = False
         for vocab, store in ((self.users, self._user), (self.items, self._item)):
             live = np.zeros(len(vocab), dtype=bool)
-            live[self._live(store)] = True
+            live[store[: self._size]] = True
             n_live = int(live.sum())
             if len(vocab) <= max(minimum, slack * n_live):
                 continue
             remap = vocab.compact(live)
-            store[:] = remap[store]  # slots outside the live region become -1: unused
+            store[: self._size] = remap[store[: self._size]]
             changed = True
         return changed
+
+
+def _summed(
+    rows: IntArray, cols: IntArray, weights: npt.NDArray[np.float32], shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Users x items of summed weights, each pair capped (see ``clip_pair_weights``)."""
+    matrix = sp.csr_matrix((weights.astype(np.float64), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    return sp.csr_matrix(
+        (clip_pair_weights(matrix.data), matrix.indices, matrix.indptr), shape=shape
+    )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from ..events import format_event, parse_values
 from ..model import RecommenderModel
 from ..snapshot import snapshot_in_memory
-from ..training import AlsParams, train_als
+from ..training import AlsParams, snapshot_arrays, train_als
 from ..window import InteractionWindow
 from .data import Interactions
 
@@ -101,7 +101,13 @@ def run_prequential(
             train_seconds += time.perf_counter() - started
             retrains += 1
             model = RecommenderModel(
-                snapshot_in_memory(retrains, matrix, factors, {"params": params.to_dict()})
+                snapshot_in_memory(
+                    retrains,
+                    snapshot_arrays(matrix, factors),
+                    {"params": params.to_dict()},
+                    matrix.user_ids,
+                    matrix.item_ids,
+                )
             )
             fresh, pending = {}, []
             if progress is not None:

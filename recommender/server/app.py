@@ -16,6 +16,7 @@ from aiohttp import web
 from ..blas import limit_blas_threads
 from ..catalog import Catalog
 from ..fresh import FreshEvents
+from ..store import open_store
 from .batching import ScoreBatcher
 from .follower import Follower
 from .ingest import Ingest
@@ -29,6 +30,7 @@ from .state import (
     HOLDER,
     INGEST,
     METRICS,
+    STORE,
     ModelHolder,
     ServerConfig,
 )
@@ -128,6 +130,7 @@ def create_app(config: ServerConfig) -> web.Application:
     fresh = FreshEvents(max_users=config.max_fresh_users, max_per_user=config.max_fresh_per_user)
     catalog = Catalog()
     app[CONFIG] = config
+    app[STORE] = open_store(config.model_dir)
     app[HOLDER] = holder
     app[FRESH] = fresh
     app[CATALOG] = catalog

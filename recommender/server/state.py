@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
@@ -13,6 +12,7 @@ from ..catalog import Catalog
 from ..fresh import FreshEvents
 from ..kafka import KafkaSettings
 from ..model import RecommenderModel
+from ..store import SnapshotStore
 from .batching import ScoreBatcher
 from .metrics import ServerMetrics
 
@@ -24,6 +24,7 @@ __all__ = [
     "HOLDER",
     "INGEST",
     "METRICS",
+    "STORE",
     "ModelHolder",
     "ServerConfig",
 ]
@@ -40,7 +41,7 @@ class ServerConfig:
     are produced to ``topic``.
     """
 
-    model_dir: Path
+    model_dir: str
     host: str = "127.0.0.1"
     port: int = 8000
     max_n: int = 1000
@@ -79,4 +80,5 @@ METRICS = web.AppKey("metrics", ServerMetrics)
 BATCHER = web.AppKey("batcher", ScoreBatcher)
 FRESH = web.AppKey("fresh", FreshEvents)
 CATALOG = web.AppKey("catalog", Catalog)
+STORE = web.AppKey("store", SnapshotStore)
 INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)

@@ -1,4 +1,9 @@
-"""Hot swap: watch the model directory, load new snapshots off the event loop, swap them in."""
+"""Hot swap: watch the snapshot store, load new snapshots off the event loop, swap them in.
+
+Versions are the numbers snapshots are published under (a snapshot whose manifest carries another
+number is refused, so a copied snapshot can never make the watcher reload in a loop). A snapshot
+that fails to load is logged and counted once, then skipped until a newer one arrives.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,56 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
 from ..errors import SnapshotError
+from ..logs import RateLimitedLog
 from ..model import RecommenderModel
-from ..snapshot import list_snapshot_dirs, load_snapshot
-from .state import CONFIG, FRESH, HOLDER, METRICS
+from ..store import SnapshotStore
+from .state import CONFIG, FRESH, HOLDER, METRICS, STORE, ServerConfig
 
 __all__ = ["load_model", "snapshot_watcher"]
 
 log = logging.getLogger(__name__)
 
 
-def load_model(path: Path) -> RecommenderModel:
-    """Load, verify and index a snapshot (blocking: run it in a thread)."""
-    return RecommenderModel(load_snapshot(path))
+def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> RecommenderModel:
+    """Load, verify and index a snapshot (blocking: run it in a thread).
+
+    Raises SnapshotError for anything that makes it unservable here, including a snapshot built
+    from another topic than the one this server follows (its offsets would name other events).
+    """
+    try:
+        model = RecommenderModel(store.load(version))
+    except SnapshotError:
+        raise
+    except Exception as exc:  # whatever a crafted snapshot provokes, it is one rejection
+        raise SnapshotError(f"v{version}: {type(exc).__name__}: {exc}") from exc
+    topic = model.manifest.get("topic")
+    if config.kafka is not None and topic is not None and topic != config.topic:
+        raise SnapshotError(
+            f"v{version} was built from topic {topic!r} but this server follows "
+            f"{config.topic!r}: its offsets name other events; point --topic or --model-dir at "
+            "the matching pair"
+        )
+    return model
 
 
 async def _poll_once(app: web.Application, failed: set[int]) -> None:
-    holder, metrics = app[HOLDER], app[METRICS]
+    holder, metrics, store = app[HOLDER], app[METRICS], app[STORE]
     current = holder.model.version if holder.model else 0
-    candidates = await asyncio.to_thread(list_snapshot_dirs, app[CONFIG].model_dir)
+    versions = await asyncio.to_thread(store.versions)
     loop = asyncio.get_running_loop()
     # Newest first; an older good snapshot is worth loading only if it beats what is served.
-    for version, path in reversed(candidates):
+    for version in reversed(versions):
         if version <= current:
             return
         if version in failed:
             continue
         started = time.perf_counter()
         try:
-            model = await loop.run_in_executor(None, load_model, path)
+            model = await loop.run_in_executor(None, load_model, store, version, app[CONFIG])
         except SnapshotError as exc:
             failed.add(version)
             metrics.swap_failures.inc()
@@ -49,6 +71,7 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         metrics.load_seconds.observe(seconds)
         metrics.swaps.inc()
         holder.swap(model)
+        failed.difference_update([v for v in failed if v <= version])
         # Swap first, then forget the fresh events the new model covers (off the loop: the store
         # may be large). Meanwhile a request may count such an event twice, never lose one.
         dropped = await asyncio.to_thread(app[FRESH].drop_covered, model.positions)
@@ -67,13 +90,16 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
 async def _watch(app: web.Application) -> None:
     failed: set[int] = set()
     interval = app[CONFIG].poll_interval
+    errors = RateLimitedLog(log, interval=30.0)
     while True:
         try:
             await _poll_once(app, failed)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the watcher must outlive any surprise; the model keeps serving
-            log.exception("snapshot watcher error")
+        except Exception as exc:  # the watcher must outlive any surprise; the model keeps serving
+            errors.warning(
+                "poll", "cannot read the snapshot store: %s: %s", type(exc).__name__, exc
+            )
         await asyncio.sleep(interval)
 
 

@@ -25,6 +25,7 @@ from confluent_kafka import Producer
 from recommender.broker import EmbeddedBroker, free_port
 from recommender.kafka import KafkaSettings, create_topic
 from recommender.producer import produce_values
+from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +74,13 @@ def produce(kafka: KafkaSettings, topic: str, values: list[bytes], *, keyed: boo
     keys = [v.partition(b":")[0] if v else b"" for v in values] if keyed else None
     produce_values(producer, topic, values, keys=keys, progress=False)
     assert producer.flush(30) == 0, "not every event was delivered"
+
+
+def latest_snapshot(model_dir: Path) -> tuple[int, Path] | None:
+    """The newest published snapshot in a local model dir, as (version, path)."""
+    store = LocalStore(model_dir)
+    version = store.latest()
+    return None if version is None else (version, store.path_of(version))
 
 
 def wait_until(check: Callable[[], object], *, timeout: float, what: str, every: float = 0.1):

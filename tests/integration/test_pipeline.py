@@ -12,15 +12,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from recommender.events import format_event
-from recommender.snapshot import (
-    latest_snapshot_dir,
-    list_snapshot_dirs,
-    load_snapshot,
-    read_manifest,
-)
+from recommender.snapshot import load_snapshot, read_manifest
+from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 
-from .conftest import get_json, produce, wait_until
+from .conftest import get_json, latest_snapshot, produce, wait_until
 
 TASTE = TasteModel(users=300, items=160, groups=4, in_group=0.9)
 
@@ -58,7 +54,7 @@ def serve(daemons, model_dir, port):
 
 def snapshot_with(model_dir, predicate, *, timeout=60, what="a snapshot"):
     def check():
-        latest = latest_snapshot_dir(model_dir)
+        latest = latest_snapshot(model_dir)
         if latest is None:
             return None
         manifest = read_manifest(latest[1])
@@ -172,7 +168,9 @@ def test_malformed_events_are_skipped_counted_and_dead_lettered(kafka, topic, da
         "bad_weight": 2,
         "id_too_long": 1,
     }
-    assert manifest["partitions"] == {"0": {"window_start": 0, "next_offset": 207}}
+    position = manifest["partitions"]["0"]
+    assert (position["window_start"], position["next_offset"]) == (0, 207)
+    assert position["last_record"]["offset"] == 206
     assert builder.stop() == 0
     assert "malformed event" in builder.output()
 
@@ -232,7 +230,7 @@ def test_a_restarted_builder_rebuilds_the_same_window_and_loses_nothing(
 
     second = TASTE.values(*TASTE.sample(2_000, rng))
     produce(kafka, name, second)  # arrives while the builder is down
-    before = {v for v, _ in list_snapshot_dirs(model_dir)}
+    before = set(LocalStore(model_dir).versions())
     builder = daemons("builder2", args)
     manifest = snapshot_with(
         model_dir,
@@ -243,7 +241,7 @@ def test_a_restarted_builder_rebuilds_the_same_window_and_loses_nothing(
     assert manifest["partitions"]["0"]["window_start"] == 1000
     assert manifest["window"]["events"] == 3000
     assert manifest["builder"]["replayed"] == 2000  # the first run's whole window, re-read
-    snapshot = load_snapshot(latest_snapshot_dir(model_dir)[1])
+    snapshot = load_snapshot(latest_snapshot(model_dir)[1])
     assert window_pairs(snapshot) == expected_pairs((first + second)[-3000:])
     assert "resuming from snapshot" in builder.output()
     assert builder.stop(signal.SIGINT) == 0
@@ -264,7 +262,7 @@ def test_without_from_beginning_a_fresh_builder_reads_only_new_events(
     time.sleep(1.0)
     produce(kafka, name, [format_event(f"new{k}", "i2") for k in range(100)])
     snapshot_with(model_dir, lambda m: m["window"]["events"] >= 100, what="the new events")
-    snapshot = load_snapshot(latest_snapshot_dir(model_dir)[1])
+    snapshot = load_snapshot(latest_snapshot(model_dir)[1])
     assert sorted(snapshot.user_ids) == sorted(f"new{k}" for k in range(100))
     assert builder.stop() == 0
 

@@ -9,9 +9,9 @@ import urllib.request
 import numpy as np
 
 from recommender.events import format_event
-from recommender.snapshot import latest_snapshot_dir, read_manifest
+from recommender.snapshot import read_manifest
 
-from .conftest import TASTE, get_json, produce, wait_until
+from .conftest import TASTE, get_json, latest_snapshot, produce, wait_until
 
 
 def group_share(items, group):
@@ -58,7 +58,7 @@ def test_an_existing_users_fresh_events_are_filtered_from_their_answer(kafka, sy
 
 def test_a_snapshot_swap_keeps_fresh_events_newer_than_it(kafka, system):
     name, _, base, model_dir, *_ = system(retrain_every="2000")
-    first = read_manifest(latest_snapshot_dir(model_dir)[1])["version"]
+    first = read_manifest(latest_snapshot(model_dir)[1])["version"]
     # Enough background events to trigger one retrain; then a fresh event the retrain cannot see.
     produce(kafka, name, TASTE.values(*TASTE.sample(2000, np.random.default_rng(8))))
     wait_until(
@@ -103,7 +103,7 @@ def test_fresh_events_survive_a_swap_that_does_not_cover_them(kafka, system, tmp
     # Republish the served snapshot as a newer version: same offsets, so it covers nothing new.
     import shutil
 
-    version, path = latest_snapshot_dir(model_dir)
+    version, path = latest_snapshot(model_dir)
     new = model_dir / f"v{version + 1:012d}"
     shutil.copytree(path, tmp_path / "copy")
     manifest = json.loads((tmp_path / "copy" / "manifest.json").read_text())

@@ -9,11 +9,14 @@ from recommender.window import InteractionWindow
 def append_events(
     window: InteractionWindow, events, *, partition=0, start_offset=0, timestamps=None
 ):
-    """Append (user, item[, weight]) tuples as one batch with consecutive offsets."""
+    """Append (user, item[, weight]) tuples as one batch with consecutive offsets (and, unless
+    given, timestamps equal to the offsets)."""
     batch = parse_values([format_event(*e) for e in events])
     n = len(batch)
     stamps = (
-        np.arange(n, dtype=np.int64) if timestamps is None else np.asarray(timestamps, np.int64)
+        np.arange(start_offset, start_offset + n, dtype=np.int64)
+        if timestamps is None
+        else np.asarray(timestamps, np.int64)
     )
     window.append(
         batch,
@@ -34,8 +37,10 @@ def dense(matrix):
 
 def publish_window(model_dir, version, events, *, factors=2, params=None):
     """Train on ``events`` and publish snapshot ``version``; returns its path."""
-    from recommender.snapshot import publish_snapshot, snapshot_arrays
-    from recommender.training import AlsParams, train_als
+    from pathlib import Path
+
+    from recommender.snapshot import publish_snapshot
+    from recommender.training import AlsParams, snapshot_arrays, train_als
 
     window = InteractionWindow(1_000_000)
     append_events(window, events)
@@ -43,7 +48,7 @@ def publish_window(model_dir, version, events, *, factors=2, params=None):
     params = params or AlsParams(factors=factors, iterations=8)
     trained = train_als(matrix.user_items, params)
     manifest = {"topic": "t", "partitions": {"0": {"window_start": 0, "next_offset": len(events)}}}
-    return publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest)
+    return Path(publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest))
 
 
 def block_events(groups=2, users_per=20, items_per=10):

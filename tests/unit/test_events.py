@@ -1,10 +1,20 @@
 """Parsing: the wire format, every reject reason, and generated garbage."""
 
+import tracemalloc
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.events import REJECT_REASONS, format_event, parse_values
+from recommender.events import (
+    MAX_PAIR_WEIGHT,
+    MAX_WEIGHT_BYTES,
+    REJECT_REASONS,
+    clip_pair_weights,
+    format_event,
+    max_event_bytes,
+    parse_values,
+)
 
 
 def test_plain_and_weighted_events_are_parsed():
@@ -42,6 +52,11 @@ def test_each_kind_of_malformed_event_is_rejected_with_its_reason():
         b"u:i:inf": "bad_weight",
         b"u:i:1e-300": "bad_weight",
         b"u:i:1e31": "bad_weight",
+        b"u:i:" + b"1" * (MAX_WEIGHT_BYTES + 1): "bad_weight",
+        b"u:i:" + b"0" * MAX_WEIGHT_BYTES: "bad_weight",
+        b"u:i:": "bad_weight",
+        b"bomb:i1:" + b"1" * 1_000_000: "too_long",
+        b"u" * 600: "too_long",
     }
     values = [b"good:one", *cases, b"good:two"]
     batch = parse_values(values)
@@ -93,3 +108,59 @@ def test_garbage_never_crashes_and_every_record_is_accounted_for(values):
         user, item = batch.user_keys[batch.user_index[k]], batch.item_keys[batch.item_index[k]]
         assert raw.startswith(f"{user}:{item}".encode())
         assert ":" not in user and ":" not in item and user and item
+
+
+def test_a_weight_of_exactly_the_longest_length_is_accepted():
+    batch = parse_values([b"u:i:" + b"0" * (MAX_WEIGHT_BYTES - 3) + b"2.5"])
+    assert batch.weights.tolist() == [2.5]
+
+
+def test_the_longest_valid_event_is_accepted_and_one_byte_more_is_too_long():
+    longest = b"u" * 256 + b":" + b"i" * 256 + b":" + b"0" * (MAX_WEIGHT_BYTES - 1) + b"1"
+    assert len(longest) == max_event_bytes(256)
+    assert len(parse_values([longest])) == 1
+    assert parse_values([longest + b"1"]).reason_of(0) == "too_long"
+
+
+def test_ids_of_every_length_bucket_are_told_apart():
+    ids = [b"a" * k for k in (1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 255, 256)]
+    batch = parse_values([u + b":" + u for u in ids] * 2)
+    assert batch.users() == [u.decode() for u in ids] * 2
+    assert sorted(batch.item_keys) == sorted(u.decode() for u in ids)
+
+
+def test_pair_weights_are_capped_for_training():
+    clipped = clip_pair_weights([1e30, np.inf, 2.0, -1e30])
+    assert clipped.tolist() == [MAX_PAIR_WEIGHT, MAX_PAIR_WEIGHT, 2.0, -MAX_PAIR_WEIGHT]
+
+
+def _peak_bytes(values):
+    tracemalloc.start()
+    try:
+        parse_values(values)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+#: Adversarial records: tiny ones, the longest ids, long weights, and records far too long.
+adversarial = st.one_of(
+    st.just(b"u:i"),
+    st.binary(max_size=8),
+    st.builds(lambda k: b"u" * k + b":i", st.integers(1, 300)),
+    st.builds(lambda k: b"u:i:" + b"1" * k, st.integers(1, 2000)),
+    st.builds(lambda k: b"bomb:i:" + b"9" * k, st.integers(600, 200_000)),
+    st.builds(lambda k: b"x" * k, st.integers(1, 5000)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(adversarial, min_size=1, max_size=400), st.integers(0, 2000))
+def test_parser_memory_is_linear_in_the_bytes_it_accepts_to_look_at(records, padding):
+    """Peak memory is bounded by the bytes of records short enough to be events, plus a constant
+    per record: a huge record or one long field cannot blow it up (a 1 MB weight once made the
+    parser allocate gigabytes)."""
+    values = records + [b"u:i"] * padding
+    limit = max_event_bytes()
+    examined = sum(len(v) for v in values if len(v) <= limit)
+    assert _peak_bytes(values) <= 64 * examined + 600 * len(values) + (1 << 20)

@@ -1,14 +1,15 @@
 """The builder's quality gate: it refuses a deliberately broken model and accepts a good one."""
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
 
-from recommender.builder import BuilderConfig, ModelBuilder, _RetrainJob
-from recommender.kafka import KafkaSettings
+from recommender.builder import BuilderConfig, BuilderStats
+from recommender.builder.publish import Publisher, RetrainJob
 from recommender.quality import FactorModel, judge
-from recommender.snapshot import list_snapshot_dirs, read_manifest
+from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 from recommender.training import AlsParams, train_als
 from recommender.window import InteractionWindow
@@ -23,7 +24,7 @@ BROKEN = AlsParams(factors=16, iterations=1, regularization=1e7)  # factors crus
 def taste_window(count, seed, window=None):
     window = InteractionWindow(100_000) if window is None else window
     users, items = TASTE.sample(count, np.random.default_rng(seed))
-    start = len(window)
+    start = len(window) if len(window) else 0
     append_events(
         window,
         list(zip([f"u{u}" for u in users], [f"i{i}" for i in items], strict=True)),
@@ -40,7 +41,7 @@ def factor_model(matrix, params):
 
 
 def test_judge_prefers_a_real_model_to_a_broken_one():
-    matrix = taste_window(20_000, 1).matrix(holdout=1000)
+    matrix = taste_window(20_000, 1).matrix(holdout_from={0: 19_000}, max_holdout=1000)
     good, broken = factor_model(matrix, GOOD), factor_model(matrix, BROKEN)
     args = (list(matrix.item_ids), matrix.train_items, matrix.holdout_users, matrix.holdout_items)
     refused = judge(broken, good, *args, max_drop=0.2)
@@ -50,52 +51,54 @@ def test_judge_prefers_a_real_model_to_a_broken_one():
 
 
 def test_the_builder_never_publishes_a_model_the_gate_refuses(tmp_path):
+    store = LocalStore(tmp_path)
     config = BuilderConfig(
-        topic="t",
-        retrain_every=1,
-        window_events=100_000,
-        model_dir=tmp_path,
-        params=GOOD,
-        gate_min_events=200,
+        topic="t", retrain_every=1, window_events=100_000, store=store, params=GOOD
     )
-    builder = ModelBuilder(config, KafkaSettings("127.0.0.1:1"))  # never connects here
-    window = builder.window
+    stats = BuilderStats()
+    publisher = Publisher(config, stats, threading.Event())
+    window = InteractionWindow(100_000)
     taste_window(20_000, 2, window)
 
     def retrain():
-        matrix = window.matrix(holdout=builder._holdout_size())
-        builder._retrain(
-            _RetrainJob(
-                matrix,
-                {"0": {"window_start": 0, "next_offset": len(window)}},
-                builder.stats.to_dict(),
-            )
-        )
+        end = len(window)
+        matrix = window.matrix(holdout_from=publisher.holdout_from(), max_holdout=2000)
+        partitions = {"0": {"window_start": 0, "next_offset": end}}
+        publisher.run(RetrainJob(matrix, partitions, stats.to_dict()))
 
     retrain()  # first model: nothing to compare with, published as is
-    assert [v for v, _ in list_snapshot_dirs(tmp_path)] == [1]
-    assert builder._holdout_size() == 400
+    assert store.versions() == [1]
 
-    taste_window(2_000, 3, window)
-    builder.config = dataclasses.replace(config, params=BROKEN)
+    taste_window(2_000, 3, window)  # events the serving model has not seen: the holdout
+    publisher.config = dataclasses.replace(config, params=BROKEN)
     retrain()
-    assert [v for v, _ in list_snapshot_dirs(tmp_path)] == [1]
-    assert builder.stats.quality_rejections == 1
+    assert store.versions() == [1]
+    assert stats.quality_rejections == 1
 
-    builder.config = config
+    publisher.config = config
     retrain()
-    versions = list_snapshot_dirs(tmp_path)
-    assert [v for v, _ in versions] == [1, 2]
-    manifest = read_manifest(versions[-1][1])
+    assert store.versions() == [1, 2]
+    manifest = store.read_manifest(2)
     assert manifest["quality"]["passed"] is True
+    assert manifest["quality"]["holdout_events"] == 2000
     assert manifest["builder"]["quality_rejections"] == 1
     assert manifest["window"]["events"] == 22_000  # held-out events are in the published window
 
 
 def test_gate_can_be_switched_off(tmp_path):
     config = BuilderConfig(
-        topic="t", retrain_every=1, window_events=1000, model_dir=tmp_path, max_quality_drop=None
+        topic="t",
+        retrain_every=1,
+        window_events=1000,
+        store=LocalStore(tmp_path),
+        max_quality_drop=None,
     )
-    assert ModelBuilder(config, KafkaSettings())._holdout_size() == 0
+    assert Publisher(config, BuilderStats(), threading.Event()).holdout_from() is None
     with pytest.raises(Exception, match="max-quality-drop"):
-        BuilderConfig(topic="t", retrain_every=1, window_events=10, max_quality_drop=1.5)
+        BuilderConfig(
+            topic="t",
+            retrain_every=1,
+            window_events=10,
+            max_quality_drop=1.5,
+            store=LocalStore(tmp_path),
+        )

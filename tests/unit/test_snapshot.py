@@ -12,14 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.errors import SnapshotError
-from recommender.snapshot import (
-    cleanup_incomplete,
-    latest_snapshot_dir,
-    list_snapshot_dirs,
-    load_snapshot,
-    prune_snapshots,
-)
+from recommender.errors import ConfigError, SnapshotError
+from recommender.snapshot import load_snapshot
+from recommender.store import LocalStore, open_store
 
 from .helpers import block_events, publish_window
 
@@ -32,7 +27,7 @@ def test_round_trip_keeps_ids_factors_and_manifest(tmp_path):
     assert snap.arrays["user_factors"].shape == (40, 2)
     assert snap.manifest["partitions"] == {"0": {"window_start": 0, "next_offset": 360}}
     assert set(snap.manifest["files"]) == set(snap.arrays)
-    assert latest_snapshot_dir(tmp_path) == (1, path)
+    assert LocalStore(tmp_path).latest() == 1 and LocalStore(tmp_path).path_of(1) == path
 
 
 def test_ids_with_any_unicode_survive(tmp_path):
@@ -86,6 +81,120 @@ def test_non_finite_factors_are_rejected_even_with_a_valid_checksum(tmp_path):
         load_snapshot(path)
 
 
+def _replace_array(path, name, array):
+    """Write ``array`` as ``name`` and fix the manifest's checksum and shape (a crafted snapshot
+    that passes the checksum)."""
+    import hashlib
+
+    np.save(path / f"{name}.npy", array)
+    meta = json.loads((path / "manifest.json").read_text())
+    meta["files"][name]["sha256"] = hashlib.sha256((path / f"{name}.npy").read_bytes()).hexdigest()
+    meta["files"][name]["shape"] = list(array.shape)
+    (path / "manifest.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("seen_weights", lambda a: np.full_like(a, np.nan), "seen_weights"),
+        ("seen_weights", lambda a: np.full_like(a, 1e30), "seen_weights"),
+        ("popularity", lambda a: -a - 1, "popularity is negative"),
+        ("recent_popularity", lambda a: np.full_like(a, -1.0), "recent_popularity"),
+        ("item_factors", lambda a: a * 1e12, "item factors"),
+        ("user_factors", lambda a: np.full_like(a, np.nan), "user factors"),
+    ],
+)
+def test_every_array_value_is_checked_even_with_a_valid_checksum(tmp_path, name, damage, message):
+    """A NaN seen weight once reached /users/ID/items as a non-JSON NaN and /because as a 500."""
+    path = publish_window(tmp_path, 1, block_events())
+    _replace_array(path, name, damage(np.load(path / f"{name}.npy")))
+    with pytest.raises(SnapshotError, match=message):
+        load_snapshot(path)
+
+
+def test_duplicate_ids_are_rejected(tmp_path):
+    from recommender.snapshot import encode_ids
+
+    path = publish_window(tmp_path, 1, [("u1", "a"), ("u2", "b")])
+    _replace_array(path, "user_ids", encode_ids(["u1", "u1"]))
+    with pytest.raises(SnapshotError, match="distinct"):
+        load_snapshot(path)
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "craft",
+    [
+        lambda m: NESTED,
+        lambda m: json.dumps({**m, "files": list(m["files"])}),
+        lambda m: json.dumps({**m, "files": {**m["files"], "popularity": "x"}}),
+        lambda m: json.dumps(
+            {
+                **m,
+                "files": {**m["files"], "popularity": {**m["files"]["popularity"], "file": "../x"}},
+            }
+        ),
+        lambda m: json.dumps({**m, "version": "1"}),
+        lambda m: json.dumps({**m, "partitions": {"0": {"window_start": -1, "next_offset": 3}}}),
+        lambda m: json.dumps({**m, "partitions": []}),
+        lambda m: json.dumps({**m, "params": [1]}),
+        lambda m: json.dumps([m]),
+        lambda m: " " * (9 << 20),
+    ],
+)
+def test_crafted_manifests_are_a_snapshot_error_never_a_crash(tmp_path, craft):
+    """A deeply nested manifest, or one whose files is a list, once made the builder exit 1."""
+    path = publish_window(tmp_path, 1, block_events(users_per=3))
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(craft(manifest))
+    with pytest.raises(SnapshotError):
+        load_snapshot(path)
+    with pytest.raises(SnapshotError):
+        LocalStore(tmp_path).read_manifest(1)
+
+
+def test_a_snapshot_copied_to_another_number_is_refused(tmp_path):
+    """An operator restoring a backup as v9 once made the server reload it 4 times a second."""
+    import shutil
+
+    path = publish_window(tmp_path, 1, block_events(users_per=3))
+    shutil.copytree(path, tmp_path / "v000000000009")
+    store = LocalStore(tmp_path)
+    assert store.versions() == [1, 9]
+    with pytest.raises(SnapshotError, match="says version 1 but it is published as 9"):
+        store.load(9)
+    assert store.load(1).version == 1
+
+
+def test_quarantine_moves_a_snapshot_aside_and_keeps_its_number_used(tmp_path):
+    for v in (1, 2):
+        publish_window(tmp_path, v, block_events(users_per=3))
+    store = LocalStore(tmp_path)
+    where = store.quarantine(2, "bad manifest")
+    assert where is not None and "quarantine" in where
+    assert store.versions() == [1]
+    assert store.highest_version() == 2  # the next publication is v3, never a second v2
+    assert "bad manifest" in (Path(where) / "QUARANTINED.txt").read_text()
+    assert store.quarantine(2, "again") is None
+    store.cleanup_incomplete()
+    assert Path(where).exists()  # quarantined snapshots stay for the operator to look at
+
+
+@pytest.mark.parametrize("location", ["s3:bucket/x", "s3:/bucket", "ftp://host/x", "file://rel"])
+def test_a_url_that_cannot_be_opened_is_an_error_never_a_local_folder(tmp_path, location):
+    """--model-dir s3://models/recs once silently created a local folder named 's3:'."""
+    with pytest.raises(ConfigError):
+        open_store(location)
+
+
+def test_local_paths_and_file_urls_open_a_local_store(tmp_path):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    assert open_store(f"file://{tmp_path}").location == str(tmp_path)
+    assert isinstance(open_store("./s3:odd-but-local"), LocalStore)
+
+
 def test_pickled_arrays_are_never_loaded(tmp_path):
     path = publish_window(tmp_path, 1, block_events())
     np.save(path / "popularity.npy", np.array([object()] * 20, dtype=object), allow_pickle=True)
@@ -96,26 +205,27 @@ def test_pickled_arrays_are_never_loaded(tmp_path):
 def test_retention_keeps_the_newest(tmp_path):
     for v in range(1, 6):
         publish_window(tmp_path, v, block_events(users_per=3))
-    removed = prune_snapshots(tmp_path, keep=2)
-    assert [p.name for p in removed] == ["v000000000001", "v000000000002", "v000000000003"]
-    assert [v for v, _ in list_snapshot_dirs(tmp_path)] == [4, 5]
+    store = LocalStore(tmp_path)
+    assert store.prune(keep=2) == [1, 2, 3]
+    assert store.versions() == [4, 5]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_a_reader_racing_a_writer_only_ever_sees_complete_snapshots(tmp_path):
     stop = threading.Event()
     loaded, errors = [], []
+    store = LocalStore(tmp_path)
 
     def reader():
         while not stop.is_set():
-            latest = latest_snapshot_dir(tmp_path)
+            latest = store.latest()
             if latest is None:
                 continue
             try:
-                loaded.append(load_snapshot(latest[1]).version)
+                loaded.append(store.load(latest).version)
             except SnapshotError as exc:
                 # Pruning may delete a snapshot between listing and reading; never a partial one.
-                if latest_snapshot_dir(tmp_path)[0] == latest[0]:
+                if store.latest() == latest:
                     errors.append(exc)
 
     thread = threading.Thread(target=reader)
@@ -123,7 +233,7 @@ def test_a_reader_racing_a_writer_only_ever_sees_complete_snapshots(tmp_path):
     try:
         for v in range(1, 25):
             publish_window(tmp_path, v, block_events(users_per=5))
-            prune_snapshots(tmp_path, keep=2)
+            store.prune(keep=2)
     finally:
         stop.set()
         thread.join()
@@ -157,9 +267,10 @@ def test_a_writer_killed_mid_publication_leaves_only_complete_snapshots(tmp_path
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    published = list_snapshot_dirs(tmp_path)
+    store = LocalStore(tmp_path)
+    published = store.versions()
     assert len(published) >= 2
-    for _, path in published:
-        load_snapshot(path)  # every published name loads and verifies
-    cleanup_incomplete(tmp_path)
+    for version in published:
+        store.load(version)  # every published name loads and verifies
+    store.cleanup_incomplete()
     assert all(not p.name.startswith(".") for p in tmp_path.iterdir())

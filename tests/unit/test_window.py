@@ -58,6 +58,89 @@ def test_partition_starts_are_the_oldest_offset_per_partition():
     assert window.matrix().partition_starts == {0: 11, 3: 70}
 
 
+def test_window_holds_the_newest_events_by_time_whatever_the_partition_read_order():
+    """A backlog of 4 partitions read one after the other (as a broker may deliver them) must not
+    leave the last partition read in the window: the newest events by time are kept."""
+    events = {p: [(f"p{p}u{k}", f"i{k % 7}") for k in range(50)] for p in range(4)}
+    stamps = {p: np.arange(50, dtype=np.int64) * 4 + p for p in range(4)}  # interleaved in time
+    by_partition = InteractionWindow(40)
+    for p in range(4):
+        append_events(by_partition, events[p], partition=p, timestamps=stamps[p])
+    evenly = InteractionWindow(40)
+    for lo in range(0, 50, 5):
+        for p in range(4):
+            append_events(
+                evenly,
+                events[p][lo : lo + 5],
+                partition=p,
+                start_offset=lo,
+                timestamps=stamps[p][lo : lo + 5],
+            )
+    a, b = by_partition.matrix(), evenly.matrix()
+    assert dense(a) == dense(b)
+    assert {u[:2] for u in a.user_ids} == {"p0", "p1", "p2", "p3"}
+    assert a.partition_starts == b.partition_starts == {0: 40, 1: 40, 2: 40, 3: 40}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 25),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), min_size=1, max_size=60),
+    st.randoms(use_true_random=False),
+)
+def test_window_content_does_not_depend_on_fetch_order(capacity, stream, rnd):
+    """Per-partition order is Kafka's; how partitions interleave is not: any interleaving (and a
+    restart that re-reads from the window start) gives the same window."""
+    per_partition: dict[int, list] = {}
+    for k, (p, t) in enumerate(stream):
+        per_partition.setdefault(p, []).append((f"u{k % 5}", f"i{k % 3}", t))
+
+    def feed(order):
+        window = InteractionWindow(capacity)
+        cursor = dict.fromkeys(per_partition, 0)
+        for p in order:
+            k = cursor[p]
+            user, item, t = per_partition[p][k]
+            append_events(window, [(user, item)], partition=p, start_offset=k, timestamps=[t])
+            cursor[p] += 1
+        return window
+
+    order = [p for p, events in per_partition.items() for _ in events]
+    shuffled = order[:]
+    rnd.shuffle(shuffled)
+    first, second = feed(order), feed(shuffled)
+    assert dense(first.matrix()) == dense(second.matrix())
+    assert first.matrix().partition_starts == second.matrix().partition_starts
+
+
+def test_dropping_a_lost_partition_forgets_its_events():
+    window = InteractionWindow(10)
+    append_events(window, [("u", "a"), ("u", "b")], partition=0)
+    append_events(window, [("v", "a")], partition=1, start_offset=0)
+    assert window.drop_partition(0) == 2
+    assert dense(window.matrix()) == {("v", "a"): 1.0}
+    assert window.matrix().partition_starts == {1: 0}
+
+
+def test_holdout_is_the_events_a_serving_model_has_not_seen():
+    window = InteractionWindow(100)
+    append_events(window, [("u", f"i{k}") for k in range(10)], partition=0)
+    append_events(window, [("v", f"i{k}") for k in range(6)], partition=1)
+    m = window.matrix(holdout_from={0: 8, 1: 4}, max_holdout=100)
+    held = sorted(zip(m.holdout_users.tolist(), m.holdout_items.tolist(), strict=True))
+    named = sorted((m.user_ids[u], m.item_ids[i]) for u, i in held)
+    assert named == [("u", "i8"), ("u", "i9"), ("v", "i4"), ("v", "i5")]
+    assert m.train_items is not None and m.train_items.sum() == 12
+    newest = window.matrix(holdout_from={0: 8, 1: 4}, max_holdout=1)
+    assert newest.holdout_users.size == 1
+
+
+def test_weights_of_a_pair_are_capped_for_training():
+    window = InteractionWindow(10)
+    append_events(window, [("u", "a", 1e30), ("u", "a", 1e30), ("v", "a", 2.0)])
+    assert dense(window.matrix()) == {("u", "a"): 1000.0, ("v", "a"): 2.0}
+
+
 def test_memory_is_at_most_40_bytes_an_event():
     window = InteractionWindow(1_000_000)
     assert window.nbytes / 1_000_000 <= 40

@@ -1,0 +1,98 @@
+"""The builder's settings and its counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..events import DEFAULT_MAX_ID_BYTES
+from ..store import SnapshotStore
+from ..training import AlsParams
+
+__all__ = ["BuilderConfig", "BuilderStats"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BuilderConfig:
+    """Everything the builder needs besides the Kafka connection."""
+
+    topic: str
+    retrain_every: int
+    window_events: int
+    store: SnapshotStore
+    window_seconds: float | None = None
+    retrain_interval: float | None = None
+    from_beginning: bool = False
+    keep: int = 3
+    params: AlsParams = field(default_factory=AlsParams)
+    dead_letter_topic: str | None = None
+    #: Dead letters larger than this are copied truncated to it (a producer refuses bigger ones).
+    dead_letter_max_bytes: int = 64 * 1024
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+    batch_size: int = 10_000
+    poll_timeout: float = 0.2
+    #: Quality gate: refuse a model whose quality on events the serving model has not seen is
+    #: more than this fraction below the serving model's (None: no gate).
+    max_quality_drop: float | None = 0.2
+    gate_holdout: float = 0.02
+    gate_min_events: int = 500
+    gate_max_events: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.window_events < 1:
+            raise ConfigError("WINDOW_LENGTH must be at least 1")
+        if self.retrain_every < 0:
+            raise ConfigError("RETRAIN_FREQUENCY must be >= 0")
+        if self.retrain_every == 0 and not self.retrain_interval:
+            raise ConfigError("RETRAIN_FREQUENCY 0 needs --retrain-interval, or nothing retrains")
+        if self.retrain_interval is not None and self.retrain_interval <= 0:
+            raise ConfigError("--retrain-interval must be positive")
+        if self.window_seconds is not None and self.window_seconds <= 0:
+            raise ConfigError("--window-seconds must be positive")
+        if self.keep < 1:
+            raise ConfigError("--keep must be at least 1")
+        if self.max_quality_drop is not None and not 0 <= self.max_quality_drop < 1:
+            raise ConfigError("--max-quality-drop must be from 0 to below 1 (or off)")
+        if not 0 < self.gate_holdout < 0.5:
+            raise ConfigError("--gate-holdout must be a fraction between 0 and 0.5")
+
+
+@dataclass(slots=True)
+class BuilderStats:
+    """Counters since this process started (written into every manifest)."""
+
+    consumed: int = 0
+    accepted: int = 0
+    replayed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    retrains_started: int = 0
+    retrains_published: int = 0
+    retrains_failed: int = 0
+    quality_rejections: int = 0
+    consumer_errors: int = 0
+    dead_letters: int = 0
+    dead_letters_truncated: int = 0
+    dead_letter_failures: int = 0
+    log_resets: int = 0
+    lost_window_events: int = 0
+    quarantined_snapshots: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "consumed": self.consumed,
+            "accepted": self.accepted,
+            "replayed": self.replayed,
+            "rejected": dict(self.rejected),
+            "retrains_started": self.retrains_started,
+            "retrains_published": self.retrains_published,
+            "retrains_failed": self.retrains_failed,
+            "quality_rejections": self.quality_rejections,
+            "consumer_errors": self.consumer_errors,
+            "dead_letters": self.dead_letters,
+            "dead_letters_truncated": self.dead_letters_truncated,
+            "dead_letter_failures": self.dead_letter_failures,
+            "log_resets": self.log_resets,
+            "lost_window_events": self.lost_window_events,
+            "quarantined_snapshots": self.quarantined_snapshots,
+        }

@@ -1,0 +1,211 @@
+"""The builder's reading side: where to start, consumed batches into the window, log resets.
+
+Restart: every snapshot records, per partition, the offset of its window's oldest event, the next
+offset to consume and a fingerprint of the last record consumed. A restarted builder reads each
+partition from the first, rebuilds the window from those events (the same validation applies),
+checks the fingerprint when it passes that record, and from the next offset on counts events as
+new. Kafka is the source of truth: nothing else is persisted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Message, TopicPartition
+
+from ..events import REJECT_REASONS, ParsedBatch, parse_values
+from ..logpos import LastRecord, LogPositions
+from ..logs import RateLimitedLog
+from ..window import InteractionWindow, WindowMatrix
+from .config import BuilderConfig, BuilderStats
+from .deadletter import DeadLetters
+
+__all__ = ["Consumption"]
+
+log = logging.getLogger(__name__)
+
+
+class Consumption:
+    """Feeds consumed batches into ``window`` and keeps the per-partition bookkeeping."""
+
+    def __init__(
+        self,
+        config: BuilderConfig,
+        window: InteractionWindow,
+        stats: BuilderStats,
+        dead_letters: DeadLetters | None,
+    ) -> None:
+        self.config = config
+        self.window = window
+        self.stats = stats
+        self.dead_letters = dead_letters
+        self.positions = LogPositions()
+        self.new_since_retrain = 0
+        #: Per partition, the next offset the resumed snapshot had consumed: below it, replay.
+        self._replay_until: dict[int, int] = {}
+        self._bad_log = RateLimitedLog(log)
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def assignment(
+        self, partitions: list[int], manifest: Mapping[str, Any] | None
+    ) -> list[TopicPartition]:
+        """Where to start reading each partition: from the resumed snapshot, else per -b."""
+        topic = self.config.topic
+        if manifest is None:
+            start = OFFSET_BEGINNING if self.config.from_beginning else OFFSET_END
+            return [TopicPartition(topic, p, start) for p in partitions]
+        recorded = {int(p): pos for p, pos in manifest.get("partitions", {}).items()}
+        assignment = []
+        for p in partitions:
+            pos = recorded.get(p)
+            if pos is None:  # a partition created after the snapshot: all of it is new
+                assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+                continue
+            last = LastRecord.from_dict(pos.get("last_record"))
+            # Start at the last record consumed if the window holds nothing later there: reading
+            # it again is how a replaced log is recognised (re-reading changes no window).
+            start = int(pos["window_start"])
+            if last is not None:
+                start = min(start, last.offset)
+            self.positions.start_at(p, start, verify=last)
+            self._replay_until[p] = int(pos["next_offset"])
+            assignment.append(TopicPartition(topic, p, start))
+        log.info(
+            "resuming from snapshot v%d: rebuilding the window from %s, new events from %s",
+            manifest["version"],
+            {p: int(pos["window_start"]) for p, pos in recorded.items()},
+            self._replay_until,
+        )
+        return assignment
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def ingest(self, messages: list[Message], consumer: Any = None) -> ParsedBatch:
+        """Parse a consumed batch into the window; returns the parsed batch."""
+        if any(m.error() is not None for m in messages):
+            good = []
+            for m in messages:
+                if m.error() is None:
+                    good.append(m)
+                else:
+                    self.stats.consumer_errors += 1
+                    self._bad_log.warning("consumer", "consumer error: %s", m.error())
+            messages = good
+        values = [m.value() for m in messages]
+        partitions = np.fromiter((m.partition() for m in messages), np.int64, len(messages))
+        offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
+        stamps = np.fromiter((m.timestamp()[1] for m in messages), np.int64, len(messages))
+        resets = self.positions.observe(partitions, offsets, stamps, values)
+        if resets:
+            for p, reason in resets.items():
+                self.reset_partition(consumer, p, reason)
+            keep = ~np.isin(partitions, list(resets))  # re-read from the new log's beginning
+            messages = [m for m, k in zip(messages, keep.tolist(), strict=True) if k]
+            values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+            partitions, offsets, stamps = partitions[keep], offsets[keep], stamps[keep]
+        self.stats.consumed += len(messages)
+        parsed = parse_values(values, max_id_bytes=self.config.max_id_bytes)
+        if parsed.rejected.size:
+            self._reject(messages, parsed)
+        ok = parsed.accepted
+        if ok.size:
+            stamps = stamps[ok]
+            missing = stamps < 0  # TIMESTAMP_NOT_AVAILABLE
+            if missing.any():
+                stamps[missing] = int(time.time() * 1000)
+            self.window.append(
+                parsed, timestamps_ms=stamps, partitions=partitions[ok], offsets=offsets[ok]
+            )
+            parts = partitions[ok]
+            until = np.array([self._replay_until.get(p, -1) for p in range(int(parts.max()) + 1)])
+            new = int((offsets[ok] >= until[parts]).sum())
+            self.stats.accepted += new
+            self.stats.replayed += int(ok.size) - new
+            self.new_since_retrain += new
+        return parsed
+
+    def _reject(self, messages: list[Message], parsed: ParsedBatch) -> None:
+        for reason, count in parsed.reject_counts().items():
+            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + count
+        for code in np.unique(parsed.reject_codes).tolist():
+            k = int(np.flatnonzero(parsed.reject_codes == code)[0])
+            m = messages[int(parsed.rejected[k])]
+            reason = REJECT_REASONS[code - 1]
+            count = int((parsed.reject_codes == code).sum())
+            self._bad_log.warning(
+                reason,
+                "skipped %d malformed event(s) (%s), e.g. partition %d offset %d: %r",
+                count,
+                reason,
+                m.partition(),
+                m.offset(),
+                (m.value() or b"")[:80],
+                count=count,
+            )
+        if self.dead_letters is not None:
+            self.dead_letters.send(messages, parsed)
+
+    # -- log resets ----------------------------------------------------------------------------
+
+    def reset_partition(self, consumer: Any, partition: int, reason: str) -> None:
+        """Policy for a lost log: forget the window's events from it, read the new log from its
+        beginning, and count every event there as new (RELIABILITY.md)."""
+        dropped = self.window.drop_partition(partition)
+        self.stats.log_resets += 1
+        self.stats.lost_window_events += dropped
+        self.positions.forget(partition)
+        self._replay_until.pop(partition, None)
+        self.new_since_retrain += dropped  # the window changed: a retrain is due
+        log.error(
+            "partition %d of topic %s was reset: %s; dropped its %d window events from the lost "
+            "log and reading the new log from its beginning",
+            partition,
+            self.config.topic,
+            reason,
+            dropped,
+        )
+        if consumer is not None:
+            consumer.seek(TopicPartition(self.config.topic, partition, OFFSET_BEGINNING))
+
+    def check_high_watermarks(self, consumer: Any) -> None:
+        """Detect a log that shrank below our position while no new record arrived."""
+        for tp in consumer.assignment():
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except Exception as exc:  # no fetch yet, or a metadata hiccup: try next time
+                log.debug("watermarks of %s: %s", tp, exc)
+                continue
+            reason = self.positions.behind_high_watermark(tp.partition, high)
+            if reason:
+                self.reset_partition(consumer, tp.partition, reason)
+
+    # -- what a snapshot records ---------------------------------------------------------------
+
+    def manifest_positions(self, consumer: Any, matrix: WindowMatrix) -> dict[str, dict[str, Any]]:
+        """Per partition: the window's oldest offset, the next offset, the last record read."""
+        nxt = self.positions.next_offset
+        assigned = consumer.assignment()
+        unknown = [tp for tp in assigned if tp.partition not in nxt]
+        if unknown:  # nothing consumed there yet: ask where the consumer stands
+            for tp in consumer.position(unknown):
+                if tp.offset >= 0:
+                    nxt[tp.partition] = tp.offset
+                else:  # not resolved yet: the high watermark (a lower bound on some brokers)
+                    _, high = consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+                    nxt[tp.partition] = high
+        positions: dict[str, dict[str, Any]] = {}
+        for p, offset in sorted(nxt.items()):
+            entry: dict[str, Any] = {
+                "window_start": matrix.partition_starts.get(p, offset),
+                "next_offset": offset,
+            }
+            last = self.positions.last.get(p)
+            if last is not None and last.offset == offset - 1:
+                entry["last_record"] = last.to_dict()
+            positions[str(p)] = entry
+        return positions

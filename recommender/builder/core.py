@@ -1,0 +1,186 @@
+"""The model builder: consume -> parse -> window -> retrain -> publish, and resume after a restart.
+
+Threads: the calling thread consumes and maintains the window (:mod:`.consume`); one worker
+thread fits ALS and publishes snapshots (:mod:`.publish`). A retrain works on a copy of the window
+taken when it starts, so consumption continues while it runs; triggers that fire meanwhile
+coalesce into one retrain on the newest window once the worker is free (never a queue of stale
+retrains).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from ..errors import ConfigError
+from ..kafka import KafkaSettings, topic_partitions
+from ..window import InteractionWindow
+from .config import BuilderConfig, BuilderStats
+from .consume import Consumption
+from .deadletter import DeadLetters
+from .publish import Publisher, RetrainJob
+
+__all__ = ["ModelBuilder"]
+
+log = logging.getLogger(__name__)
+
+_PARTITION_REFRESH_SECONDS = 30.0
+_WATERMARK_CHECK_SECONDS = 5.0
+
+
+class ModelBuilder:
+    """Runs the consume/retrain/publish loop until asked to stop.
+
+    Parameters
+    ----------
+    config : BuilderConfig
+    kafka : KafkaSettings
+    """
+
+    def __init__(self, config: BuilderConfig, kafka: KafkaSettings) -> None:
+        self.config = config
+        self.kafka = kafka
+        max_age_ms = None if config.window_seconds is None else int(config.window_seconds * 1000)
+        self.window = InteractionWindow(config.window_events, max_age_ms=max_age_ms)
+        self.stats = BuilderStats()
+        self._abort = threading.Event()
+        dead_letters = (
+            DeadLetters(
+                kafka, config.dead_letter_topic, self.stats, max_bytes=config.dead_letter_max_bytes
+            )
+            if config.dead_letter_topic
+            else None
+        )
+        self.consumption = Consumption(config, self.window, self.stats, dead_letters)
+        self.publisher = Publisher(config, self.stats, self._abort)
+        self._last_retrain_start = time.monotonic()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
+        self._running: Future[None] | None = None
+
+    @property
+    def version(self) -> int:
+        return self.publisher.version
+
+    def _resume(self, partitions: list[int]) -> list[TopicPartition]:
+        store = self.config.store
+        for leftover in store.cleanup_incomplete():
+            log.info("removed an incomplete snapshot left by a killed writer: %s", leftover)
+        manifest = self.publisher.resume()
+        self.publisher.version = store.highest_version()
+        if manifest is None:
+            where = "the beginning" if self.config.from_beginning else "the end"
+            log.info(
+                "no snapshot in %s: reading %s from %s", store.location, self.config.topic, where
+            )
+        elif manifest.get("topic") != self.config.topic:
+            raise ConfigError(
+                f"the snapshots in {store.location} were built from topic "
+                f"{manifest.get('topic')!r}, not {self.config.topic!r}: use another --model-dir"
+            )
+        return self.consumption.assignment(partitions, manifest)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and retrain until ``stop`` is set; then shut down cleanly."""
+        with self.config.store.writer_lock():
+            consumer = self.kafka.consumer(**{"auto.offset.reset": "earliest"})
+            try:
+                self._loop(consumer, stop)
+            finally:
+                self._shutdown(consumer)
+
+    def _loop(self, consumer: Any, stop: threading.Event) -> None:
+        partitions = topic_partitions(consumer, self.config.topic)
+        consumer.assign(self._resume(partitions))
+        known = set(partitions)
+        now = time.monotonic()
+        next_refresh = now + _PARTITION_REFRESH_SECONDS
+        next_watermarks = now + _WATERMARK_CHECK_SECONDS
+        while not stop.is_set():
+            messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
+            if messages:
+                self.consumption.ingest(messages, consumer)
+            self._reap_retrain()
+            if self._due_for_retrain() and self._running is None:
+                self._start_retrain(consumer)
+            now = time.monotonic()
+            if now >= next_watermarks:
+                self.consumption.check_high_watermarks(consumer)
+                next_watermarks = now + _WATERMARK_CHECK_SECONDS
+            if now >= next_refresh:
+                known = self._refresh_partitions(consumer, known)
+                next_refresh = time.monotonic() + _PARTITION_REFRESH_SECONDS
+
+    def _refresh_partitions(self, consumer: Any, known: set[int]) -> set[int]:
+        try:
+            current = set(topic_partitions(consumer, self.config.topic, timeout=2.0))
+        except Exception as exc:  # a metadata hiccup must not stop consumption
+            log.debug("partition refresh failed: %s", exc)
+            return known
+        added = sorted(current - known)
+        if added:
+            log.info(
+                "topic %s gained partitions %s: reading them from the beginning",
+                self.config.topic,
+                added,
+            )
+            consumer.incremental_assign(
+                [TopicPartition(self.config.topic, p, OFFSET_BEGINNING) for p in added]
+            )
+        return known | current
+
+    # -- retraining ----------------------------------------------------------------------------
+
+    def _due_for_retrain(self) -> bool:
+        fresh = self.consumption.new_since_retrain
+        if fresh == 0:
+            return False
+        if self.config.retrain_every and fresh >= self.config.retrain_every:
+            return True
+        interval = self.config.retrain_interval
+        return interval is not None and time.monotonic() - self._last_retrain_start >= interval
+
+    def _holdout_size(self) -> int:
+        """Events to hold out for the quality gate (0: no gate this time)."""
+        config = self.config
+        return min(config.gate_max_events, int(len(self.window) * config.gate_holdout))
+
+    def _start_retrain(self, consumer: Any) -> None:
+        holdout_from = self.publisher.holdout_from()
+        size = self._holdout_size() if holdout_from is not None else 0
+        matrix = self.window.matrix(holdout_from=holdout_from, max_holdout=size)
+        if matrix.holdout_users.size < self.config.gate_min_events:
+            matrix = self.window.matrix()  # too few unseen events to judge on: the gate abstains
+        job = RetrainJob(
+            matrix, self.consumption.manifest_positions(consumer, matrix), self.stats.to_dict()
+        )
+        self.consumption.new_since_retrain = 0
+        self._last_retrain_start = time.monotonic()
+        self.stats.retrains_started += 1
+        self._running = self._worker.submit(self.publisher.run, job)
+        if self.window.compact_vocabularies():
+            log.debug("compacted the id vocabularies")
+
+    def _reap_retrain(self) -> None:
+        if self._running is not None and self._running.done():
+            self._running = None
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def _shutdown(self, consumer: Any) -> None:
+        self._abort.set()
+        if self._running is not None:
+            log.info("waiting for the running retrain to stop")
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        try:
+            consumer.close()
+        except Exception as exc:
+            log.debug("consumer close: %s", exc)
+        if self.consumption.dead_letters is not None:
+            self.consumption.dead_letters.close()

@@ -1,0 +1,167 @@
+"""Snapshots in a local (or network-mounted POSIX) directory: publication by rename."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import ConfigError, SnapshotError
+from ..snapshot import read_manifest
+from .base import SnapshotStore, snapshot_name, version_of
+
+__all__ = ["LocalStore"]
+
+_TMP_PREFIX: Final = ".incoming-"
+_TRASH_PREFIX: Final = ".trash-"
+_QUARANTINE_PREFIX: Final = ".quarantine-"
+_QUARANTINED_RE: Final = re.compile(r"^\.quarantine-v(\d{12})-")
+LOCK_NAME: Final = ".builder.lock"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(SnapshotStore):
+    """``root/v000000000001/``, ``root/v000000000002/``, ... each a snapshot directory.
+
+    A snapshot is written under a hidden name in ``root``, fsynced and renamed into place (atomic
+    on POSIX file systems, NFS included), so a reader never sees a partial one, even if the writer
+    is killed with SIGKILL mid-write. Old snapshots are renamed away before deletion; unreadable
+    ones are renamed to ``.quarantine-v…`` with a note of why.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+        self._lock_file: Any = None
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.location!r})"
+
+    def _entries(self) -> list[os.DirEntry[str]]:
+        try:
+            return list(os.scandir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def versions(self) -> list[int]:
+        found = []
+        for entry in self._entries():
+            version = version_of(entry.name)
+            if version is not None and entry.is_dir():
+                found.append(version)
+        return sorted(found)
+
+    def path_of(self, version: int) -> Path:
+        return self.root / snapshot_name(version)
+
+    def read_manifest(self, version: int) -> dict[str, Any]:
+        return read_manifest(self.path_of(version), version=version)
+
+    def local_copy(self, version: int) -> Path:
+        path = self.path_of(version)
+        if not path.is_dir():
+            raise SnapshotError(f"{path}: no such snapshot (pruned meanwhile?)")
+        return path
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock_file = (self.root / LOCK_NAME).open("w")
+        except OSError as exc:
+            raise ConfigError(f"model dir {self.root} is not writable: {exc}") from exc
+        try:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ConfigError(
+                    f"another builder is already running on {self.root}; stop it first"
+                ) from exc
+            lock_file.write(f"{os.getpid()}\n")
+            lock_file.flush()
+            yield
+        finally:
+            lock_file.close()
+
+    def highest_version(self) -> int:
+        highest = 0
+        for entry in self._entries():
+            version = version_of(entry.name)
+            if version is None and (match := _QUARANTINED_RE.match(entry.name)):
+                version = int(match.group(1))
+            if version is not None:
+                highest = max(highest, version)
+        return highest
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staged = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex[:12]}"
+        staged.mkdir()
+        try:
+            yield staged
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def commit(self, staged: Path, version: int) -> str:
+        final = self.path_of(version)
+        if final.exists():
+            raise SnapshotError(f"snapshot {final} already exists")
+        _fsync_dir(staged)
+        os.rename(staged, final)
+        _fsync_dir(self.root)
+        return str(final)
+
+    def _remove(self, path: Path) -> bool:
+        """Rename aside (atomic), then delete, so nothing is ever half-deleted under its name."""
+        trash = path.with_name(f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def prune(self, keep: int) -> list[int]:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        return [v for v in self.versions()[:-keep] if self._remove(self.path_of(v))]
+
+    def quarantine(self, version: int, reason: str) -> str | None:
+        path = self.path_of(version)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.root / f"{_QUARANTINE_PREFIX}{path.name}-{stamp}-{uuid.uuid4().hex[:6]}"
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # e.g. read-only: say so, but never fail the caller for it
+            raise SnapshotError(f"could not move {path} aside: {exc}") from exc
+        with contextlib.suppress(OSError):  # the rename is what matters
+            (target / "QUARANTINED.txt").write_text(
+                f"moved aside by the builder at {stamp}Z: {reason}\n", encoding="utf-8"
+            )
+        return str(target)
+
+    def cleanup_incomplete(self) -> list[str]:
+        removed = []
+        for entry in self._entries():
+            if entry.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) and entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+        return removed
