@@ -71,6 +71,34 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+}
+
+
+def byte_size(text: str) -> int:
+    """``256MB``, ``1.5GiB``, ``100000`` (bytes) -> bytes."""
+    number = text.strip().upper().rstrip()
+    unit = number.lstrip("0123456789.")
+    digits = number[: len(number) - len(unit)]
+    try:
+        value = float(digits) * _SIZE_UNITS[unit.strip()]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 256MB or 2GiB, got {text!r}"
+        ) from None
+    if value < 64 << 10:
+        raise argparse.ArgumentTypeError(f"at least 64KiB, got {text!r}")
+    return int(value)
+
+
 def _drop(text: str) -> float | None:
     if text.lower() == "off":
         return None
@@ -206,7 +234,17 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     live.add_argument(
         "--catalog-only", action="store_true", help="recommend only items in the catalogue"
     )
-    live.add_argument("--max-fresh-users", type=int, default=100_000, help="LRU bound on users")
+    live.add_argument(
+        "--fresh-memory",
+        type=byte_size,
+        default=256 << 20,
+        metavar="SIZE",
+        help="memory for fresh events, e.g. 256MB or 2GB (default 256MB): over it, the least "
+        "recently active users' fresh events are dropped (counted in /metrics)",
+    )
+    live.add_argument(
+        "--max-fresh-users", type=int, help="also bound the users with fresh events (LRU)"
+    )
     live.add_argument(
         "--max-fresh-per-user", type=int, default=200, help="fresh events kept per user"
     )
@@ -251,6 +289,7 @@ def run_serve(args: argparse.Namespace) -> int:
             topic=args.topic,
             items_topic=args.items_topic,
             catalog_only=args.catalog_only,
+            fresh_memory=args.fresh_memory,
             max_fresh_users=args.max_fresh_users,
             max_fresh_per_user=args.max_fresh_per_user,
             enable_ingest=args.enable_ingest,

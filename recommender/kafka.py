@@ -6,28 +6,137 @@ Everything that talks to Kafka gets its clients here, so SASL/SSL settings given
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .errors import ConfigError, RecommenderError
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
+    "BrokerHealth",
     "KafkaSettings",
     "TopicMissing",
     "create_topic",
     "load_properties",
     "parse_overrides",
+    "read_record",
     "topic_partitions",
 ]
 
 DEFAULT_BOOTSTRAP: Final = "localhost:9092"
+
+log = logging.getLogger(__name__)
+
+
+class _EveryFewSeconds(logging.Filter):
+    """Let one record per (level, facility) through every ``interval`` seconds; the next one
+    that passes says how many were held back. librdkafka retries a lost broker every few hundred
+    milliseconds and logs each attempt: tens of identical lines a second."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple[int, str], float] = {}
+        self._held: dict[tuple[int, str], int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, str(record.msg).split(" ", 1)[0])
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} (+{held} like it in the last {self.interval:.0f} s)"
+        return True
+
+
+#: Where librdkafka's own log lines go (instead of raw stderr), rate-limited.
+LIBRDKAFKA_LOG = logging.getLogger("recommender.librdkafka")
+LIBRDKAFKA_LOG.addFilter(_EveryFewSeconds())
+
+_UNREACHABLE: Final = frozenset(
+    {
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TRANSPORT,
+        KafkaError._RESOLVE,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+class BrokerHealth:
+    """Whether the brokers are reachable, from the error and statistics callbacks of this
+    process's Kafka clients: one "unreachable since ..." line when the connection is lost, one
+    line when it is back, and numbers for metrics in between.
+    """
+
+    def __init__(self) -> None:
+        self._down_since: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.errors = 0
+
+    @property
+    def down_since(self) -> float | None:
+        """Wall-clock time since when some client cannot reach a broker (None: all fine)."""
+        with self._lock:
+            return min(self._down_since.values(), default=None)
+
+    def unreachable_seconds(self) -> float:
+        since = self.down_since
+        return 0.0 if since is None else time.time() - since
+
+    def on_error(self, client: str, error: KafkaError) -> None:
+        self.errors += 1
+        if error.code() not in _UNREACHABLE:
+            LIBRDKAFKA_LOG.warning("%s: %s", client, error.str())
+            return
+        with self._lock:
+            if client in self._down_since:
+                return
+            self._down_since[client] = now = time.time()
+        log.error(
+            "%s: Kafka broker unreachable since %s (%s); retrying in the background",
+            client,
+            time.strftime("%H:%M:%S", time.localtime(now)),
+            error.str(),
+        )
+
+    def on_stats(self, client: str, stats_json: str) -> None:
+        try:
+            brokers = json.loads(stats_json).get("brokers", {})
+        except ValueError:
+            return
+        if not any(b.get("state") == "UP" for b in brokers.values()):
+            return
+        with self._lock:
+            since = self._down_since.pop(client, None)
+        if since is not None:
+            log.warning(
+                "%s: Kafka broker reachable again after %.0f s", client, time.time() - since
+            )
+
+    def client_config(self, client: str) -> dict[str, Any]:
+        """librdkafka settings that report to this object under the name ``client``."""
+        return {
+            "error_cb": lambda error: self.on_error(client, error),
+            "stats_cb": lambda stats: self.on_stats(client, stats),
+            "statistics.interval.ms": 1000,
+        }
 
 
 class TopicMissing(RecommenderError):
@@ -86,14 +195,23 @@ class KafkaSettings:
         return cls(servers, extra)
 
     def config(self, **defaults: Any) -> dict[str, Any]:
-        """A client configuration: our defaults, overridden by the user's properties."""
-        return {"bootstrap.servers": self.bootstrap_servers, **defaults, **self.extra}
+        """A client configuration: our defaults, overridden by the user's properties.
+
+        librdkafka's log lines go through :data:`LIBRDKAFKA_LOG` (rate-limited), not stderr.
+        """
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": LIBRDKAFKA_LOG,
+            **defaults,
+            **self.extra,
+        }
 
     def consumer(self, **defaults: Any) -> Consumer:
         """A consumer for ``assign()`` with explicit offsets: no group join, no commits.
 
         Group membership is not needed for a single logical reader and costs seconds per start
-        on some brokers; positions live in our snapshots instead of committed offsets.
+        on some brokers; positions live in our snapshots instead of committed offsets. Pass
+        ``**health.client_config(name)`` to track reachability (see :class:`BrokerHealth`).
         """
         base = {
             "group.id": "recommender-unused",
@@ -155,3 +273,26 @@ def create_topic(
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
             raise TopicMissing(f"could not create topic {topic!r}: {exc}") from exc
+
+
+def read_record(
+    settings: KafkaSettings, topic: str, partition: int, offset: int, *, timeout: float = 5.0
+) -> tuple[int, bytes | None] | None:
+    """The (timestamp, value) of the record at ``offset``, or None if there is none there (the
+    log is shorter, or the broker did not answer within ``timeout``)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = settings.consumer(**{"fetch.wait.max.ms": 10, "auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1, timeout=0.2):
+                if message.error() is not None:
+                    return None  # out of range, or the partition is gone
+                if message.offset() == offset:
+                    return message.timestamp()[1], message.value()
+                return None
+        return None
+    finally:
+        consumer.close()

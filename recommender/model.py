@@ -21,6 +21,7 @@ import numpy.typing as npt
 import scipy.linalg
 import scipy.sparse as sp
 
+from .events import clip_pair_weights
 from .snapshot import Snapshot
 
 __all__ = [
@@ -184,7 +185,7 @@ class RecommenderModel:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         all_cols, all_weights = np.concatenate(cols), np.concatenate(weights)
         distinct, inverse = np.unique(all_cols, return_inverse=True)
-        summed = np.bincount(inverse.ravel(), weights=all_weights).astype(np.float32)
+        summed = clip_pair_weights(np.bincount(inverse.ravel(), weights=all_weights))
         return distinct, summed
 
     # -- fold-in -------------------------------------------------------------------------------
@@ -197,15 +198,33 @@ class RecommenderModel:
         b = y.T @ confidence
         return a, b
 
+    def _solve(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """``a⁻¹ b`` for a symmetric positive (semi-)definite ``a``, or None if no finite answer.
+
+        With λ near 0, or a user whose items span few dimensions, ``a`` can be singular: a small
+        ridge (1e-6 of its mean diagonal) keeps the solve defined without changing ordinary
+        answers, and a least-squares solve is the last resort before giving up.
+        """
+        ridge = 1e-6 * max(float(np.trace(a)) / a.shape[0], 1e-12)
+        a = a + ridge * np.eye(a.shape[0])
+        try:
+            x = scipy.linalg.solve(a, b, assume_a="pos")
+        except (np.linalg.LinAlgError, ValueError):
+            try:
+                x = scipy.linalg.lstsq(a, b)[0]
+            except (np.linalg.LinAlgError, ValueError):
+                return None
+        return x if bool(np.all(np.isfinite(x))) else None
+
     def fold_in(
         self, cols: IntArray, weights: FloatArray, *, priority: IntArray | None = None
-    ) -> FloatArray:
+    ) -> FloatArray | None:
         """The user vector ALS would compute for a user with these items, against these items'
         factors: the least-squares step for one user, at O(k·f² + f³) for k items.
 
         Runs on the server's event loop, so k is bounded: beyond ``MAX_FOLD_IN_ITEMS`` the
         ``priority`` columns (the fresh events) are kept and the rest filled with the
-        largest-weight items."""
+        largest-weight items. Returns None when no finite vector exists (never raises)."""
         if cols.size > MAX_FOLD_IN_ITEMS:
             rank = weights.astype(np.float64)
             if priority is not None and priority.size:
@@ -213,7 +232,8 @@ class RecommenderModel:
             keep = np.argpartition(-rank, MAX_FOLD_IN_ITEMS - 1)[:MAX_FOLD_IN_ITEMS]
             cols, weights = cols[keep], weights[keep]
         a, b = self._system(cols, weights)
-        return scipy.linalg.solve(a, b, assume_a="pos").astype(np.float32)
+        x = self._solve(a, b)
+        return None if x is None else x.astype(np.float32)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -233,24 +253,25 @@ class RecommenderModel:
         user's vector is folded in from window and fresh events (``fold-in``); otherwise a known
         user is scored with their trained factors (``personalised``) and anyone else gets the
         most popular items (``popular``). Seen items (window and fresh) are left out when
-        ``filter_seen``; ``exclude`` always is.
+        ``filter_seen``; ``exclude`` always is. Should a fold-in have no finite solution, the
+        trained factors (or popularity) answer instead: never an error.
         """
         banned = [self.columns(exclude)]
         row = self.user_index.get(user)
+        vector: FloatArray | None = None
+        source: AnswerSource = "popular"
         cols, weights = self._history(user, fresh) if fresh else (None, None)
         if cols is not None and weights is not None and cols.size:
-            vector: FloatArray | None = self.fold_in(
-                cols, weights, priority=self.columns(item for item, _ in fresh)
-            )
-            source: AnswerSource = "fold-in"
+            vector = self.fold_in(cols, weights, priority=self.columns(item for item, _ in fresh))
+            source = "fold-in"
             if filter_seen:
                 banned.append(cols)
-        elif row is not None:
+        elif row is not None and filter_seen:
+            banned.append(self._seen_row(row)[0])
+        if vector is None and row is not None:
             vector, source = self.user_factors[row], "personalised"
-            if filter_seen:
-                banned.append(self._seen_row(row)[0])
-        else:
-            vector, source = None, "popular"
+        elif vector is None:
+            source = "popular"
         return Query(vector, np.concatenate(banned), n, offset, source)
 
     def query_for_items(
@@ -263,7 +284,7 @@ class RecommenderModel:
             return Query(None, banned, n, offset, "popular")
         distinct = np.unique(cols)
         vector = self.fold_in(distinct, np.ones(distinct.size, dtype=np.float32))
-        return Query(vector, banned, n, offset, "fold-in")
+        return Query(vector, banned, n, offset, "popular" if vector is None else "fold-in")
 
     def score_many(self, vectors: FloatArray) -> FloatArray:
         """Scores of every item for each row of ``vectors`` (users x items, fresh and writable).
@@ -397,9 +418,10 @@ class RecommenderModel:
             return None
         a, _ = self._system(cols, weights)
         y = np.asarray(self.item_factors[cols], dtype=np.float64)
-        target = scipy.linalg.solve(
-            a, np.asarray(self.item_factors[col], np.float64), assume_a="pos"
-        )
+        wanted = np.asarray(self.item_factors[col], np.float64)
+        target = self._solve(a, wanted)
+        if target is None:  # no finite A⁻¹: fall back to plain similarity of the factors
+            target = wanted
         contributions = self.alpha * weights.astype(np.float64) * (y @ target)
         order = np.argsort(-contributions, kind="stable")[:n]
         top = [

@@ -16,17 +16,20 @@ from aiohttp import web
 from ..blas import limit_blas_threads
 from ..catalog import Catalog
 from ..fresh import FreshEvents
+from ..kafka import BrokerHealth
 from ..store import open_store
 from .batching import ScoreBatcher
-from .follower import Follower
-from .ingest import Ingest
+from .follower import Coverage, Follower
+from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
 from .routes import routes
 from .state import (
     BATCHER,
     CATALOG,
     CONFIG,
+    COVERAGE,
     FRESH,
+    HEALTH,
     HOLDER,
     INGEST,
     METRICS,
@@ -87,9 +90,10 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         or (config.require_token_for_reads and _route_of(request) not in OPEN_ROUTES)
     )
     if needed:
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Header bytes that are not UTF-8 arrive as surrogates: compare bytes, never fail on them.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        expected = f"Bearer {token}".encode()
+        if not hmac.compare_digest(given, expected):
             response = json_error(401, "unauthorized", "send Authorization: Bearer <token>")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
@@ -110,10 +114,12 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
             catalog=app[CATALOG],
             current_model=lambda: holder.model,
             metrics=app[METRICS],
+            health=app[HEALTH],
         )
+        app[COVERAGE] = follower
         follower.start()
         if config.enable_ingest:
-            app[INGEST] = Ingest(config.kafka, config.topic)
+            app[INGEST] = Ingest(config.kafka, config.topic, app[HEALTH])
     yield
     if follower is not None:
         follower.stop()
@@ -125,17 +131,30 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: ServerConfig) -> web.Application:
     """Build the application for ``config`` (background tasks start with the app)."""
     # Long id lists, percent-encoded, can exceed aiohttp's default 8 KiB request line.
-    app = web.Application(middlewares=[observe, authorize], handler_args={"max_line_size": 131_072})
+    app = web.Application(
+        middlewares=[observe, authorize],
+        handler_args={"max_line_size": 131_072},
+        client_max_size=MAX_BODY_BYTES,
+    )
     holder = ModelHolder()
-    fresh = FreshEvents(max_users=config.max_fresh_users, max_per_user=config.max_fresh_per_user)
+    fresh = FreshEvents(
+        max_bytes=config.fresh_memory,
+        max_per_user=config.max_fresh_per_user,
+        max_users=config.max_fresh_users,
+    )
     catalog = Catalog()
+    health = BrokerHealth()
     app[CONFIG] = config
+    app[HEALTH] = health
     app[STORE] = open_store(config.model_dir)
     app[HOLDER] = holder
     app[FRESH] = fresh
     app[CATALOG] = catalog
     app[BATCHER] = ScoreBatcher()
-    app[METRICS] = ServerMetrics(holder, fresh, catalog)
+    app[METRICS] = ServerMetrics(
+        lambda: holder.model, fresh, catalog, health if config.kafka is not None else None
+    )
+    app[COVERAGE] = Coverage()
     app[INGEST] = None
 
     app.add_routes(routes)

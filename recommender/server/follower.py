@@ -1,16 +1,24 @@
 """Follow Kafka from inside the server: fresh interactions for fold-in, items for the catalogue.
 
 A daemon thread (confluent-kafka's client blocks) consumes both topics with ``assign()``. The
-interactions topic is read from the offsets recorded in the first snapshot served, so exactly the
-events that snapshot has not seen become fresh events; each later snapshot drops the fresh events
-it covers (see :meth:`recommender.fresh.FreshEvents.drop_covered`).
+interactions topic is read from the offsets recorded in the first snapshot served (from the last
+record it covered, to check that record is still the same one), so exactly the events that
+snapshot has not seen become fresh events; each later snapshot drops the fresh events it covers.
+
+Faults: nothing in a batch stops the thread (errors are counted and logged at most every 30 s).
+A partition whose log was replaced (broker restarted empty, topic recreated) is detected as in
+the builder (:mod:`recommender.logpos`): its fresh events are dropped, it is read again from the
+new log's beginning, and the serving snapshot is not trusted to cover anything there until a
+snapshot's fingerprint of that partition matches the record Kafka now holds at that offset.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -18,16 +26,28 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from ..catalog import Catalog
 from ..events import parse_values
 from ..fresh import FreshEvents
-from ..kafka import KafkaSettings, TopicMissing, topic_partitions
+from ..kafka import BrokerHealth, KafkaSettings, TopicMissing, read_record, topic_partitions
+from ..logpos import LastRecord, LogPositions
+from ..logs import RateLimitedLog
 from ..model import RecommenderModel
 from .metrics import ServerMetrics
 
-__all__ = ["Follower"]
+__all__ = ["Coverage", "Follower"]
 
 log = logging.getLogger(__name__)
 
+_WATERMARK_CHECK_SECONDS = 5.0
 
-class Follower:
+
+class Coverage:
+    """Which events a snapshot covers: offsets below its next offsets. A follower narrows this
+    for partitions whose log was replaced since (see :class:`Follower`)."""
+
+    def positions(self, model: RecommenderModel) -> dict[int, int]:
+        return dict(model.positions)
+
+
+class Follower(Coverage):
     """Consumes ``topic`` (and ``items_topic``) until :meth:`stop`."""
 
     def __init__(
@@ -40,6 +60,7 @@ class Follower:
         catalog: Catalog,
         current_model: Callable[[], RecommenderModel | None],
         metrics: ServerMetrics,
+        health: BrokerHealth,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
@@ -48,7 +69,13 @@ class Follower:
         self.catalog = catalog
         self.current_model = current_model
         self.metrics = metrics
+        self.health = health
+        self.log_positions = LogPositions()
+        self._untrusted: set[int] = set()  # partitions reset since the serving snapshot
+        self._verdicts: dict[tuple[int, int], bool] = {}  # (version, partition) -> trusted
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._errors = RateLimitedLog(log, interval=30.0)
         self._thread = threading.Thread(target=self._run, name="kafka-follower", daemon=True)
 
     def start(self) -> None:
@@ -57,6 +84,39 @@ class Follower:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+    # -- coverage ------------------------------------------------------------------------------
+
+    def positions(self, model: RecommenderModel) -> dict[int, int]:
+        """The snapshot's next offsets, except where the log was replaced and the snapshot has
+        not been shown to come from the new log: there it covers nothing (offset 0)."""
+        positions = dict(model.positions)
+        with self._lock:
+            untrusted = sorted(self._untrusted)
+        for p in untrusted:
+            key = (model.version, p)
+            with self._lock:
+                verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = self._from_new_log(model, p)
+                with self._lock:
+                    self._verdicts[key] = verdict
+                    if verdict:
+                        self._untrusted.discard(p)
+                        log.info("snapshot v%d covers the new log of partition %d", *key)
+            if not verdict:
+                positions[p] = 0
+        return positions
+
+    def _from_new_log(self, model: RecommenderModel, partition: int) -> bool:
+        entry = model.manifest.get("partitions", {}).get(str(partition), {})
+        last = LastRecord.from_dict(entry.get("last_record"))
+        if last is None:
+            return model.positions.get(partition, 0) == 0
+        found = read_record(self.kafka, self.topic, partition, last.offset, timeout=3.0)
+        return found is not None and LastRecord.of(last.offset, *found) == last
+
+    # -- the thread ----------------------------------------------------------------------------
 
     def _assign_items(self, consumer: Consumer) -> bool:
         assert self.items_topic is not None
@@ -75,14 +135,21 @@ class Follower:
         try:
             partitions = topic_partitions(consumer, self.topic, timeout=2.0)
         except TopicMissing as exc:
-            log.warning("cannot follow %s yet: %s", self.topic, exc)
+            self._errors.warning("topic", "cannot follow %s yet: %s", self.topic, exc)
             return False
-        consumer.incremental_assign(
-            [
-                TopicPartition(self.topic, p, model.positions.get(p, OFFSET_BEGINNING))
-                for p in partitions
-            ]
-        )
+        recorded = model.manifest.get("partitions", {})
+        assignment = []
+        for p in partitions:
+            start = model.positions.get(p)
+            if start is None:
+                assignment.append(TopicPartition(self.topic, p, OFFSET_BEGINNING))
+                continue
+            last = LastRecord.from_dict(recorded.get(str(p), {}).get("last_record"))
+            if last is not None and last.offset < start:
+                start = last.offset  # read the last covered record again, to check it is the same
+            self.log_positions.start_at(p, start, verify=last)
+            assignment.append(TopicPartition(self.topic, p, start))
+        consumer.incremental_assign(assignment)
         log.info(
             "following %s from snapshot v%d's offsets %s",
             self.topic,
@@ -92,51 +159,112 @@ class Follower:
         return True
 
     def _run(self) -> None:
-        consumer = self.kafka.consumer(**{"fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
+        consumer = self.kafka.consumer(
+            **{"fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"},
+            **self.health.client_config("server follower"),
+        )
         interactions_assigned = False
         items_assigned = self.items_topic is None
+        next_check = time.monotonic() + _WATERMARK_CHECK_SECONDS
         try:
             while not self._stop.is_set():
-                if not items_assigned:
-                    items_assigned = self._assign_items(consumer)
-                if not interactions_assigned:
-                    model = self.current_model()
-                    if model is not None:
-                        interactions_assigned = self._assign_interactions(consumer, model)
-                if not (interactions_assigned or items_assigned):
-                    self._stop.wait(0.5)
-                    continue
-                # A short timeout: consume() waits for the full batch or the timeout, and every
-                # millisecond here is a millisecond of freshness.
-                messages = consumer.consume(5000, timeout=0.02)
-                if messages:
-                    self._handle(messages)
-        except Exception:
-            log.exception("the Kafka follower stopped; fold-in now uses snapshots only")
+                try:
+                    if not items_assigned:
+                        items_assigned = self._assign_items(consumer)
+                    if not interactions_assigned:
+                        model = self.current_model()
+                        if model is not None:
+                            interactions_assigned = self._assign_interactions(consumer, model)
+                    if not (interactions_assigned or items_assigned):
+                        self._stop.wait(0.5)
+                        continue
+                    # A short timeout: consume() waits for the full batch or the timeout, and
+                    # every millisecond here is a millisecond of freshness.
+                    messages = consumer.consume(5000, timeout=0.02)
+                    if messages:
+                        self._handle(consumer, messages)
+                    if interactions_assigned and time.monotonic() >= next_check:
+                        self._check_high_watermarks(consumer)
+                        next_check = time.monotonic() + _WATERMARK_CHECK_SECONDS
+                except Exception as exc:  # one bad batch or a client hiccup: count, go on
+                    self.metrics.follower_errors.inc()
+                    self._errors.warning("batch", "the Kafka follower skipped a batch: %r", exc)
+                    self._stop.wait(0.1)
         finally:
             consumer.close()
 
-    def _handle(self, messages: list[Message]) -> None:
-        good = [m for m in messages if m.error() is None]
+    def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
+        good = []
+        for m in messages:
+            if m.error() is None:
+                good.append(m)
+            else:
+                self.metrics.follower_errors.inc()
+                self._errors.warning("consume", "consumer error: %s", m.error())
         items = [m.value() for m in good if m.topic() == self.items_topic]
         if items:
             self.catalog.update(items)
         events = [m for m in good if m.topic() == self.topic]
-        if not events:
-            return
-        model = self.current_model()
-        parsed = parse_values([m.value() for m in events])
+        if events:
+            self._follow(consumer, events)
+
+    def _follow(self, consumer: Consumer, events: list[Message]) -> None:
+        values = [m.value() for m in events]
+        partitions = np.fromiter((m.partition() for m in events), np.int64, len(events))
+        offsets = np.fromiter((m.offset() for m in events), np.int64, len(events))
+        stamps = np.fromiter((m.timestamp()[1] for m in events), np.int64, len(events))
+        resets = self.log_positions.observe(partitions, offsets, stamps, values)
+        if resets:
+            for p, reason in resets.items():
+                self._reset(consumer, p, reason)
+            keep = ~np.isin(partitions, list(resets))
+            values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+            partitions, offsets = partitions[keep], offsets[keep]
+        parsed = parse_values(values)
         if parsed.rejected.size:
             self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
         ok = parsed.accepted
-        partitions = np.fromiter((events[i].partition() for i in ok.tolist()), np.int64, ok.size)
-        offsets = np.fromiter((events[i].offset() for i in ok.tolist()), np.int64, ok.size)
+        partitions, offsets = partitions[ok], offsets[ok]
+        model = self.current_model()
         if model is not None and ok.size:
-            limits = np.array([model.positions.get(p, 0) for p in partitions.tolist()], np.int64)
-            covered = offsets < limits
+            positions = self.positions(model)
+            limits = np.zeros(int(partitions.max()) + 1, np.int64)
+            for p, offset in positions.items():
+                if p < limits.size:
+                    limits[p] = offset
+            covered = offsets < limits[partitions]
             if covered.any():  # already in the serving snapshot (possible right after a swap)
                 self.metrics.followed.labels("covered").inc(int(covered.sum()))
                 parsed = parsed.select(~covered)
                 partitions, offsets = partitions[~covered], offsets[~covered]
         self.fresh.add(parsed, partitions, offsets)
         self.metrics.followed.labels("fresh").inc(len(parsed))
+
+    def _reset(self, consumer: Any, partition: int, reason: str) -> None:
+        dropped = self.fresh.drop_partition(partition)
+        self.metrics.log_resets.inc()
+        with self._lock:
+            self._untrusted.add(partition)
+            self._verdicts = {k: v for k, v in self._verdicts.items() if k[1] != partition}
+        self.log_positions.forget(partition)
+        log.error(
+            "partition %d of topic %s was reset: %s; dropped its %d fresh events and reading the "
+            "new log from its beginning (the serving snapshot covers none of it)",
+            partition,
+            self.topic,
+            reason,
+            dropped,
+        )
+        consumer.seek(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
+
+    def _check_high_watermarks(self, consumer: Consumer) -> None:
+        for tp in consumer.assignment():
+            if tp.topic != self.topic:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:  # no fetch yet: nothing to compare
+                continue
+            reason = self.log_positions.behind_high_watermark(tp.partition, high)
+            if reason:
+                self._reset(consumer, tp.partition, reason)

@@ -17,13 +17,15 @@ from typing import Any
 from confluent_kafka import KafkaError, Message
 
 from ..events import format_event, parse_values
-from ..kafka import KafkaSettings
+from ..kafka import BrokerHealth, KafkaSettings
 
-__all__ = ["MAX_EVENTS_PER_REQUEST", "Ingest", "IngestResult", "decode_body"]
+__all__ = ["MAX_BODY_BYTES", "MAX_EVENTS_PER_REQUEST", "Ingest", "IngestResult", "decode_body"]
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 10_000
+#: Largest request body: 10,000 events of the longest kind fit in text; bigger is a 413.
+MAX_BODY_BYTES = 2 << 20
 
 
 class BodyError(ValueError):
@@ -53,7 +55,9 @@ def decode_body(content_type: str, body: bytes) -> list[bytes | str]:
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise BodyError(f"the body is not valid JSON: {exc}") from exc
+            raise BodyError(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BodyError("the body is JSON nested too deeply to be events") from None
         if isinstance(data, dict) and "events" in data:
             data = data["events"]
         events = data if isinstance(data, list) else [data]
@@ -74,9 +78,11 @@ class IngestResult:
 class Ingest:
     """A Kafka producer for the interactions topic, usable from the event loop."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, health: BrokerHealth) -> None:
         self.topic = topic
-        self.producer = kafka.producer(**{"linger.ms": 2, "acks": "all"})
+        self.producer = kafka.producer(
+            **{"linger.ms": 2, "acks": "all"}, **health.client_config("server ingest")
+        )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="ingest-poller", daemon=True)
         self._poller.start()

@@ -1,26 +1,133 @@
-"""Prometheus metrics of one server process (prometheus-client, a registry per app)."""
+"""Prometheus metrics of one server process (prometheus-client, a registry per app).
+
+Counters are updated where things happen; everything that is a *state* (the serving model, the
+fresh-event store, the catalogue, the broker connection) is read once per scrape by a collector,
+so a scrape costs one look at each, whatever the number of series.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..fresh import FreshEvents
-    from .state import ModelHolder
+from ..catalog import Catalog
+from ..fresh import FreshEvents
+from ..kafka import BrokerHealth
+from ..model import RecommenderModel
 
 __all__ = ["ServerMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class _StateCollector(Collector):
+    """Gauges read from the server's state at scrape time."""
+
+    def __init__(
+        self,
+        model: Callable[[], RecommenderModel | None],
+        fresh: FreshEvents,
+        catalog: Catalog,
+        health: BrokerHealth | None,
+    ) -> None:
+        self.model, self.fresh, self.catalog, self.health = model, fresh, catalog, health
+
+    def collect(self) -> Iterator[Metric]:
+        model = self.model()
+        manifest = model.manifest if model is not None else {}
+        builder = manifest.get("builder", {}) if isinstance(manifest.get("builder"), dict) else {}
+        yield _gauge(
+            "recommender_model_version",
+            "Version of the serving snapshot (0: none).",
+            model.version if model else 0,
+        )
+        yield _gauge(
+            "recommender_model_age_seconds",
+            "Seconds since the serving snapshot was created (-1: none).",
+            time.time() - float(manifest.get("created_at", time.time())) if model else -1,
+        )
+        yield _gauge(
+            "recommender_builder_quality_rejections",
+            "Models the builder's quality gate refused since it started (from the serving "
+            "snapshot's manifest).",
+            builder.get("quality_rejections", 0),
+        )
+        yield _gauge(
+            "recommender_model_users", "Users in the serving model.", model.n_users if model else 0
+        )
+        yield _gauge(
+            "recommender_model_items", "Items in the serving model.", model.n_items if model else 0
+        )
+        stats = self.fresh.stats()
+        yield _gauge(
+            "recommender_fresh_users",
+            "Users with events newer than the serving snapshot (held for fold-in).",
+            stats.users,
+        )
+        yield _gauge(
+            "recommender_fresh_events",
+            "Events newer than the serving snapshot held for fold-in.",
+            stats.events,
+        )
+        yield _gauge(
+            "recommender_fresh_evicted_users",
+            "Users whose fresh events were dropped to stay within the memory bound (since start).",
+            stats.evicted_users,
+        )
+        dropped = GaugeMetricFamily(
+            "recommender_fresh_dropped_events",
+            "Fresh events dropped since start, by reason: user_cap (over --max-fresh-per-user), "
+            "memory (their user evicted to stay within --fresh-memory), lost_log (a log reset).",
+            labels=["reason"],
+        )
+        for reason in ("user_cap", "memory", "lost_log"):
+            dropped.add_metric([reason], stats.dropped_by_reason.get(reason, 0))
+        yield dropped
+        yield _gauge(
+            "recommender_fresh_bytes", "Memory held by fresh events (estimate).", stats.bytes
+        )
+        yield _gauge(
+            "recommender_fresh_max_bytes", "The fresh-event memory bound.", stats.max_bytes
+        )
+        yield _gauge(
+            "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
+        )
+        if self.health is not None:
+            yield _gauge(
+                "recommender_kafka_up",
+                "1 while every Kafka client of this process reaches a broker, else 0.",
+                0 if self.health.down_since is not None else 1,
+            )
+            yield _gauge(
+                "recommender_kafka_unreachable_seconds",
+                "Seconds since a Kafka client of this process lost its brokers (0: connected).",
+                self.health.unreachable_seconds(),
+            )
+            yield _gauge(
+                "recommender_kafka_client_errors",
+                "Errors Kafka clients of this process reported since start.",
+                self.health.errors,
+            )
+
+
 class ServerMetrics:
     """All the server's metrics, in a registry of their own (several apps can share a process)."""
 
-    def __init__(self, holder: ModelHolder, fresh: FreshEvents, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        model: Callable[[], RecommenderModel | None],
+        fresh: FreshEvents,
+        catalog: Catalog,
+        health: BrokerHealth | None = None,
+    ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "recommender_http_requests",
@@ -37,13 +144,14 @@ class ServerMetrics:
         )
         self.answers = Counter(
             "recommender_answers",
-            "Recommendation answers, by how they were made (personalised, popular fallback).",
+            "Recommendation answers, by how they were made (personalised, fold-in, popular).",
             ["source"],
             registry=registry,
         )
         self.fallbacks = Counter(
             "recommender_fallbacks",
-            "Answers that fell back to the most popular items (the user is unknown to the model).",
+            "Answers that fell back to the most popular items (the user is unknown to the model, "
+            "or their vector could not be computed).",
             registry=registry,
         )
         self.swaps = Counter(
@@ -51,7 +159,8 @@ class ServerMetrics:
         )
         self.swap_failures = Counter(
             "recommender_model_swap_failures",
-            "Snapshots rejected as corrupt or inconsistent; the last good model kept serving.",
+            "Snapshots rejected (corrupt, inconsistent, or built from another topic); each is "
+            "counted once and the last good model kept serving.",
             registry=registry,
         )
         self.load_seconds = Histogram(
@@ -60,64 +169,21 @@ class ServerMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
-        version = Gauge(
-            "recommender_model_version",
-            "Version of the serving snapshot (0: none).",
-            registry=registry,
-        )
-        version.set_function(lambda: holder.model.version if holder.model else 0)
-        age = Gauge(
-            "recommender_model_age_seconds",
-            "Seconds since the serving snapshot was created (-1: none).",
-            registry=registry,
-        )
-        age.set_function(
-            lambda: time.time() - float(holder.model.manifest["created_at"]) if holder.model else -1
-        )
-        refused = Gauge(
-            "recommender_builder_quality_rejections",
-            "Models the builder's quality gate refused since it started (from the serving "
-            "snapshot's manifest).",
-            registry=registry,
-        )
-        refused.set_function(
-            lambda: (
-                holder.model.manifest.get("builder", {}).get("quality_rejections", 0)
-                if holder.model
-                else 0
-            )
-        )
-        users = Gauge("recommender_model_users", "Users in the serving model.", registry=registry)
-        users.set_function(lambda: holder.model.n_users if holder.model else 0)
-        items = Gauge("recommender_model_items", "Items in the serving model.", registry=registry)
-        items.set_function(lambda: holder.model.n_items if holder.model else 0)
-
-        fresh_users = Gauge(
-            "recommender_fresh_users",
-            "Users with events newer than the serving snapshot (held for fold-in).",
-            registry=registry,
-        )
-        fresh_users.set_function(lambda: fresh.stats().users)
-        fresh_events = Gauge(
-            "recommender_fresh_events",
-            "Events newer than the serving snapshot held for fold-in.",
-            registry=registry,
-        )
-        fresh_events.set_function(lambda: fresh.stats().events)
-        evicted = Gauge(
-            "recommender_fresh_evicted_users",
-            "Users whose fresh events were dropped by the LRU bound (since start).",
-            registry=registry,
-        )
-        evicted.set_function(lambda: fresh.stats().evicted_users)
-        catalog_items = Gauge(
-            "recommender_catalog_items", "Items with metadata in the catalogue.", registry=registry
-        )
-        catalog_items.set_function(lambda: len(catalog))
         self.followed = Counter(
             "recommender_followed_events",
             "Events read from the interactions topic by the server, by outcome.",
             ["outcome"],
+            registry=registry,
+        )
+        self.follower_errors = Counter(
+            "recommender_follower_errors",
+            "Batches or records the Kafka follower could not handle (it carried on).",
+            registry=registry,
+        )
+        self.log_resets = Counter(
+            "recommender_log_resets",
+            "Partitions whose log was replaced under the server (broker restarted empty, topic "
+            "recreated): their fresh events were dropped and the new log read from its start.",
             registry=registry,
         )
         self.ingested = Counter(
@@ -126,9 +192,10 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
+        registry.register(_StateCollector(model, fresh, catalog, health))
 
     def total(self, name: str, **labels: str) -> int:
-        """The current value of one counter sample (0 before the first increment)."""
+        """The current value of one sample (0 before the first increment)."""
         return int(self.registry.get_sample_value(name, labels) or 0)
 
     def render(self) -> bytes:

@@ -21,6 +21,7 @@ from .validation import (
     id_param,
     int_param,
     json_error,
+    json_response,
     text_param,
 )
 
@@ -120,7 +121,7 @@ async def recommend(request: web.Request) -> web.Response:
             "model_version": model.version,
         }
     )
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.get("/")
@@ -136,7 +137,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     model = _model_or_503(request)
     query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
     answer = await _answer(request, model, query)
-    return web.json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
+    return json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
 
 
 @routes.get("/similar")
@@ -146,7 +147,7 @@ async def similar(request: web.Request) -> web.Response:
     found = model.similar_items(item, n)
     if found is None:
         raise _not_found("item", item)
-    return web.json_response(
+    return json_response(
         {"item": item, "items": _items_json(request, found), "model_version": model.version}
     )
 
@@ -158,7 +159,7 @@ async def similar_users(request: web.Request) -> web.Response:
     found = model.similar_users(user, n)
     if found is None:
         raise _not_found("user", user)
-    return web.json_response(
+    return json_response(
         {
             "user": user,
             "users": [{"user": s.item, "score": s.score} for s in found],
@@ -173,7 +174,7 @@ async def popular(request: web.Request) -> web.Response:
     recent = bool_param(request, "recent", default=False)
     model = _model_or_503(request)
     items = model.popular(n, offset=offset, recent=recent)
-    return web.json_response(
+    return json_response(
         {"items": _items_json(request, items), "offset": offset, "model_version": model.version}
     )
 
@@ -189,7 +190,7 @@ async def because(request: web.Request) -> web.Response:
         raise _not_found("user", user)
     score, contributions = explained
     catalog = request.app[CATALOG]
-    return web.json_response(
+    return json_response(
         {
             "user": user,
             "item": item,
@@ -213,7 +214,7 @@ async def user_items(request: web.Request) -> web.Response:
     model = _model_or_503(request)
     window = [{"item": i, "weight": w} for i, w in model.seen_items(user)]
     fresh = [{"item": i, "weight": w} for i, w in request.app[FRESH].events(user)]
-    return web.json_response(
+    return json_response(
         {
             "user": user,
             "known_to_model": model.knows_user(user),
@@ -229,7 +230,7 @@ async def search_items(request: web.Request) -> web.Response:
     q = text_param(request, "q", max_length=200)
     n = _n(request)
     catalog = request.app[CATALOG]
-    return web.json_response({"q": q, "items": catalog.search(q, n), "catalog_size": len(catalog)})
+    return json_response({"q": q, "items": catalog.search(q, n), "catalog_size": len(catalog)})
 
 
 @routes.post("/interactions")
@@ -259,7 +260,7 @@ async def post_interactions(request: web.Request) -> web.Response:
     metrics.ingested.labels("rejected").inc(len(result.rejected))
     # 200 once the body is processed, even if every event was rejected: the body says which
     # and why, so a batch with some bad events is not retried whole.
-    return web.json_response(
+    return json_response(
         {
             "accepted": result.accepted,
             "rejected": len(result.rejected),
@@ -270,7 +271,7 @@ async def post_interactions(request: web.Request) -> web.Response:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/ready")
@@ -278,7 +279,7 @@ async def ready(request: web.Request) -> web.Response:
     model = request.app[HOLDER].model
     if model is None:
         return json_error(503, "model_not_ready", "no snapshot has been loaded yet")
-    return web.json_response({"status": "ready", "model_version": model.version})
+    return json_response({"status": "ready", "model_version": model.version})
 
 
 @routes.get("/model")
@@ -286,7 +287,7 @@ async def model_info(request: web.Request) -> web.Response:
     model = _model_or_503(request)
     holder = request.app[HOLDER]
     stats = request.app[FRESH].stats()
-    return web.json_response(
+    return json_response(
         {
             "manifest": model.manifest,
             "loaded_at": holder.loaded_at,
@@ -323,7 +324,7 @@ async def status(request: web.Request) -> web.Response:
             "span_seconds": (hi - lo) / 1000 if lo is not None and hi is not None else None,
             "training_seconds": manifest.get("training_seconds"),
         }
-    return web.json_response(
+    return json_response(
         {
             "now": time.time(),
             "model": summary,
@@ -351,4 +352,4 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[CONFIG].max_n))
+    return json_response(openapi_document(request.app[CONFIG].max_n))

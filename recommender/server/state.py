@@ -10,17 +10,20 @@ from aiohttp import web
 
 from ..catalog import Catalog
 from ..fresh import FreshEvents
-from ..kafka import KafkaSettings
+from ..kafka import BrokerHealth, KafkaSettings
 from ..model import RecommenderModel
 from ..store import SnapshotStore
 from .batching import ScoreBatcher
+from .follower import Coverage
 from .metrics import ServerMetrics
 
 __all__ = [
     "BATCHER",
     "CATALOG",
     "CONFIG",
+    "COVERAGE",
     "FRESH",
+    "HEALTH",
     "HOLDER",
     "INGEST",
     "METRICS",
@@ -51,7 +54,8 @@ class ServerConfig:
     topic: str = "interactions"
     items_topic: str | None = None
     catalog_only: bool = False
-    max_fresh_users: int = 100_000
+    fresh_memory: int = 256 << 20
+    max_fresh_users: int | None = None
     max_fresh_per_user: int = 200
     enable_ingest: bool = False
     api_token: str | None = None
@@ -79,6 +83,8 @@ HOLDER = web.AppKey("holder", ModelHolder)
 METRICS = web.AppKey("metrics", ServerMetrics)
 BATCHER = web.AppKey("batcher", ScoreBatcher)
 FRESH = web.AppKey("fresh", FreshEvents)
+COVERAGE = web.AppKey("coverage", Coverage)
+HEALTH = web.AppKey("health", BrokerHealth)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
 INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)

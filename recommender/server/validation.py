@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ __all__ = [
     "id_param",
     "int_param",
     "json_error",
+    "json_response",
+    "safe_dumps",
     "text_param",
 ]
 
@@ -27,9 +30,33 @@ MAX_ID_CHARS = 256
 _FORBIDDEN = re.compile(r"[:,\x00-\x1f\x7f]")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def safe_dumps(value: Any) -> str:
+    """JSON text that is always valid JSON: a NaN or infinity (which a verified snapshot should
+    never produce) becomes null instead of the non-standard ``NaN`` token."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=safe_dumps)
+
+
 def json_error(status: int, error: str, message: str, **extra: object) -> web.Response:
     body = {"error": error, "message": message, **extra}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+    return web.Response(status=status, text=safe_dumps(body), content_type="application/json")
 
 
 def bad_parameter(name: str, message: str) -> NoReturn:

@@ -19,7 +19,7 @@ from ..errors import SnapshotError
 from ..logs import RateLimitedLog
 from ..model import RecommenderModel
 from ..store import SnapshotStore
-from .state import CONFIG, FRESH, HOLDER, METRICS, STORE, ServerConfig
+from .state import CONFIG, COVERAGE, FRESH, HOLDER, METRICS, STORE, ServerConfig
 
 __all__ = ["load_model", "snapshot_watcher"]
 
@@ -48,6 +48,11 @@ def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> Reco
     return model
 
 
+def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
+    """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset)."""
+    return app[FRESH].drop_covered(app[COVERAGE].positions(model))
+
+
 async def _poll_once(app: web.Application, failed: set[int]) -> None:
     holder, metrics, store = app[HOLDER], app[METRICS], app[STORE]
     current = holder.model.version if holder.model else 0
@@ -74,7 +79,7 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         failed.difference_update([v for v in failed if v <= version])
         # Swap first, then forget the fresh events the new model covers (off the loop: the store
         # may be large). Meanwhile a request may count such an event twice, never lose one.
-        dropped = await asyncio.to_thread(app[FRESH].drop_covered, model.positions)
+        dropped = await asyncio.to_thread(_drop_covered, app, model)
         log.info(
             "serving snapshot v%d (%d users, %d items), loaded in %.3fs; %d fresh events now "
             "in the model",
