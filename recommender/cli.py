@@ -306,8 +306,12 @@ def run_broker(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    with EmbeddedBroker(port=args.port, host=args.host) as broker:
-        print(f"broker ready: --bootstrap-servers {broker.bootstrap_servers}", flush=True)
+    with EmbeddedBroker(port=args.port, host=args.host, storage=args.storage) as broker:
+        print(
+            f"broker ready: --bootstrap-servers {broker.bootstrap_servers} "
+            f"(storage: {args.storage})",
+            flush=True,
+        )
         while not stop.is_set():
             stop.wait(0.5)
     return 0
@@ -401,6 +405,12 @@ def make_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
     broker.add_argument("--port", type=int, default=9092)
     broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument(
+        "--storage",
+        default="memory",
+        help="memory (default: a restart loses every topic), or s3://bucket/ to keep topics and "
+        "offsets in an S3-compatible store across restarts (endpoint and keys from AWS_*)",
+    )
     _add_common(broker)
     broker.set_defaults(run=run_broker)
 

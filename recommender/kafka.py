@@ -30,6 +30,7 @@ __all__ = [
     "load_properties",
     "parse_overrides",
     "read_record",
+    "topic_id",
     "topic_partitions",
 ]
 
@@ -296,3 +297,19 @@ def read_record(
         return None
     finally:
         consumer.close()
+
+
+_NO_TOPIC_ID: Final = "AAAAAAAAAAAAAAAAAAAAAA"  # the zero UUID: a broker without topic ids
+
+
+def topic_id(admin: AdminClient, topic: str, *, timeout: float = 2.0) -> str | None:
+    """The topic's id (KIP-516: it changes when a topic is deleted and created again, or when a
+    broker that keeps topics in memory restarts), or None if the broker does not say."""
+    from confluent_kafka import TopicCollection
+
+    try:
+        future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+        found = str(future.result(timeout=timeout + 1.0).topic_id)
+    except Exception:  # unsupported, not authorised, unreachable: no identity to compare
+        return None
+    return None if not found or found == _NO_TOPIC_ID or found == "None" else found

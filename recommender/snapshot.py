@@ -183,6 +183,8 @@ def _check_manifest(manifest: object) -> str | None:
         return "created_at is not a number"
     if not isinstance(manifest.get("topic", ""), str):
         return "topic is not a string"
+    if not isinstance(manifest.get("topic_id") or "", str):
+        return "topic_id is not a string"
     for key in ("params", "window", "builder"):
         if not isinstance(manifest.get(key, {}), dict):
             return f"{key} is not an object"

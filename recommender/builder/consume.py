@@ -44,6 +44,7 @@ class Consumption:
         self.stats = stats
         self.dead_letters = dead_letters
         self.positions = LogPositions()
+        self.topic_id: str | None = None  # the topic's identity (KIP-516 id), when known
         self.new_since_retrain = 0
         #: Per partition, the next offset the resumed snapshot had consumed: below it, replay.
         self._replay_until: dict[int, int] = {}
@@ -52,10 +53,28 @@ class Consumption:
     # -- start ---------------------------------------------------------------------------------
 
     def assignment(
-        self, partitions: list[int], manifest: Mapping[str, Any] | None
+        self, partitions: list[int], manifest: Mapping[str, Any] | None, topic_id: str | None
     ) -> list[TopicPartition]:
-        """Where to start reading each partition: from the resumed snapshot, else per -b."""
+        """Where to start reading each partition: from the resumed snapshot, else per -b.
+
+        A snapshot of another incarnation of the topic (its recorded id differs from the
+        topic's id now) is no place to resume from: every partition is read from the beginning.
+        """
         topic = self.config.topic
+        self.topic_id = topic_id
+        recorded_id = manifest.get("topic_id") if manifest is not None else None
+        if manifest is not None and recorded_id and topic_id and recorded_id != topic_id:
+            self.stats.log_resets += len(manifest.get("partitions", {}))
+            log.error(
+                "topic %s was replaced since snapshot v%d (topic id %s, now %s: deleted and "
+                "created again, or a broker that keeps topics in memory restarted); reading "
+                "the new log of every partition from its beginning",
+                topic,
+                manifest["version"],
+                recorded_id,
+                topic_id,
+            )
+            return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         if manifest is None:
             start = OFFSET_BEGINNING if self.config.from_beginning else OFFSET_END
             return [TopicPartition(topic, p, start) for p in partitions]
@@ -171,6 +190,18 @@ class Consumption:
         )
         if consumer is not None:
             consumer.seek(TopicPartition(self.config.topic, partition, OFFSET_BEGINNING))
+
+    def check_topic_identity(self, consumer: Any, current: str | None) -> None:
+        """A topic id that changed while we read: every partition's log was replaced."""
+        if current is None:
+            return
+        previous, self.topic_id = self.topic_id, current
+        if previous is None or previous == current:
+            return
+        reason = f"the topic's id changed from {previous} to {current}"
+        for tp in consumer.assignment():
+            if tp.topic == self.config.topic:
+                self.reset_partition(consumer, tp.partition, reason)
 
     def check_high_watermarks(self, consumer: Any) -> None:
         """Detect a log that shrank below our position while no new record arrived."""

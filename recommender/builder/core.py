@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from ..errors import ConfigError
-from ..kafka import KafkaSettings, topic_partitions
+from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
@@ -60,6 +60,8 @@ class ModelBuilder:
         self.publisher = Publisher(config, self.stats, self._abort)
         self._last_retrain_start = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
+        self._admin = kafka.admin()
+        self.health = BrokerHealth()
         self._running: Future[None] | None = None
 
     @property
@@ -82,14 +84,18 @@ class ModelBuilder:
                 f"the snapshots in {store.location} were built from topic "
                 f"{manifest.get('topic')!r}, not {self.config.topic!r}: use another --model-dir"
             )
-        return self.consumption.assignment(partitions, manifest)
+        return self.consumption.assignment(
+            partitions, manifest, topic_id(self._admin, self.config.topic)
+        )
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Consume and retrain until ``stop`` is set; then shut down cleanly."""
         with self.config.store.writer_lock():
-            consumer = self.kafka.consumer(**{"auto.offset.reset": "earliest"})
+            consumer = self.kafka.consumer(
+                **{"auto.offset.reset": "earliest"}, **self.health.client_config("builder")
+            )
             try:
                 self._loop(consumer, stop)
             finally:
@@ -110,9 +116,12 @@ class ModelBuilder:
             if self._due_for_retrain() and self._running is None:
                 self._start_retrain(consumer)
             now = time.monotonic()
-            if now >= next_watermarks:
+            if now >= next_watermarks and self.health.down_since is None:
                 self.consumption.check_high_watermarks(consumer)
-                next_watermarks = now + _WATERMARK_CHECK_SECONDS
+                self.consumption.check_topic_identity(
+                    consumer, topic_id(self._admin, self.config.topic, timeout=1.0)
+                )
+                next_watermarks = time.monotonic() + _WATERMARK_CHECK_SECONDS
             if now >= next_refresh:
                 known = self._refresh_partitions(consumer, known)
                 next_refresh = time.monotonic() + _PARTITION_REFRESH_SECONDS
@@ -158,7 +167,10 @@ class ModelBuilder:
         if matrix.holdout_users.size < self.config.gate_min_events:
             matrix = self.window.matrix()  # too few unseen events to judge on: the gate abstains
         job = RetrainJob(
-            matrix, self.consumption.manifest_positions(consumer, matrix), self.stats.to_dict()
+            matrix,
+            self.consumption.manifest_positions(consumer, matrix),
+            self.stats.to_dict(),
+            self.consumption.topic_id,
         )
         self.consumption.new_since_retrain = 0
         self._last_retrain_start = time.monotonic()

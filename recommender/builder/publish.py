@@ -31,6 +31,7 @@ class RetrainJob:
     matrix: WindowMatrix
     partitions: dict[str, dict[str, Any]]
     stats: dict[str, Any]
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,7 @@ class Publisher:
         started = time.perf_counter()
         manifest = {
             "topic": config.topic,
+            "topic_id": job.topic_id,
             "partitions": job.partitions,
             "window": {
                 "events": matrix.events,

@@ -26,7 +26,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from ..catalog import Catalog
 from ..events import parse_values
 from ..fresh import FreshEvents
-from ..kafka import BrokerHealth, KafkaSettings, TopicMissing, read_record, topic_partitions
+from ..kafka import (
+    BrokerHealth,
+    KafkaSettings,
+    TopicMissing,
+    read_record,
+    topic_id,
+    topic_partitions,
+)
 from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
 from ..model import RecommenderModel
@@ -71,6 +78,7 @@ class Follower(Coverage):
         self.metrics = metrics
         self.health = health
         self.log_positions = LogPositions()
+        self._topic_id: str | None = None
         self._untrusted: set[int] = set()  # partitions reset since the serving snapshot
         self._verdicts: dict[tuple[int, int], bool] = {}  # (version, partition) -> trusted
         self._lock = threading.Lock()
@@ -138,6 +146,24 @@ class Follower(Coverage):
             self._errors.warning("topic", "cannot follow %s yet: %s", self.topic, exc)
             return False
         recorded = model.manifest.get("partitions", {})
+        self._topic_id = current = topic_id(self.kafka.admin(), self.topic)
+        snapshot_id = model.manifest.get("topic_id")
+        if current and snapshot_id and current != snapshot_id:
+            log.error(
+                "topic %s was replaced since snapshot v%d was built (topic id %s, now %s): "
+                "following every partition from its beginning; the snapshot covers none of it",
+                self.topic,
+                model.version,
+                snapshot_id,
+                current,
+            )
+            self.metrics.log_resets.inc(len(partitions))
+            with self._lock:
+                self._untrusted.update(partitions)
+            consumer.incremental_assign(
+                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
+            )
+            return True
         assignment = []
         for p in partitions:
             start = model.positions.get(p)
@@ -163,6 +189,7 @@ class Follower(Coverage):
             **{"fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"},
             **self.health.client_config("server follower"),
         )
+        admin = self.kafka.admin()
         interactions_assigned = False
         items_assigned = self.items_topic is None
         next_check = time.monotonic() + _WATERMARK_CHECK_SECONDS
@@ -185,6 +212,7 @@ class Follower(Coverage):
                         self._handle(consumer, messages)
                     if interactions_assigned and time.monotonic() >= next_check:
                         self._check_high_watermarks(consumer)
+                        self._check_topic_identity(consumer, admin)
                         next_check = time.monotonic() + _WATERMARK_CHECK_SECONDS
                 except Exception as exc:  # one bad batch or a client hiccup: count, go on
                     self.metrics.follower_errors.inc()
@@ -256,6 +284,20 @@ class Follower(Coverage):
             dropped,
         )
         consumer.seek(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
+
+    def _check_topic_identity(self, consumer: Consumer, admin: Any) -> None:
+        if self.health.down_since is not None:
+            return  # nothing to ask while the broker is away
+        current = topic_id(admin, self.topic, timeout=1.0)
+        previous = self._topic_id
+        if current is None:
+            return
+        self._topic_id = current
+        if previous is None or previous == current:
+            return
+        for tp in consumer.assignment():
+            if tp.topic == self.topic:
+                self._reset(consumer, tp.partition, f"the topic's id changed to {current}")
 
     def _check_high_watermarks(self, consumer: Consumer) -> None:
         for tp in consumer.assignment():

@@ -107,15 +107,16 @@ def get_json(url: str) -> tuple[int, dict]:
 class Daemon:
     """A real child process (``python -m recommender ...``) with its output in a file."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
-        self._out = log.open("wb")
+        self._out = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "recommender", *args],
             cwd=ROOT,
             stdout=self._out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
 
     def output(self) -> str:
@@ -140,8 +141,8 @@ class Daemon:
 def daemons(tmp_path) -> Iterator[Callable[[str, list[str]], Daemon]]:
     started: list[Daemon] = []
 
-    def start(name: str, args: list[str]) -> Daemon:
-        daemon = Daemon(args, tmp_path / f"{name}.log")
+    def start(name: str, args: list[str], env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(args, tmp_path / f"{name}.log", env)
         started.append(daemon)
         return daemon
 
@@ -212,3 +213,60 @@ def system(kafka, topic, daemons, tmp_path, http_port):
         return name, items_topic, base, model_dir, builder, server
 
     return start
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A real S3-compatible server in its own process (moto's standalone server) on loopback;
+    yields the AWS_* environment that points clients at it. No in-process mock anywhere."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    try:
+        wait_until(
+            lambda: _http_up(env["AWS_ENDPOINT_URL"]), timeout=30, what="the S3 server to listen"
+        )
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        out.close()
+
+
+def _http_up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+        return True
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+def make_bucket(env: dict[str, str]) -> str:
+    """A fresh bucket on the S3 server of ``env``."""
+    import boto3
+
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    ).create_bucket(Bucket=name)
+    return name
