@@ -258,3 +258,34 @@ async def test_openapi_document_lists_every_get_route(make_client):
         "/model",
     ]:
         assert path in doc["paths"], path
+
+
+def test_a_snapshot_of_another_topic_is_refused_by_a_following_server(model_dir):
+    """A server following topic s6 once served a snapshot built from s1p1 and treated s6's
+    events as already covered."""
+    from recommender.errors import SnapshotError
+    from recommender.kafka import KafkaSettings
+    from recommender.server.watcher import load_model
+    from recommender.store import LocalStore
+
+    publish_window(model_dir, 1, block_events())  # built from topic "t"
+    store = LocalStore(model_dir)
+    following = ServerConfig(model_dir=str(model_dir), kafka=KafkaSettings("x:1"), topic="other")
+    with pytest.raises(SnapshotError, match="built from topic 't'"):
+        load_model(store, 1, following)
+    same = ServerConfig(model_dir=str(model_dir), kafka=KafkaSettings("x:1"), topic="t")
+    assert load_model(store, 1, same).version == 1
+    not_following = ServerConfig(model_dir=str(model_dir), topic="other")
+    assert load_model(store, 1, not_following).version == 1  # no offsets to misuse
+
+
+async def test_a_crafted_snapshot_is_counted_once_and_the_good_one_keeps_serving(client, model_dir):
+    publish_window(model_dir, 1, block_events())
+    await wait_for_version(client, 1)
+    bad = model_dir / "v000000000002"
+    shutil.copytree(model_dir / "v000000000001", bad)
+    (bad / "manifest.json").write_text('{"format": 1, "version": 2, "files": []}')
+    await asyncio.sleep(0.5)  # about 10 polls
+    metrics = (await client.get("/metrics")).text
+    assert "recommender_model_swap_failures_total 1.0" in await metrics()
+    assert (await (await client.get("/ready")).json())["model_version"] == 1
