@@ -97,8 +97,8 @@ def get(url: str) -> tuple[int, dict]:
 
 def builder_args(topic: str, model_dir: Path, kafka: KafkaSettings, *extra: str) -> list[str]:
     return [
-        "build", topic, *extra, "--model-dir", str(model_dir), "--bootstrap-servers",
-        kafka.bootstrap_servers, "--factors", "16", "--iterations", "8",
+        "build", topic, *extra, "--tune", "off", "--model-dir", str(model_dir),
+        "--bootstrap-servers", kafka.bootstrap_servers, "--factors", "16", "--iterations", "8",
     ]  # fmt: skip
 
 

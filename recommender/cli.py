@@ -99,6 +99,28 @@ def byte_size(text: str) -> int:
     return int(value)
 
 
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def duration(text: str) -> float:
+    """``90``, ``30s``, ``15m``, ``12h``, ``7d``, ``2w`` -> seconds (positive)."""
+    number = text.strip().lower()
+    unit = number.lstrip("0123456789.")
+    try:
+        value = float(number[: len(number) - len(unit)]) * _DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90, 30s, 15m, 12h or 7d; got {text!r}"
+        ) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _optional_duration(text: str) -> float | None:
+    return None if text.strip().lower() == "off" else duration(text)
+
+
 def _drop(text: str) -> float | None:
     if text.lower() == "off":
         return None
@@ -109,6 +131,8 @@ def _drop(text: str) -> float | None:
 
 
 def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
+    from .training import AlsParams
+
     parser.add_argument("topic", metavar="TOPIC", help="the interactions topic")
     parser.add_argument(
         "retrain_every",
@@ -131,6 +155,19 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="also drop events older than this (by record timestamp, relative to the newest)",
     )
     parser.add_argument(
+        "--half-life",
+        type=duration,
+        metavar="DURATION",
+        help="decay event weights by half every DURATION of event time, e.g. 7d, 12h, 3600 "
+        "(seconds); default: no decay",
+    )
+    parser.add_argument(
+        "--ratings",
+        metavar="LOW..HIGH[:LIKE:DISLIKE]",
+        help="weights are ratings on this scale, e.g. 1..5 (4-5 likes, 3 neutral, 1-2 "
+        "dislikes) or 1..10:7:4; see README",
+    )
+    parser.add_argument(
         "--retrain-interval",
         type=_positive_float,
         help="also retrain every S seconds when anything new arrived",
@@ -144,23 +181,77 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         type=_drop,
         default=0.2,
         metavar="FRACTION|off",
-        help="refuse a model whose hit rate@10 on the newest events is this fraction below the "
-        "serving model's (default 0.2; off disables the gate)",
+        help="refuse a model whose NDCG@10 on events the serving model has not seen is "
+        "significantly lower, by more than this fraction (default 0.2; off disables the gate)",
     )
     gate.add_argument(
-        "--gate-holdout", type=float, default=0.02, help="fraction of the window held out (0.02)"
+        "--gate-holdout",
+        type=float,
+        default=0.1,
+        help="most of the window held out to judge on, as a fraction (default 0.1)",
     )
     gate.add_argument(
         "--gate-min-events",
         type=int,
-        default=500,
-        help="judge only when at least this many events are held out (500)",
+        default=200,
+        help="below this many held-out events the gate abstains (default 200)",
     )
-    als = parser.add_argument_group("ALS")
-    als.add_argument("--factors", type=int, default=64)
-    als.add_argument("--regularization", type=float, default=0.05)
-    als.add_argument("--alpha", type=float, default=1.0, help="confidence = alpha * weight")
-    als.add_argument("--iterations", type=int, default=15)
+    gate.add_argument(
+        "--gate-min-users",
+        type=int,
+        default=50,
+        help="below this many held-out users the gate abstains (default 50)",
+    )
+    gate.add_argument(
+        "--gate-retry",
+        type=duration,
+        metavar="DURATION",
+        help="after a refusal, retry this long after even with no new events "
+        "(default: --retrain-interval, else 60s)",
+    )
+    gate.add_argument(
+        "--max-model-age",
+        type=_optional_duration,
+        default=6 * 3600.0,
+        metavar="DURATION|off",
+        help="replace a serving model older than this even if the gate refuses (default 6h)",
+    )
+    tuning = parser.add_argument_group("self-tuning")
+    tuning.add_argument(
+        "--tune",
+        choices=["on", "off"],
+        default="on",
+        help="search ALS settings on the window in the background (default on); explicit "
+        "--factors/--regularization/--alpha/--iterations are left as given",
+    )
+    tuning.add_argument(
+        "--tune-budget",
+        type=duration,
+        default=90.0,
+        metavar="DURATION",
+        help="search time of one core for the first session (default 90s; re-tunes get half)",
+    )
+    tuning.add_argument(
+        "--retune-every",
+        type=int,
+        default=50,
+        help="tune again after this many publications (default 50) ...",
+    )
+    tuning.add_argument(
+        "--retune-interval",
+        type=duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="... or this long after the last session, whichever comes first (default 1h)",
+    )
+    als = parser.add_argument_group("ALS (given explicitly: pinned, tuning leaves them alone)")
+    defaults = AlsParams()
+    als.add_argument("--factors", type=int, help=f"default {defaults.factors}")
+    als.add_argument("--regularization", type=float, help=f"default {defaults.regularization:g}")
+    als.add_argument(
+        "--alpha", type=float, help=f"confidence = alpha * weight (default {defaults.alpha:g})"
+    )
+    als.add_argument("--iterations", type=int, help=f"default {defaults.iterations}")
     als.add_argument("--seed", type=int, default=42, help="random seed of the initial factors")
     _add_kafka(parser)
     _add_common(parser)
@@ -180,29 +271,40 @@ def run_build(args: argparse.Namespace) -> int:
     from .store import open_store
     from .training import AlsParams
 
+    given = {
+        name: getattr(args, name)
+        for name in ("factors", "regularization", "alpha", "iterations")
+        if getattr(args, name) is not None
+    }
     try:
-        params = AlsParams(
-            factors=args.factors,
-            regularization=args.regularization,
-            alpha=args.alpha,
-            iterations=args.iterations,
-            random_seed=args.seed,
-        )
+        params = AlsParams(**given, random_seed=args.seed)
     except ValueError as exc:
         raise RecommenderError(str(exc)) from exc
+    from .ratings import RatingScale
+
     config = BuilderConfig(
         topic=args.topic,
         retrain_every=args.retrain_every,
         window_events=args.window_events,
         window_seconds=args.window_seconds,
+        half_life_seconds=args.half_life,
+        ratings=None if args.ratings is None else RatingScale.parse(args.ratings),
         retrain_interval=args.retrain_interval,
         from_beginning=args.from_beginning,
         store=open_store(args.model_dir),
         keep=args.keep,
         params=params,
         dead_letter_topic=args.dead_letter_topic,
+        pinned=frozenset(given),
+        tune=args.tune == "on",
+        tune_budget=args.tune_budget,
+        retune_every=args.retune_every,
+        retune_interval=args.retune_interval,
         max_quality_drop=args.max_quality_drop,
         gate_holdout=args.gate_holdout,
+        gate_min_users=args.gate_min_users,
+        gate_retry=args.gate_retry,
+        max_model_age=args.max_model_age,
         gate_min_events=args.gate_min_events,
     )
     stop = threading.Event()

@@ -3,8 +3,10 @@
 An event value is UTF-8 ``user:item`` or ``user:item:weight``. Ids are non-empty, at most
 ``max_id_bytes`` bytes, and contain neither ``:`` nor control characters (a newline in an id would
 break every line-based format, including ``POST /interactions``). A weight is a number of at most
-``MAX_WEIGHT_BYTES`` characters from ``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite, positive,
-meaningful in float32); without one it is 1. What training makes of a weight is bounded separately
+``MAX_WEIGHT_BYTES`` characters whose magnitude is from ``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite,
+meaningful in float32); a negative weight is a dislike; without one it is 1. With a declared
+rating scale (:class:`~recommender.ratings.RatingScale`) the number is a rating on that scale and
+becomes the weight the scale gives it. What training makes of a weight is bounded separately
 (:func:`clip_pair_weights`), so no single event can dominate or overflow ALS.
 
 The parser never loops over events in Python: byte-level checks run in numpy over the concatenated
@@ -26,6 +28,8 @@ from typing import Final, Literal, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
+
+from .ratings import RatingScale
 
 __all__ = [
     "DEFAULT_MAX_ID_BYTES",
@@ -52,6 +56,7 @@ RejectReason = Literal[
     "id_too_long",
     "not_utf8",
     "bad_weight",
+    "bad_rating",
 ]
 #: Every reason, in the order checked; a record is given the first that applies.
 REJECT_REASONS: Final[tuple[RejectReason, ...]] = get_args(RejectReason)
@@ -229,7 +234,10 @@ def _parse_weights(raw: npt.NDArray[np.bytes_]) -> npt.NDArray[np.float64]:
 
 
 def parse_values(
-    values: Sequence[bytes | None], *, max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+    values: Sequence[bytes | None],
+    *,
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES,
+    ratings: RatingScale | None = None,
 ) -> ParsedBatch:
     """Parse a batch of raw event values.
 
@@ -239,6 +247,9 @@ def parse_values(
         Raw Kafka message values; ``None`` (a tombstone) counts as empty.
     max_id_bytes : int
         Longest accepted user or item id, in UTF-8 bytes.
+    ratings : RatingScale, optional
+        If given, a weight field is a rating on this scale (off the scale: ``bad_rating``) and
+        the weight is what the scale makes of it.
 
     Returns
     -------
@@ -309,7 +320,16 @@ def parse_values(
             _gather_width(buf, second[weighted] + 1, weight_len[weighted], MAX_WEIGHT_BYTES)
         )
         weights[weighted] = w
-        flag("bad_weight", ~((weights >= MIN_WEIGHT) & (weights <= MAX_WEIGHT)))
+        if ratings is None:
+            size = np.abs(weights)
+            flag("bad_weight", ~((size >= MIN_WEIGHT) & (size <= MAX_WEIGHT)))  # NaN fails too
+        else:
+            flag("bad_weight", ~np.isfinite(weights))
+            mapped, on_scale = ratings.weights(w)
+            off = np.zeros(n, dtype=bool)
+            off[weighted] = ~on_scale
+            flag("bad_rating", off)
+            weights[weighted] = mapped
 
     ok = np.flatnonzero(code == _OK)
     user_keys, user_index, user_bad = _decode_unique(buf, starts[ok], user_len[ok])

@@ -22,6 +22,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .events import clip_pair_weights
+from .ratings import RatingScale
 from .snapshot import Snapshot
 
 __all__ = [
@@ -108,6 +109,8 @@ class RecommenderModel:
         self.recent_popularity: FloatArray = arrays["recent_popularity"]
         self.recent_order = np.lexsort((np.arange(self.popularity.size), -self.recent_popularity))
         params = self.manifest.get("params", {})
+        #: The rating scale events are given in, if the builder declared one.
+        self.ratings = RatingScale.from_dict(self.manifest.get("ratings"))
         self.alpha = float(params.get("alpha", 1.0))
         self.regularization = float(params.get("regularization", 0.0))
         # What every fold-in shares (ALS's YᵀY + λI), computed once per snapshot.
@@ -191,11 +194,14 @@ class RecommenderModel:
     # -- fold-in -------------------------------------------------------------------------------
 
     def _system(self, cols: IntArray, weights: FloatArray) -> tuple[np.ndarray, np.ndarray]:
-        """ALS's normal equations for one user: (YᵀCY + λI) x = YᵀCp, with C = alpha * weight."""
-        confidence = self.alpha * weights.astype(np.float64)
+        """ALS's normal equations for one user: (YᵀCY + λI) x = YᵀCp, as implicit builds them:
+        confidence c = alpha * |weight|, preference p = 1 for a like (weight > 0) and 0 for a
+        dislike or a neutral rating (weight <= 0; a neutral one has confidence 0)."""
+        w = weights.astype(np.float64)
+        confidence = self.alpha * np.abs(w)
         y = np.asarray(self.item_factors[cols], dtype=np.float64)
         a = self.gram + (y.T * (confidence - 1.0)) @ y
-        b = y.T @ confidence
+        b = y.T @ np.where(w > 0, confidence, 0.0)
         return a, b
 
     def _solve(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
@@ -224,9 +230,12 @@ class RecommenderModel:
 
         Runs on the server's event loop, so k is bounded: beyond ``MAX_FOLD_IN_ITEMS`` the
         ``priority`` columns (the fresh events) are kept and the rest filled with the
-        largest-weight items. Returns None when no finite vector exists (never raises)."""
+        largest-weight items. Returns None when no finite vector exists, or the user likes
+        nothing (never raises)."""
+        if not bool((weights > 0).any()):
+            return None
         if cols.size > MAX_FOLD_IN_ITEMS:
-            rank = weights.astype(np.float64)
+            rank = np.abs(weights.astype(np.float64))
             if priority is not None and priority.size:
                 rank = rank + np.isin(cols, priority) * (float(rank.max()) + 1.0)
             keep = np.argpartition(-rank, MAX_FOLD_IN_ITEMS - 1)[:MAX_FOLD_IN_ITEMS]
@@ -253,8 +262,9 @@ class RecommenderModel:
         user's vector is folded in from window and fresh events (``fold-in``); otherwise a known
         user is scored with their trained factors (``personalised``) and anyone else gets the
         most popular items (``popular``). Seen items (window and fresh) are left out when
-        ``filter_seen``; ``exclude`` always is. Should a fold-in have no finite solution, the
-        trained factors (or popularity) answer instead: never an error.
+        ``filter_seen``; ``exclude`` always is, and so are items the user dislikes. Should a
+        fold-in have no finite solution (or the user like nothing yet), the trained factors (or
+        popularity) answer instead: never an error.
         """
         banned = [self.columns(exclude)]
         row = self.user_index.get(user)
@@ -264,10 +274,10 @@ class RecommenderModel:
         if cols is not None and weights is not None and cols.size:
             vector = self.fold_in(cols, weights, priority=self.columns(item for item, _ in fresh))
             source = "fold-in"
-            if filter_seen:
-                banned.append(cols)
-        elif row is not None and filter_seen:
-            banned.append(self._seen_row(row)[0])
+            banned.append(cols if filter_seen else cols[weights < 0])
+        elif row is not None:
+            seen, seen_weights = self._seen_row(row)
+            banned.append(seen if filter_seen else seen[seen_weights < 0])
         if vector is None and row is not None:
             vector, source = self.user_factors[row], "personalised"
         elif vector is None:
@@ -422,7 +432,8 @@ class RecommenderModel:
         target = self._solve(a, wanted)
         if target is None:  # no finite A⁻¹: fall back to plain similarity of the factors
             target = wanted
-        contributions = self.alpha * weights.astype(np.float64) * (y @ target)
+        # As implicit's explain: dislikes and neutral ratings contribute nothing.
+        contributions = self.alpha * np.maximum(weights.astype(np.float64), 0.0) * (y @ target)
         order = np.argsort(-contributions, kind="stable")[:n]
         top = [
             Contribution(self.item_ids[cols[k]], float(contributions[k])) for k in order.tolist()

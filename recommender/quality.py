@@ -1,114 +1,216 @@
-"""The builder's quality gate: judge a model on the newest events of the window.
+"""The builder's quality gate: does a new model rank held-out events worse than the serving one?
 
-Both the candidate and the serving model are asked, for each held-out event, for that user's
-top-k given the user's other window events (folded in against each model's item factors, the
-ALS least-squares step), and a hit is counted when the held-out item is in it. The candidate was
-trained without those events, so neither model has seen them. Pure numpy/scipy.
+The held-out events are window events the serving model has never seen (by offset; see
+:meth:`recommender.window.InteractionWindow.matrix`); the candidate is fitted without them. Each
+model answers every held-out user *as the server would*: a user with a liked item the model knows
+gets a fold-in vector (the ALS user step against the model's item factors), anyone else the
+model's most popular items, and items the model does not know can never be recommended. So a
+model that knows more users or items gets credit for them, instead of those users being left out.
+
+Per user, NDCG@10 and recall@10 count every held-out liked item (not "any hit"); the models are
+compared on the same users with a paired bootstrap over users. The gate
+
+- **abstains** below ``min_users`` users or ``min_events`` held-out events (too little evidence):
+  the candidate is published and the abstention recorded;
+- **refuses** only when the drop is both significant (the whole interval below zero) and larger
+  than ``max_drop`` of the serving model's score;
+- otherwise **accepts**.
+
+Pure numpy/scipy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 import scipy.sparse as sp
 
-__all__ = ["FactorModel", "GateResult", "holdout_hit_rate", "judge"]
+from .ranking import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
+
+__all__ = ["Decision", "GateModel", "GateVerdict", "compare_models", "served_rankings"]
+
+Decision = Literal["accept", "refuse", "abstain"]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
-class FactorModel:
-    """What the gate needs of a model: its items and their factors, and ALS's alpha and λ."""
+class GateModel:
+    """What the gate needs of a model: its items, their factors and popularity, alpha and λ."""
 
     item_ids: list[str]
     item_factors: npt.NDArray[np.float32]
+    popularity: npt.NDArray[np.number]
     alpha: float
     regularization: float
 
 
 @dataclass(frozen=True, slots=True)
-class GateResult:
-    candidate: float
-    serving: float
-    holdout_events: int
-    users: int
-    max_drop: float
+class GateVerdict:
+    decision: Decision
+    reason: str
+    metric: str
+    events: int
+    comparison: PairedComparison | None = None
+    recall: PairedComparison | None = None
+    max_drop: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def passed(self) -> bool:
-        return self.candidate >= self.serving * (1.0 - self.max_drop)
+    def refused(self) -> bool:
+        return self.decision == "refuse"
 
-    def to_dict(self) -> dict[str, float | int | bool]:
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "candidate_hit_rate": round(self.candidate, 5),
-            "serving_hit_rate": round(self.serving, 5),
-            "holdout_events": self.holdout_events,
-            "users": self.users,
+            "decision": self.decision,
+            "reason": self.reason,
+            "metric": self.metric,
+            "held_out_events": self.events,
             "max_drop": self.max_drop,
-            "passed": self.passed,
+            "ndcg": None if self.comparison is None else self.comparison.to_dict(),
+            "recall": None if self.recall is None else self.recall.to_dict(),
+            **self.details,
         }
 
 
-def holdout_hit_rate(
-    model: FactorModel,
+def served_rankings(
+    model: GateModel,
     item_ids: list[str],
     train: sp.csr_matrix,
-    holdout_users: npt.NDArray[np.int64],
-    holdout_items: npt.NDArray[np.int64],
+    users: IntArray,
     *,
     k: int = 10,
-    max_users: int = 2000,
-    seed: int = 0,
-) -> tuple[float, int]:
-    """Hit rate@k of ``model`` on the held-out (user row, item column) events of a window whose
-    columns are ``item_ids`` and whose other events are ``train``; returns (rate, users judged).
-
-    Users with no other event in the window are skipped (nothing to fold in); items the model
-    does not know can never be hit.
-    """
+) -> IntArray:
+    """Each user's top-k as the server would answer it from ``model``, in the columns of
+    ``item_ids`` (-1 for a recommended item outside them): fold-in from the user's rows of
+    ``train`` when they like an item the model knows, else the model's most popular items; the
+    user's ``train`` items are never recommended."""
     index = {item: row for row, item in enumerate(model.item_ids)}
-    to_model = np.array([index.get(item, -1) for item in item_ids], dtype=np.int64)
+    to_model = np.fromiter((index.get(i, -1) for i in item_ids), np.int64, len(item_ids))
+    to_window = np.full(len(model.item_ids), -1, np.int64)
+    known = to_model >= 0
+    to_window[to_model[known]] = np.flatnonzero(known)
     y = np.asarray(model.item_factors, dtype=np.float64)
-    gram = y.T @ y + model.regularization * np.eye(y.shape[1])
-    users = np.unique(holdout_users)
-    if users.size > max_users:
-        users = np.random.default_rng(seed).choice(users, max_users, replace=False)
-    wanted: dict[int, set[int]] = {}
-    for u, i in zip(holdout_users.tolist(), holdout_items.tolist(), strict=True):
-        wanted.setdefault(u, set()).add(int(to_model[i]))
-    hits = judged = 0
-    for u in users.tolist():
+    factors = y.shape[1]
+    gram = y.T @ y + model.regularization * np.eye(factors)
+    ridge = 1e-6 * max(float(np.trace(gram)) / factors, 1e-12) * np.eye(factors)
+    vectors = np.zeros((users.size, factors))
+    folded = np.zeros(users.size, dtype=bool)
+    for n, u in enumerate(users.tolist()):
         lo, hi = train.indptr[u], train.indptr[u + 1]
         cols = to_model[train.indices[lo:hi]]
-        known = cols >= 0
-        if not known.any():
+        weights = train.data[lo:hi].astype(np.float64)
+        mine = cols >= 0
+        cols, weights = cols[mine], weights[mine]
+        if not (weights > 0).any():
             continue
-        rows, confidence = cols[known], model.alpha * train.data[lo:hi][known].astype(np.float64)
-        yu = y[rows]
-        a = gram + (yu.T * (confidence - 1.0)) @ yu
-        x = scipy.linalg.solve(a, yu.T @ confidence, assume_a="pos")
-        scores = y @ x
-        scores[rows] = -np.inf
-        top = np.argpartition(-scores, min(k, scores.size - 1))[:k]
-        judged += 1
-        hits += bool(wanted[u] & set(top.tolist()))
-    return (hits / judged if judged else 0.0), judged
+        confidence = model.alpha * np.abs(weights)
+        yu = y[cols]
+        a = gram + ridge + (yu.T * (confidence - 1.0)) @ yu
+        try:
+            x = scipy.linalg.solve(a, yu.T @ np.where(weights > 0, confidence, 0.0), assume_a="pos")
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        if np.all(np.isfinite(x)):
+            vectors[n], folded[n] = x, True
+    popularity = np.asarray(model.popularity, dtype=np.float64)
+    out = np.full((users.size, k), -1, np.int64)
+    for lo in range(0, users.size, 256):
+        chunk = np.arange(lo, min(users.size, lo + 256))
+        scores = np.where(folded[chunk, None], vectors[chunk] @ y.T, popularity[None, :]).astype(
+            np.float64
+        )
+        # Never recommend what the user already has (in model columns).
+        seen = train[users[chunk]]
+        rows = np.repeat(np.arange(chunk.size), np.diff(seen.indptr))
+        cols = to_model[seen.indices]
+        mine = cols >= 0
+        scores[rows[mine], cols[mine]] = -np.inf
+        top = top_k_rows(scores, k)
+        finite = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        out[chunk, : top.shape[1]] = np.where(finite, to_window[top], -1)
+    return out
 
 
-def judge(
-    candidate: FactorModel,
-    serving: FactorModel,
+def compare_models(
+    candidate: GateModel,
+    serving: GateModel,
     item_ids: list[str],
     train: sp.csr_matrix,
-    holdout_users: npt.NDArray[np.int64],
-    holdout_items: npt.NDArray[np.int64],
+    holdout_users: IntArray,
+    holdout_items: IntArray,
+    holdout_weights: npt.NDArray[np.floating],
     *,
     max_drop: float,
+    min_users: int = 50,
+    min_events: int = 200,
+    max_users: int = 2000,
     k: int = 10,
-) -> GateResult:
-    """Compare ``candidate`` with ``serving`` on the same held-out events."""
-    new, users = holdout_hit_rate(candidate, item_ids, train, holdout_users, holdout_items, k=k)
-    old, _ = holdout_hit_rate(serving, item_ids, train, holdout_users, holdout_items, k=k)
-    return GateResult(new, old, int(holdout_users.size), users, max_drop)
+    seed: int = 0,
+) -> GateVerdict:
+    """Judge ``candidate`` against ``serving`` on the held-out events (window rows and columns;
+    ``train`` is the window without them). See the module documentation for the rule."""
+    metric = f"NDCG@{k}"
+    liked = holdout_weights > 0
+    shape = train.shape
+    truth = sp.csr_matrix(
+        (np.ones(int(liked.sum())), (holdout_users[liked], holdout_items[liked])), shape=shape
+    )
+    truth.sum_duplicates()
+    truth.data[:] = 1.0
+    truth = truth - truth.multiply(train != 0)  # an item the user already has is not "found"
+    truth.eliminate_zeros()
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    events = int(truth.nnz)
+    if users.size < min_users or events < min_events:
+        return GateVerdict(
+            "abstain",
+            f"only {users.size} users with {events} held-out events the serving model has not "
+            f"seen; the gate needs at least {min_users} users and {min_events} events",
+            metric,
+            events,
+            max_drop=max_drop,
+        )
+    if users.size > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    user_truth = truth[users]
+    scores = {}
+    for name, model in (("candidate", candidate), ("serving", serving)):
+        ranked = served_rankings(model, item_ids, train, users, k=k)
+        scores[name] = per_user_metrics(ranked, user_truth, k)
+    ndcg = paired_bootstrap(scores["candidate"][0], scores["serving"][0], seed=seed)
+    recall = paired_bootstrap(scores["candidate"][1], scores["serving"][1], seed=seed)
+    drop = -ndcg.relative_change
+    significant = ndcg.high < 0
+    details = {
+        "users_sampled": int(users.size),
+        "users_with_truth": int(np.diff(truth.indptr).astype(bool).sum()),
+    }
+    if significant and drop > max_drop:
+        return GateVerdict(
+            "refuse",
+            f"{metric} {ndcg.candidate:.4f} vs {ndcg.baseline:.4f} for the serving model on "
+            f"{ndcg.users} users ({events} events): {drop:.0%} worse, interval "
+            f"[{ndcg.low:+.4f}, {ndcg.high:+.4f}] below zero; allowed drop {max_drop:.0%}",
+            metric,
+            events,
+            ndcg,
+            recall,
+            max_drop,
+            details,
+        )
+    why = "no significant drop" if not significant else f"a drop of {drop:.0%}, within the allowed"
+    return GateVerdict(
+        "accept",
+        f"{metric} {ndcg.candidate:.4f} vs {ndcg.baseline:.4f} on {ndcg.users} users ({events} "
+        f"events), difference interval [{ndcg.low:+.4f}, {ndcg.high:+.4f}]: {why}",
+        metric,
+        events,
+        ndcg,
+        recall,
+        max_drop,
+        details,
+    )

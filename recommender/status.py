@@ -13,7 +13,66 @@ from .errors import RecommenderError, SnapshotError
 from .kafka import KafkaSettings
 from .store import SnapshotStore, as_store, snapshot_name
 
-__all__ = ["describe_age", "render_status"]
+__all__ = ["builder_summary", "describe_age", "render_status"]
+
+#: A builder status document older than this is stale (the builder stopped?).
+_STALE_STATUS_SECONDS = 300.0
+
+
+def builder_summary(
+    manifest: dict[str, Any] | None, status: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Settings, quality gate and self-tuning, from the serving manifest and the builder's live
+    status document (preferred while fresh: it knows about refusals and running sessions)."""
+    manifest = manifest or {}
+    now = time.time()
+    age = None
+    if status is not None and isinstance(status.get("updated_at"), int | float):
+        age = now - float(status["updated_at"])
+    live = (
+        status if status is not None and age is not None and age < _STALE_STATUS_SECONDS else None
+    )
+    counters = manifest.get("builder") or {}
+    quality = manifest.get("quality") or {}
+    settings: dict[str, Any] = {
+        "params": manifest.get("params"),
+        "source": manifest.get("params_source", "default"),
+        "pinned": manifest.get("pinned", []),
+    }
+    if live is not None and live.get("params") != manifest.get("params"):
+        settings["next"] = {"params": live.get("params"), "source": live.get("params_source")}
+    if live is not None and isinstance(live.get("gate"), dict):
+        gate = dict(live["gate"])
+        last = gate.get("last") or {}
+    else:
+        gate = {
+            "enabled": bool(quality) or None,
+            "consecutive_refusals": 0,
+            "refusals": counters.get("quality_rejections", 0),
+            "forced_publications": counters.get("forced_publications", 0),
+            "abstentions": counters.get("gate_abstentions", 0),
+        }
+        last = quality
+    gate["last"] = (
+        {k: last.get(k) for k in ("decision", "reason", "held_out_events")} if last else None
+    )
+    if live is not None and isinstance(live.get("tuning"), dict):
+        tuning = dict(live["tuning"])
+    else:
+        tuning = {"state": "unknown", "last": manifest.get("tuning")}
+    last_session = tuning.get("last")
+    if isinstance(last_session, dict):
+        tuning["last"] = {
+            k: last_session.get(k)
+            for k in ("adopted", "reason", "trials", "pruned", "seconds", "best", "started_at")
+        }
+        tuning["trail"] = last_session.get("trail", [])[:5]
+    return {
+        "settings": settings,
+        "gate": gate,
+        "tuning": tuning,
+        "builder_seen_seconds_ago": None if age is None else round(age, 1),
+    }
 
 
 def describe_age(seconds: float) -> str:
@@ -72,6 +131,40 @@ def _server(url: str) -> dict[str, Any] | str:
         return f"unreachable ({exc})"
 
 
+def _params_text(params: dict[str, Any] | None) -> str:
+    if not params:
+        return "-"
+    return (
+        f"factors {params.get('factors')}, regularization {params.get('regularization'):.3g}, "
+        f"alpha {params.get('alpha'):.3g}, iterations {params.get('iterations')}"
+    )
+
+
+def _builder_lines(summary: dict[str, Any]) -> list[str]:
+    gate, tuning = summary["gate"], summary["tuning"]
+    last = gate.get("last") or {}
+    refusals = gate.get("consecutive_refusals") or 0
+    judged = f"last: {last.get('decision')} - {last.get('reason')}" if last else "no judgement yet"
+    lines = [f"Gate         {judged}" + (f"; {refusals} refusals in a row" if refusals else "")]
+    session = tuning.get("last") or {}
+    state = tuning.get("state", "unknown")
+    text = f"Tuning       {state}"
+    if session:
+        text += (
+            f"; last session {session.get('trials')} trials in {session.get('seconds', 0):.0f} s, "
+            f"{'adopted' if session.get('adopted') else 'kept the settings'}: "
+            f"{session.get('reason')}"
+        )
+    lines.append(text)
+    pending = summary["settings"].get("next")
+    if pending:
+        lines.append(
+            f"Next         {_params_text(pending.get('params'))} ({pending.get('source')}), "
+            "from the next publication on"
+        )
+    return lines
+
+
 def render_status(
     model_dir: SnapshotStore | Path | str,
     *,
@@ -106,9 +199,9 @@ def render_status(
         f"{window.get('items', 0):,} items, span {span} (max {window.get('max_events', 0):,} events"
         + (f", {window['max_age_seconds']:.0f} s" if window.get("max_age_seconds") else "")
         + ")",
-        f"Training     {m.get('training_seconds', 0):.2f} s; factors {params.get('factors')}, "
-        f"regularization {params.get('regularization')}, alpha {params.get('alpha')}, "
-        f"iterations {params.get('iterations')}",
+        f"Training     {m.get('training_seconds', 0):.2f} s; {_params_text(params)} "
+        f"({m.get('params_source', 'default')} settings)",
+        *_builder_lines(builder_summary(m, store.read_status())),
         f"Builder      consumed {builder.get('consumed', 0):,}, accepted "
         f"{builder.get('accepted', 0):,}, malformed: {rejected_text}; retrains "
         f"{builder.get('retrains_published', 0)} published, {builder.get('retrains_failed', 0)} "

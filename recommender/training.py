@@ -81,6 +81,7 @@ def train_als(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     num_threads: int = 0,
+    after_iteration: Callable[[int, TrainedFactors], None] | None = None,
 ) -> TrainedFactors:
     """Fit ALS on a users x items matrix of summed weights.
 
@@ -94,6 +95,9 @@ def train_als(
         Polled after every iteration; when it returns True the fit is abandoned.
     num_threads : int
         OpenMP threads for implicit (0: all cores).
+    after_iteration : callable, optional
+        Called with the iteration number (from 1) and the factors so far (not copied: read
+        them, do not keep them); it may raise :class:`TrainingAborted` to stop early.
 
     Raises
     ------
@@ -109,6 +113,13 @@ def train_als(
     def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
         if should_stop():
             raise TrainingAborted(f"stopped after iteration {iteration + 1}")
+        if after_iteration is not None:
+            after_iteration(
+                iteration + 1,
+                TrainedFactors(
+                    model.user_factors, model.item_factors, time.perf_counter() - started
+                ),
+            )
 
     started = time.perf_counter()
     try:

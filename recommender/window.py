@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from .events import ParsedBatch, clip_pair_weights
 from .vocab import Vocabulary
 
-__all__ = ["InteractionWindow", "WindowMatrix"]
+__all__ = ["InteractionWindow", "WindowEvents", "WindowMatrix", "pair_matrix"]
 
 _NO_TIME = np.iinfo(np.int64).min
 IntArray = npt.NDArray[np.int64]
@@ -42,10 +42,11 @@ class WindowMatrix:
     user_ids, item_ids : list of str
         External id of each row / column.
     popularity : ndarray of int64
-        Number of events per item in the window.
+        Number of positive events (not dislikes, not neutral ratings) per item in the window.
     recent_popularity : ndarray of float32
-        Events per item weighted by recency: an event counts 2^(-age / h), its age measured from
-        the newest event and h a quarter of the window's time span (all 1 when the span is 0).
+        Positive events per item weighted by recency: an event counts 2^(-age / h), its age
+        measured from the newest event and h a quarter of the window's time span (all 1 when the
+        span is 0).
     events : int
         Number of events in the window.
     min_timestamp_ms, max_timestamp_ms : int or None
@@ -54,6 +55,8 @@ class WindowMatrix:
         For each partition with events in the window, the offset of its oldest event there.
     holdout_users, holdout_items : ndarray of int64
         Rows and columns of the held-out events (see :meth:`InteractionWindow.matrix`).
+    holdout_weights : ndarray of float32
+        Their weights (a dislike is held out too, but is nothing to find).
     train_items : scipy.sparse.csr_matrix or None
         ``user_items`` without the holdout events (None when there is no holdout).
     """
@@ -69,7 +72,29 @@ class WindowMatrix:
     partition_starts: dict[int, int]
     holdout_users: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     holdout_items: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    holdout_weights: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros(0, np.float32)
+    )
     train_items: sp.csr_matrix | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvents:
+    """A copy of the window's events (for self-tuning, which splits them by time per user).
+
+    ``users`` and ``items`` index ``user_ids`` and ``item_ids``; ``weights`` are as training sees
+    them (after the half-life decay, before pairs are summed and capped).
+    """
+
+    users: npt.NDArray[np.int64]
+    items: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32]
+    timestamps: npt.NDArray[np.int64]
+    user_ids: list[str]
+    item_ids: list[str]
+
+    def __len__(self) -> int:
+        return int(self.users.size)
 
 
 def _recent_popularity(
@@ -109,15 +134,27 @@ class InteractionWindow:
         The newest ``max_events`` events are kept.
     max_age_ms : int, optional
         If given, events older than the newest timestamp minus ``max_age_ms`` are dropped.
+    half_life_ms : int, optional
+        If given, an event's weight decays by half every ``half_life_ms`` of age (measured from
+        the newest event in the window, in event time) before pairs are summed.
     """
 
-    def __init__(self, max_events: int, *, max_age_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        max_events: int,
+        *,
+        max_age_ms: int | None = None,
+        half_life_ms: int | None = None,
+    ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         if max_age_ms is not None and max_age_ms <= 0:
             raise ValueError("max_age_ms must be positive")
+        if half_life_ms is not None and half_life_ms <= 0:
+            raise ValueError("half_life_ms must be positive")
         self.max_events = max_events
         self.max_age_ms = max_age_ms
+        self.half_life_ms = half_life_ms
         self.users = Vocabulary()
         self.items = Vocabulary()
         capacity = max_events + max(max_events // 4, 16)
@@ -239,9 +276,13 @@ class InteractionWindow:
         item_rows, item_col = np.unique(items, return_inverse=True)
         rows, cols = user_col.ravel(), item_col.ravel()
         shape = (user_rows.size, item_rows.size)
-        user_items = _summed(rows, cols, weights, shape)
+        liked = weights > 0
+        if self.half_life_ms is not None and size:
+            weights = weights * np.exp2(-(int(ts.max()) - ts) / self.half_life_ms)
+        user_items = pair_matrix(rows, cols, weights, shape)
         train_items = None
         holdout_users = holdout_items = np.zeros(0, np.int64)
+        holdout_weights = np.zeros(0, np.float32)
         if holdout_from is not None and max_holdout > 0 and size:
             limits = np.zeros(int(partitions.max()) + 1, dtype=np.int64)
             for p, offset in holdout_from.items():
@@ -256,9 +297,10 @@ class InteractionWindow:
                 ]
                 train = np.ones(size, dtype=bool)
                 train[chosen] = False
-                train_items = _summed(rows[train], cols[train], weights[train], shape)
+                train_items = pair_matrix(rows[train], cols[train], weights[train], shape)
                 holdout_users = rows[chosen].astype(np.int64)
                 holdout_items = cols[chosen].astype(np.int64)
+                holdout_weights = self._weight[:size][chosen].astype(np.float32)
         starts: dict[int, int] = {}
         if partitions.size:
             order = np.lexsort((offsets, partitions))
@@ -272,15 +314,37 @@ class InteractionWindow:
             user_items=user_items,
             user_ids=[user_ids[r] for r in user_rows.tolist()],
             item_ids=[item_ids[r] for r in item_rows.tolist()],
-            popularity=np.bincount(cols, minlength=item_rows.size).astype(np.int64),
-            recent_popularity=_recent_popularity(ts, cols, item_rows.size),
+            popularity=np.bincount(cols[liked], minlength=item_rows.size).astype(np.int64),
+            recent_popularity=_recent_popularity(ts[liked], cols[liked], item_rows.size),
             events=int(size),
             min_timestamp_ms=int(ts.min()) if ts.size else None,
             max_timestamp_ms=int(ts.max()) if ts.size else None,
             partition_starts=starts,
             holdout_users=holdout_users,
             holdout_items=holdout_items,
+            holdout_weights=holdout_weights,
             train_items=train_items,
+        )
+
+    def events(self) -> WindowEvents:
+        """A copy of the events in the window, with compact id rows."""
+        self._select()
+        size = self._size
+        ts = self._ts[:size].copy()
+        weights = self._weight[:size].astype(np.float32)
+        if self.half_life_ms is not None and size:
+            weights = (weights * np.exp2(-(int(ts.max()) - ts) / self.half_life_ms)).astype(
+                np.float32
+            )
+        user_rows, users = np.unique(self._user[:size], return_inverse=True)
+        item_rows, items = np.unique(self._item[:size], return_inverse=True)
+        return WindowEvents(
+            users.ravel().astype(np.int64),
+            items.ravel().astype(np.int64),
+            weights,
+            ts,
+            [self.users.ids[r] for r in user_rows.tolist()],
+            [self.items.ids[r] for r in item_rows.tolist()],
         )
 
     def compact_vocabularies(self, *, slack: float = 2.0, minimum: int = 1024) -> bool:
@@ -301,10 +365,12 @@ class InteractionWindow:
         return changed
 
 
-def _summed(
-    rows: IntArray, cols: IntArray, weights: npt.NDArray[np.float32], shape: tuple[int, int]
+def pair_matrix(
+    rows: IntArray, cols: IntArray, weights: npt.NDArray[np.floating], shape: tuple[int, int]
 ) -> sp.csr_matrix:
-    """Users x items of summed weights, each pair capped (see ``clip_pair_weights``)."""
+    """Users x items of summed weights, each pair capped (see ``clip_pair_weights``). A pair
+    summing to 0 (a neutral rating, or a like undone by a dislike) stays as an explicit zero:
+    seen, and ignored by training (implicit reads it as confidence 0)."""
     matrix = sp.csr_matrix((weights.astype(np.float64), (rows, cols)), shape=shape)
     matrix.sum_duplicates()
     return sp.csr_matrix(

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..events import DEFAULT_MAX_ID_BYTES
+from ..ratings import RatingScale
 from ..store import SnapshotStore
 from ..training import AlsParams
 
@@ -22,6 +23,10 @@ class BuilderConfig:
     window_events: int
     store: SnapshotStore
     window_seconds: float | None = None
+    #: Event weights decay by half every this many seconds of event time (None: no decay).
+    half_life_seconds: float | None = None
+    #: Weight fields are ratings on this scale (None: weights as given; negative = dislike).
+    ratings: RatingScale | None = None
     retrain_interval: float | None = None
     from_beginning: bool = False
     keep: int = 3
@@ -32,12 +37,26 @@ class BuilderConfig:
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES
     batch_size: int = 10_000
     poll_timeout: float = 0.2
+    #: Hyper-parameters given explicitly (--factors ...): tuning leaves these alone.
+    pinned: frozenset[str] = frozenset()
+    #: Self-tuning: on by default; seconds of search per session; re-tune after this many
+    #: publications or seconds, whichever comes first.
+    tune: bool = True
+    tune_budget: float = 90.0
+    retune_every: int = 50
+    retune_interval: float = 3600.0
     #: Quality gate: refuse a model whose quality on events the serving model has not seen is
-    #: more than this fraction below the serving model's (None: no gate).
+    #: significantly lower, by more than this fraction (None: no gate).
     max_quality_drop: float | None = 0.2
-    gate_holdout: float = 0.02
-    gate_min_events: int = 500
+    gate_holdout: float = 0.1
+    gate_min_events: int = 200
+    gate_min_users: int = 50
     gate_max_events: int = 5000
+    #: After a refusal, retry this many seconds later even with no new events (None: the
+    #: --retrain-interval, else 60 s).
+    gate_retry: float | None = None
+    #: A serving model older than this is replaced even if the gate refuses (None: never).
+    max_model_age: float | None = 6 * 3600.0
 
     def __post_init__(self) -> None:
         if self.window_events < 1:
@@ -50,12 +69,24 @@ class BuilderConfig:
             raise ConfigError("--retrain-interval must be positive")
         if self.window_seconds is not None and self.window_seconds <= 0:
             raise ConfigError("--window-seconds must be positive")
+        if self.half_life_seconds is not None and not self.half_life_seconds > 0:
+            raise ConfigError("--half-life must be positive")
         if self.keep < 1:
             raise ConfigError("--keep must be at least 1")
         if self.max_quality_drop is not None and not 0 <= self.max_quality_drop < 1:
             raise ConfigError("--max-quality-drop must be from 0 to below 1 (or off)")
         if not 0 < self.gate_holdout < 0.5:
             raise ConfigError("--gate-holdout must be a fraction between 0 and 0.5")
+        if self.tune_budget <= 0 or self.retune_every < 1 or self.retune_interval <= 0:
+            raise ConfigError(
+                "--tune-budget, --retune-every and --retune-interval must be positive"
+            )
+        if self.max_model_age is not None and self.max_model_age <= 0:
+            raise ConfigError("--max-model-age must be positive (or off)")
+
+    @property
+    def retry_seconds(self) -> float:
+        return self.gate_retry or self.retrain_interval or 60.0
 
 
 @dataclass(slots=True)
@@ -70,6 +101,8 @@ class BuilderStats:
     retrains_published: int = 0
     retrains_failed: int = 0
     quality_rejections: int = 0
+    forced_publications: int = 0
+    gate_abstentions: int = 0
     consumer_errors: int = 0
     dead_letters: int = 0
     dead_letters_truncated: int = 0
@@ -88,6 +121,8 @@ class BuilderStats:
             "retrains_published": self.retrains_published,
             "retrains_failed": self.retrains_failed,
             "quality_rejections": self.quality_rejections,
+            "forced_publications": self.forced_publications,
+            "gate_abstentions": self.gate_abstentions,
             "consumer_errors": self.consumer_errors,
             "dead_letters": self.dead_letters,
             "dead_letters_truncated": self.dead_letters_truncated,

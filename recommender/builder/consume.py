@@ -128,7 +128,9 @@ class Consumption:
             values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
             partitions, offsets, stamps = partitions[keep], offsets[keep], stamps[keep]
         self.stats.consumed += len(messages)
-        parsed = parse_values(values, max_id_bytes=self.config.max_id_bytes)
+        parsed = parse_values(
+            values, max_id_bytes=self.config.max_id_bytes, ratings=self.config.ratings
+        )
         if parsed.rejected.size:
             self._reject(messages, parsed)
         ok = parsed.accepted

@@ -10,6 +10,7 @@ retrains).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
 from .deadletter import DeadLetters
 from .publish import Publisher, RetrainJob
+from .tuner import Tuner
 
 __all__ = ["ModelBuilder"]
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _PARTITION_REFRESH_SECONDS = 30.0
 _WATERMARK_CHECK_SECONDS = 5.0
+_STATUS_SECONDS = 2.0  # at most this often when something changed
+_STATUS_HEARTBEAT_SECONDS = 30.0  # at least this often
 
 
 class ModelBuilder:
@@ -46,7 +50,12 @@ class ModelBuilder:
         self.config = config
         self.kafka = kafka
         max_age_ms = None if config.window_seconds is None else int(config.window_seconds * 1000)
-        self.window = InteractionWindow(config.window_events, max_age_ms=max_age_ms)
+        half_life = config.half_life_seconds
+        self.window = InteractionWindow(
+            config.window_events,
+            max_age_ms=max_age_ms,
+            half_life_ms=None if half_life is None else max(1, int(half_life * 1000)),
+        )
         self.stats = BuilderStats()
         self._abort = threading.Event()
         dead_letters = (
@@ -58,6 +67,8 @@ class ModelBuilder:
         )
         self.consumption = Consumption(config, self.window, self.stats, dead_letters)
         self.publisher = Publisher(config, self.stats, self._abort)
+        self.tuner = Tuner(config, self.publisher, self._abort)
+        self._status_written = 0.0
         self._last_retrain_start = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._admin = kafka.admin()
@@ -112,9 +123,14 @@ class ModelBuilder:
             messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
             if messages:
                 self.consumption.ingest(messages, consumer)
+            caught_up = len(messages) < self.config.batch_size
             self._reap_retrain()
             if self._due_for_retrain() and self._running is None:
                 self._start_retrain(consumer)
+            published = self.stats.retrains_published
+            if self.tuner.due(published=published, caught_up=caught_up) and len(self.window):
+                self.tuner.start(self.window.events(), published=published)
+            self._write_status()
             now = time.monotonic()
             if now >= next_watermarks and self.health.down_since is None:
                 self.consumption.check_high_watermarks(consumer)
@@ -148,6 +164,9 @@ class ModelBuilder:
 
     def _due_for_retrain(self) -> bool:
         fresh = self.consumption.new_since_retrain
+        wanted = self.publisher.retrain_at
+        if wanted is not None and time.monotonic() >= wanted and len(self.window):
+            return True  # new settings to publish, or a refused model to try again
         if fresh == 0:
             return False
         if self.config.retrain_every and fresh >= self.config.retrain_every:
@@ -164,14 +183,16 @@ class ModelBuilder:
         holdout_from = self.publisher.holdout_from()
         size = self._holdout_size() if holdout_from is not None else 0
         matrix = self.window.matrix(holdout_from=holdout_from, max_holdout=size)
-        if matrix.holdout_users.size < self.config.gate_min_events:
-            matrix = self.window.matrix()  # too few unseen events to judge on: the gate abstains
+        publisher = self.publisher
         job = RetrainJob(
             matrix,
             self.consumption.manifest_positions(consumer, matrix),
             self.stats.to_dict(),
             self.consumption.topic_id,
+            publisher.params,
+            publisher.params_source,
         )
+        publisher.retrain_at = None
         self.consumption.new_since_retrain = 0
         self._last_retrain_start = time.monotonic()
         self.stats.retrains_started += 1
@@ -183,6 +204,36 @@ class ModelBuilder:
         if self._running is not None and self._running.done():
             self._running = None
 
+    def status(self) -> dict[str, Any]:
+        """The builder's status document (see :meth:`SnapshotStore.write_status`)."""
+        return {
+            "updated_at": time.time(),
+            "pid": os.getpid(),
+            "topic": self.config.topic,
+            "window": {"events": len(self.window), "max_events": self.config.window_events},
+            "retraining": self._running is not None,
+            **self.publisher.status(),
+            "tuning": self.tuner.status(),
+            "counters": self.stats.to_dict(),
+        }
+
+    def _write_status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        since = now - self._status_written
+        changed = self.publisher.changed.is_set()
+        if (
+            not force
+            and not (changed and since >= _STATUS_SECONDS)
+            and since < _STATUS_HEARTBEAT_SECONDS
+        ):
+            return
+        self.publisher.changed.clear()
+        self._status_written = now
+        try:
+            self.config.store.write_status(self.status())
+        except Exception as exc:  # a status document is a convenience: never stop for it
+            log.debug("could not write the builder status: %s", exc)
+
     # -- shutdown ------------------------------------------------------------------------------
 
     def _shutdown(self, consumer: Any) -> None:
@@ -190,6 +241,7 @@ class ModelBuilder:
         if self._running is not None:
             log.info("waiting for the running retrain to stop")
         self._worker.shutdown(wait=True, cancel_futures=True)
+        self.tuner.join()
         try:
             consumer.close()
         except Exception as exc:

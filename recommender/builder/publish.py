@@ -2,8 +2,10 @@
 
 Runs in the retrain worker thread, on a copy of the window taken when the retrain started. A
 retrain that fails, produces non-finite factors, or is refused by the quality gate is logged and
-never published. Unreadable snapshots found in the store are moved aside (quarantined) and
-publication continues past their numbers.
+never published; a refusal is retried after ``--gate-retry`` seconds even if no event arrives,
+and a serving model older than ``--max-model-age`` is replaced even if the gate refuses (with a
+warning and a count), so a refusal can never freeze the service. Unreadable snapshots found in
+the store are moved aside (quarantined) and publication continues past their numbers.
 """
 
 from __future__ import annotations
@@ -12,18 +14,29 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from ..errors import SnapshotError, TrainingAborted, TrainingError
-from ..quality import FactorModel, GateResult, judge
+from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot
-from ..training import TrainedFactors, check_factors, snapshot_arrays, solve_users, train_als
+from ..training import (
+    AlsParams,
+    TrainedFactors,
+    check_factors,
+    snapshot_arrays,
+    solve_users,
+    train_als,
+)
 from ..window import WindowMatrix
 from .config import BuilderConfig, BuilderStats
 
-__all__ = ["Publisher", "RetrainJob", "ServingModel"]
+__all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]
 
 log = logging.getLogger(__name__)
+
+ParamsSource = Literal["default", "pinned", "tuned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +45,18 @@ class RetrainJob:
     partitions: dict[str, dict[str, Any]]
     stats: dict[str, Any]
     topic_id: str | None = None
+    params: AlsParams | None = None  # None: the publisher's current settings
+    params_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ServingModel:
-    """What the quality gate compares against: the newest published model, and the next offset
-    per partition it had consumed (events at or after those it has never seen)."""
+    """What the quality gate compares against: the newest published model, when it was made, and
+    the next offset per partition it had consumed (events at or after those it has not seen)."""
 
-    model: FactorModel
+    model: GateModel
     positions: dict[int, int]
+    created_at: float
 
 
 def _positions(partitions: dict[str, Any]) -> dict[int, int]:
@@ -48,7 +64,8 @@ def _positions(partitions: dict[str, Any]) -> dict[int, int]:
 
 
 class Publisher:
-    """Owns the store's writing side and the model the gate compares against."""
+    """Owns the store's writing side, the current settings, and the model the gate compares
+    against."""
 
     def __init__(self, config: BuilderConfig, stats: BuilderStats, abort: threading.Event) -> None:
         self.config = config
@@ -57,12 +74,25 @@ class Publisher:
         self._abort = abort
         self.version = 0
         self.serving: ServingModel | None = None
+        self.params: AlsParams = config.params
+        self.params_source: ParamsSource = "pinned" if config.pinned else "default"
+        #: Set while no retrain runs: tuning waits on it, so it never delays a due retrain.
+        self.idle = threading.Event()
+        self.idle.set()
+        #: A retrain is wanted even without new events: new settings, or a refusal to retry.
+        self.retrain_at: float | None = None
+        self.consecutive_refusals = 0
+        self.last_verdict: GateVerdict | None = None
+        #: The tuner's last outcome, recorded in manifests (set by the tuner).
+        self.tuning: dict[str, Any] | None = None
+        self.changed = threading.Event()  # something a status document would show changed
 
     # -- start ---------------------------------------------------------------------------------
 
     def resume(self) -> dict[str, Any] | None:
         """The manifest of the newest snapshot that loads and verifies, if any. Unreadable newer
-        ones are quarantined (moved aside once, logged, counted), never a reason to stop."""
+        ones are quarantined (moved aside once, logged, counted), never a reason to stop. The
+        settings it was trained with become the current ones (a restart keeps a tuned setting)."""
         for version in reversed(self.store.versions()):
             try:
                 snapshot = self.store.load(version, mmap=False)
@@ -72,27 +102,52 @@ class Publisher:
             manifest = snapshot.manifest
             params = manifest.get("params", {})
             self.serving = ServingModel(
-                FactorModel(
+                GateModel(
                     snapshot.item_ids,
                     snapshot.arrays["item_factors"],
+                    snapshot.arrays["popularity"],
                     float(params.get("alpha", 1.0)),
                     float(params.get("regularization", 0.0)),
                 ),
                 _positions(manifest.get("partitions", {})),
+                float(manifest.get("created_at", time.time())),
             )
+            self._resume_settings(manifest)
             return manifest
         return None
+
+    def _resume_settings(self, manifest: dict[str, Any]) -> None:
+        if manifest.get("params_source") != "tuned" or not self.config.tune:
+            return
+        try:
+            tuned = AlsParams(**manifest["params"])
+        except (KeyError, TypeError, ValueError):
+            return
+        pinned = {name: getattr(self.config.params, name) for name in self.config.pinned}
+        self.params = AlsParams(**{**tuned.to_dict(), **pinned})
+        self.params_source = "tuned"
+        self.tuning = manifest.get("tuning")
+        log.info(
+            "resuming with the tuned settings of snapshot v%d: %s", manifest["version"], self.params
+        )
 
     def _quarantine(self, version: int, reason: str) -> None:
         self.stats.quarantined_snapshots += 1
         try:
             where = self.store.quarantine(version, reason)
         except SnapshotError as exc:
-            log.error(
-                "unreadable snapshot v%d (%s) could not be moved aside: %s", version, reason, exc
-            )
+            log.error("unreadable snapshot v%d could not be moved aside: %s", version, exc)
             return
         log.error("moved unreadable snapshot v%d aside to %s: %s", version, where, reason)
+
+    # -- settings (from the tuner) -------------------------------------------------------------
+
+    def adopt(self, params: AlsParams) -> None:
+        """Use ``params`` from the next retrain on, and retrain now (even with no new events)."""
+        self.params = params
+        self.params_source = "tuned"
+        self.retrain_at = time.monotonic()
+        self.changed.set()
 
     # -- retrain (worker thread) ---------------------------------------------------------------
 
@@ -104,25 +159,41 @@ class Publisher:
 
     def run(self, job: RetrainJob) -> None:
         """Fit, check, judge, publish, prune. Failures are logged, never published."""
-        matrix = job.matrix
-        params = self.config.params
-        quality: dict[str, Any] | None = None
+        self.idle.clear()
         try:
+            self._run(job)
+        finally:
+            self.idle.set()
+            self.changed.set()
+
+    def _run(self, job: RetrainJob) -> None:
+        matrix = job.matrix
+        params = job.params or self.params
+        verdict: GateVerdict | None = None
+        forced = False
+        try:
+            if self.holdout_from() is not None and matrix.train_items is None:
+                verdict = GateVerdict(
+                    "abstain",
+                    "no event in the window that the serving model has not seen",
+                    "NDCG@10",
+                    0,
+                    max_drop=self.config.max_quality_drop or 0.0,
+                )
+                self.stats.gate_abstentions += 1
             if matrix.train_items is not None and self.serving is not None:
-                factors, result = self._gated_fit(matrix, self.serving)
-                quality = result.to_dict()
-                if not result.passed:
-                    self.stats.quality_rejections += 1
-                    log.warning(
-                        "quality gate refused the new model: hit rate@10 %.4f on %d events the "
-                        "serving model has not seen vs %.4f for it (allowed drop %.0f%%); "
-                        "the serving model stays",
-                        result.candidate,
-                        result.holdout_events,
-                        result.serving,
-                        100 * result.max_drop,
-                    )
-                    return
+                fitted = train_als(matrix.train_items, params, should_stop=self._abort.is_set)
+                verdict = self._judge(matrix, fitted, params, self.serving)
+                if verdict.refused:
+                    forced = self._serving_too_old(verdict)
+                    if not forced:
+                        self._refused(verdict)
+                        return
+                elif verdict.decision == "abstain":
+                    self.stats.gate_abstentions += 1
+                users = solve_users(fitted.item_factors, matrix.user_items, params)
+                check_factors(users, fitted.item_factors, matrix.user_items.shape)
+                factors = TrainedFactors(users, fitted.item_factors, fitted.seconds)
             else:
                 factors = train_als(matrix.user_items, params, should_stop=self._abort.is_set)
         except TrainingAborted as exc:
@@ -136,10 +207,73 @@ class Publisher:
             self.stats.retrains_failed += 1
             log.exception("retrain failed unexpectedly, keeping the current model")
             return
-        self._publish(job, factors, quality)
+        self.last_verdict = verdict
+        quality = None if verdict is None else {**verdict.to_dict(), "forced": forced}
+        self._publish(job, factors, params, quality)
+
+    def _judge(
+        self, matrix: WindowMatrix, fitted: TrainedFactors, params: AlsParams, serving: ServingModel
+    ) -> GateVerdict:
+        assert matrix.train_items is not None
+        train = matrix.train_items
+        candidate = GateModel(
+            list(matrix.item_ids),
+            fitted.item_factors,
+            np.bincount(train.indices[train.data > 0], minlength=train.shape[1]),
+            params.alpha,
+            params.regularization,
+        )
+        config = self.config
+        verdict = compare_models(
+            candidate,
+            serving.model,
+            list(matrix.item_ids),
+            train,
+            matrix.holdout_users,
+            matrix.holdout_items,
+            matrix.holdout_weights,
+            max_drop=config.max_quality_drop or 0.0,
+            min_users=config.gate_min_users,
+            min_events=config.gate_min_events,
+        )
+        log.info("quality gate: %s: %s", verdict.decision, verdict.reason)
+        return verdict
+
+    def _serving_too_old(self, verdict: GateVerdict) -> bool:
+        limit = self.config.max_model_age
+        age = time.time() - self.serving.created_at if self.serving is not None else 0.0
+        if limit is None or age <= limit:
+            return False
+        self.stats.forced_publications += 1
+        log.warning(
+            "quality gate refused the new model (%s), but the serving model is %.0f s old, older "
+            "than --max-model-age %.0f s: publishing the new one anyway",
+            verdict.reason,
+            age,
+            limit,
+        )
+        return True
+
+    def _refused(self, verdict: GateVerdict) -> None:
+        self.stats.quality_rejections += 1
+        self.consecutive_refusals += 1
+        self.last_verdict = verdict
+        retry = self.config.retry_seconds
+        self.retrain_at = time.monotonic() + retry
+        log.warning(
+            "quality gate refused the new model (%d in a row): %s; the serving model stays, "
+            "retrying in %.0f s",
+            self.consecutive_refusals,
+            verdict.reason,
+            retry,
+        )
 
     def _publish(
-        self, job: RetrainJob, factors: TrainedFactors, quality: dict[str, Any] | None
+        self,
+        job: RetrainJob,
+        factors: TrainedFactors,
+        params: AlsParams,
+        quality: dict[str, Any] | None,
     ) -> None:
         matrix, config = job.matrix, self.config
         started = time.perf_counter()
@@ -156,12 +290,24 @@ class Publisher:
                 "max_timestamp_ms": matrix.max_timestamp_ms,
                 "max_events": config.window_events,
                 "max_age_seconds": config.window_seconds,
+                "half_life_seconds": config.half_life_seconds,
             },
-            "params": config.params.to_dict(),
+            "ratings": None if config.ratings is None else config.ratings.to_dict(),
+            "params": params.to_dict(),
+            "params_source": job.params_source or self.params_source,
+            "pinned": sorted(config.pinned),
+            "tuning": self.tuning,
             "training_seconds": round(factors.seconds, 4),
             "quality": quality,
             # Counters as of this retrain's start, this publication included.
-            "builder": {**job.stats, "retrains_published": self.stats.retrains_published + 1},
+            "builder": {
+                **job.stats,
+                "retrains_published": self.stats.retrains_published + 1,
+                "quality_rejections": self.stats.quality_rejections,
+                "forced_publications": self.stats.forced_publications,
+                "gate_abstentions": self.stats.gate_abstentions,
+                "consecutive_refusals_before": self.consecutive_refusals,
+            },
         }
         version = max(self.version, self.store.highest_version()) + 1
         try:
@@ -174,12 +320,17 @@ class Publisher:
             return
         self.version = version
         self.stats.retrains_published += 1
-        params = config.params
+        self.consecutive_refusals = 0
         self.serving = ServingModel(
-            FactorModel(
-                list(matrix.item_ids), factors.item_factors, params.alpha, params.regularization
+            GateModel(
+                list(matrix.item_ids),
+                factors.item_factors,
+                matrix.popularity,
+                params.alpha,
+                params.regularization,
             ),
             _positions(job.partitions),
+            time.time(),
         )
         publish_seconds = time.perf_counter() - started
         try:
@@ -200,32 +351,19 @@ class Publisher:
             f"; removed {len(pruned)} old snapshot(s)" if pruned else "",
         )
 
-    def _gated_fit(
-        self, matrix: WindowMatrix, serving: ServingModel
-    ) -> tuple[TrainedFactors, GateResult]:
-        """Fit without the held-out events, judge against the serving model on them, then solve
-        every user's factors on the whole window (so the published model knows them)."""
-        assert matrix.train_items is not None
-        params, max_drop = self.config.params, self.config.max_quality_drop or 0.0
-        fitted = train_als(matrix.train_items, params, should_stop=self._abort.is_set)
-        candidate = FactorModel(
-            list(matrix.item_ids), fitted.item_factors, params.alpha, params.regularization
-        )
-        result = judge(
-            candidate,
-            serving.model,
-            list(matrix.item_ids),
-            matrix.train_items,
-            matrix.holdout_users,
-            matrix.holdout_items,
-            max_drop=max_drop,
-        )
-        log.info(
-            "quality gate: hit rate@10 %.4f (new) vs %.4f (serving) on %d unseen events",
-            result.candidate,
-            result.serving,
-            result.holdout_events,
-        )
-        users = solve_users(fitted.item_factors, matrix.user_items, params)
-        check_factors(users, fitted.item_factors, matrix.user_items.shape)
-        return TrainedFactors(users, fitted.item_factors, fitted.seconds), result
+    def status(self) -> dict[str, Any]:
+        """The gate's and the settings' part of the builder's status document."""
+        verdict = self.last_verdict
+        return {
+            "params": self.params.to_dict(),
+            "params_source": self.params_source,
+            "pinned": sorted(self.config.pinned),
+            "gate": {
+                "enabled": self.config.max_quality_drop is not None,
+                "consecutive_refusals": self.consecutive_refusals,
+                "refusals": self.stats.quality_rejections,
+                "forced_publications": self.stats.forced_publications,
+                "abstentions": self.stats.gate_abstentions,
+                "last": None if verdict is None else verdict.to_dict(),
+            },
+        }

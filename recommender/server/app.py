@@ -152,7 +152,11 @@ def create_app(config: ServerConfig) -> web.Application:
     app[CATALOG] = catalog
     app[BATCHER] = ScoreBatcher()
     app[METRICS] = ServerMetrics(
-        lambda: holder.model, fresh, catalog, health if config.kafka is not None else None
+        lambda: holder.model,
+        fresh,
+        catalog,
+        health if config.kafka is not None else None,
+        lambda: holder.builder_status,
     )
     app[COVERAGE] = Coverage()
     app[INGEST] = None

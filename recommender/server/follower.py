@@ -248,12 +248,12 @@ class Follower(Coverage):
             keep = ~np.isin(partitions, list(resets))
             values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
             partitions, offsets = partitions[keep], offsets[keep]
-        parsed = parse_values(values)
+        model = self.current_model()
+        parsed = parse_values(values, ratings=None if model is None else model.ratings)
         if parsed.rejected.size:
             self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
         ok = parsed.accepted
         partitions, offsets = partitions[ok], offsets[ok]
-        model = self.current_model()
         if model is not None and ok.size:
             positions = self.positions(model)
             limits = np.zeros(int(partitions.max()) + 1, np.int64)

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message
 
 from ..events import format_event, parse_values
 from ..kafka import BrokerHealth, KafkaSettings
+from ..ratings import RatingScale
 
 __all__ = ["MAX_BODY_BYTES", "MAX_EVENTS_PER_REQUEST", "Ingest", "IngestResult", "decode_body"]
 
@@ -36,7 +37,8 @@ def _json_event(event: object) -> bytes | str:
     """Wire bytes for a JSON event, or the reason it is malformed."""
     if not isinstance(event, dict):
         return "not_an_object"
-    user, item, weight = event.get("user"), event.get("item"), event.get("weight")
+    user, item = event.get("user"), event.get("item")
+    weight = event.get("weight", event.get("rating"))
     if not isinstance(user, str) or not isinstance(item, str):
         return "missing_field"
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)):
@@ -98,8 +100,15 @@ class Ingest:
         if left:
             log.warning("%d ingested events were not delivered before shutdown", left)
 
-    async def submit(self, entries: list[bytes | str], *, timeout: float = 10.0) -> IngestResult:
-        """Validate ``entries`` (see :func:`decode_body`), produce the valid ones, await Kafka."""
+    async def submit(
+        self,
+        entries: list[bytes | str],
+        *,
+        ratings: RatingScale | None = None,
+        timeout: float = 10.0,
+    ) -> IngestResult:
+        """Validate ``entries`` (see :func:`decode_body`; weights as ratings on ``ratings`` if
+        the serving model declares a scale), produce the valid ones, await Kafka."""
         rejected: list[dict[str, Any]] = []
         wire: list[bytes] = []
         positions: list[int] = []
@@ -109,7 +118,7 @@ class Ingest:
             else:
                 wire.append(entry)
                 positions.append(k)
-        parsed = parse_values(wire)
+        parsed = parse_values(wire, ratings=ratings)
         for j, index in enumerate(parsed.rejected.tolist()):
             rejected.append({"index": positions[index], "reason": parsed.reason_of(j)})
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,8 +38,10 @@ class _StateCollector(Collector):
         fresh: FreshEvents,
         catalog: Catalog,
         health: BrokerHealth | None,
+        builder_status: Callable[[], dict[str, Any] | None],
     ) -> None:
         self.model, self.fresh, self.catalog, self.health = model, fresh, catalog, health
+        self.builder_status = builder_status
 
     def collect(self) -> Iterator[Metric]:
         model = self.model()
@@ -100,6 +103,64 @@ class _StateCollector(Collector):
         yield _gauge(
             "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
         )
+        yield from self._builder(manifest)
+
+    def _builder(self, manifest: dict[str, Any]) -> Iterator[Metric]:
+        from ..status import builder_summary
+
+        summary = builder_summary(manifest or None, self.builder_status())
+        params = GaugeMetricFamily(
+            "recommender_model_params",
+            "ALS settings of the serving model, by name; source is default, pinned or tuned.",
+            labels=["name", "source"],
+        )
+        settings = summary["settings"]
+        for name, value in (settings.get("params") or {}).items():
+            if name != "random_seed" and isinstance(value, int | float):
+                params.add_metric([name, str(settings.get("source"))], value)
+        yield params
+        gate = summary["gate"]
+        yield _gauge(
+            "recommender_builder_consecutive_refusals",
+            "Models the quality gate refused in a row since the serving one (0: the last was "
+            "published).",
+            gate.get("consecutive_refusals") or 0,
+        )
+        yield _gauge(
+            "recommender_builder_forced_publications",
+            "Models published despite a refusal because the serving one was older than "
+            "--max-model-age (since the builder started).",
+            gate.get("forced_publications") or 0,
+        )
+        yield _gauge(
+            "recommender_builder_gate_abstentions",
+            "Retrains the gate did not judge for lack of held-out events (since the builder "
+            "started).",
+            gate.get("abstentions") or 0,
+        )
+        tuning = summary["tuning"]
+        yield _gauge(
+            "recommender_tuning_running",
+            "1 while a tuning session runs.",
+            tuning.get("state") == "running",
+        )
+        yield _gauge(
+            "recommender_tuning_sessions",
+            "Tuning sessions the builder finished since it started.",
+            tuning.get("sessions") or 0,
+        )
+        last = tuning.get("last") or {}
+        yield _gauge(
+            "recommender_tuning_last_trials",
+            "Trials in the last tuning session.",
+            last.get("trials") or 0,
+        )
+        seen = summary["builder_seen_seconds_ago"]
+        yield _gauge(
+            "recommender_builder_status_age_seconds",
+            "Seconds since the builder last wrote its status (-1: never).",
+            -1 if seen is None else seen,
+        )
         if self.health is not None:
             yield _gauge(
                 "recommender_kafka_up",
@@ -127,6 +188,7 @@ class ServerMetrics:
         fresh: FreshEvents,
         catalog: Catalog,
         health: BrokerHealth | None = None,
+        builder_status: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
@@ -192,7 +254,7 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
-        registry.register(_StateCollector(model, fresh, catalog, health))
+        registry.register(_StateCollector(model, fresh, catalog, health, builder_status))
 
     def total(self, name: str, **labels: str) -> int:
         """The current value of one sample (0 before the first increment)."""

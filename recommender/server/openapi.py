@@ -208,8 +208,16 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                         "weight": {
                             "type": "number",
                             "nullable": True,
-                            "minimum": MIN_WEIGHT,
+                            "minimum": -MAX_WEIGHT,
                             "maximum": MAX_WEIGHT,
+                            "description": "Default 1. Negative: a dislike. Magnitude at least "
+                            f"{MIN_WEIGHT:g}. When the builder declares a rating scale "
+                            "(--ratings), a rating on that scale.",
+                        },
+                        "rating": {
+                            "type": "number",
+                            "nullable": True,
+                            "description": "Another name for weight (a rating on the scale).",
                         },
                     },
                 },

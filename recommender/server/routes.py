@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ..model import Answer, Query, RecommenderModel, ScoredItem
+from ..status import builder_summary
 from .ingest import MAX_EVENTS_PER_REQUEST, BodyError, Ingest, decode_body
 from .openapi import openapi_document
 from .page import INDEX_HTML
@@ -252,7 +253,8 @@ async def post_interactions(request: web.Request) -> web.Response:
     if not entries:
         return json_error(400, "bad_body", "no events in the body")
     try:
-        result = await ingest.submit(entries)
+        model = request.app[HOLDER].model
+        result = await ingest.submit(entries, ratings=None if model is None else model.ratings)
     except (TimeoutError, RuntimeError, BufferError) as exc:
         return json_error(503, "kafka_unavailable", f"events were not delivered to Kafka: {exc}")
     metrics = request.app[METRICS]
@@ -296,6 +298,7 @@ async def model_info(request: web.Request) -> web.Response:
             "factors": model.factors,
             "fresh": {"users": stats.users, "events": stats.events},
             "catalog_items": len(request.app[CATALOG]),
+            "builder_status": holder.builder_status,
         }
     )
 
@@ -328,6 +331,9 @@ async def status(request: web.Request) -> web.Response:
         {
             "now": time.time(),
             "model": summary,
+            **builder_summary(
+                model.manifest if model is not None else None, request.app[HOLDER].builder_status
+            ),
             "fresh": {"users": fresh.users, "events": fresh.events},
             "following": request.app[CONFIG].kafka is not None,
             "followed_events": metrics.total(followed, outcome="fresh")

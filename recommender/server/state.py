@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -70,6 +71,8 @@ class ModelHolder:
     def __init__(self) -> None:
         self.model: RecommenderModel | None = None
         self.loaded_at: float | None = None
+        #: The builder's live status document (refusals, tuning), read from the store.
+        self.builder_status: dict[str, Any] | None = None
 
     def swap(self, model: RecommenderModel) -> RecommenderModel | None:
         old, self.model = self.model, model

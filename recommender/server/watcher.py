@@ -92,13 +92,20 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         return
 
 
+_STATUS_EVERY = 2.0  # seconds between reads of the builder's status document
+
+
 async def _watch(app: web.Application) -> None:
     failed: set[int] = set()
     interval = app[CONFIG].poll_interval
     errors = RateLimitedLog(log, interval=30.0)
+    next_status = 0.0
     while True:
         try:
             await _poll_once(app, failed)
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + _STATUS_EVERY
+                app[HOLDER].builder_status = await asyncio.to_thread(app[STORE].read_status)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the watcher must outlive any surprise; the model keeps serving

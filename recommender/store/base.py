@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -11,7 +12,23 @@ from typing import Any, Final
 
 from ..snapshot import Snapshot, load_snapshot
 
-__all__ = ["SnapshotStore", "snapshot_name", "version_of"]
+__all__ = ["STATUS_NAME", "SnapshotStore", "parse_status", "snapshot_name", "version_of"]
+
+#: The builder's live status (refusals, tuning) between publications: readers poll it.
+STATUS_NAME: Final = "builder-status.json"
+MAX_STATUS_BYTES: Final = 1 << 20
+
+
+def parse_status(raw: bytes | None) -> dict[str, Any] | None:
+    """A status document, or None if absent, too big or not a JSON object."""
+    if raw is None or len(raw) > MAX_STATUS_BYTES:
+        return None
+    try:
+        status = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return status if isinstance(status, dict) else None
+
 
 _NAME_RE: Final = re.compile(r"^v(\d{12})$")
 
@@ -90,6 +107,14 @@ class SnapshotStore(ABC):
     def quarantine(self, version: int, reason: str) -> str | None:
         """Move an unreadable snapshot aside (it stops being listed, its number stays used);
         returns where it went, or None if it was already gone."""
+
+    @abstractmethod
+    def write_status(self, status: dict[str, Any]) -> None:
+        """Replace the builder's status document (atomically; small JSON)."""
+
+    @abstractmethod
+    def read_status(self) -> dict[str, Any] | None:
+        """The builder's status document, or None if there is none (or it is unreadable)."""
 
     @abstractmethod
     def cleanup_incomplete(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,14 @@ from typing import Any, Final
 
 from ..errors import ConfigError, SnapshotError
 from ..snapshot import read_manifest
-from .base import SnapshotStore, snapshot_name, version_of
+from .base import (
+    MAX_STATUS_BYTES,
+    STATUS_NAME,
+    SnapshotStore,
+    parse_status,
+    snapshot_name,
+    version_of,
+)
 
 __all__ = ["LocalStore"]
 
@@ -158,10 +166,27 @@ class LocalStore(SnapshotStore):
             )
         return str(target)
 
+    def write_status(self, status: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{STATUS_NAME}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(status, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, self.root / STATUS_NAME)
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            with (self.root / STATUS_NAME).open("rb") as f:
+                return parse_status(f.read(MAX_STATUS_BYTES + 1))
+        except OSError:
+            return None
+
     def cleanup_incomplete(self) -> list[str]:
         removed = []
         for entry in self._entries():
             if entry.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) and entry.is_dir():
                 shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+            elif entry.name.startswith(f".{STATUS_NAME}."):  # a status write cut short
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
                 removed.append(entry.name)
         return removed

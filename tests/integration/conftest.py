@@ -177,6 +177,8 @@ def system(kafka, topic, daemons, tmp_path, http_port):
             "builder",
             [
                 "build",
+                "--tune",
+                "off",
                 name,
                 retrain_every,
                 "100000",

@@ -46,6 +46,8 @@ def live_server(bootstrap, tmp_path_factory):
     builder = Daemon(
         [
             "build",
+            "--tune",
+            "off",
             topic,
             "1000",
             "5000",

@@ -61,6 +61,8 @@ def metric(base: str, name: str) -> float:
 def builder_cmd(topic, model_dir, bootstrap, *extra):
     return [
         "build",
+        "--tune",
+        "off",
         topic,
         *extra,
         "--model-dir",

@@ -259,6 +259,8 @@ def test_common_mistakes_get_messages_that_say_what_to_do(kafka, daemons, tmp_pa
         "missing",
         [
             "build",
+            "--tune",
+            "off",
             "no-such-topic-here",
             "10",
             "100",
@@ -276,6 +278,8 @@ def test_common_mistakes_get_messages_that_say_what_to_do(kafka, daemons, tmp_pa
         "unwritable",
         [
             "build",
+            "--tune",
+            "off",
             "t",
             "10",
             "100",
@@ -293,6 +297,8 @@ def test_common_mistakes_get_messages_that_say_what_to_do(kafka, daemons, tmp_pa
         "down",
         [
             "build",
+            "--tune",
+            "off",
             "t",
             "10",
             "100",

@@ -47,7 +47,11 @@ def publish_window(model_dir, version, events, *, factors=2, params=None):
     matrix = window.matrix()
     params = params or AlsParams(factors=factors, iterations=8)
     trained = train_als(matrix.user_items, params)
-    manifest = {"topic": "t", "partitions": {"0": {"window_start": 0, "next_offset": len(events)}}}
+    manifest = {
+        "topic": "t",
+        "partitions": {"0": {"window_start": 0, "next_offset": len(events)}},
+        "params": params.to_dict(),
+    }
     return Path(publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest))
 
 

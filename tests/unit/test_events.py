@@ -47,7 +47,7 @@ def test_each_kind_of_malformed_event_is_rejected_with_its_reason():
         b"u:\xc3(": "not_utf8",
         b"u:i:heavy": "bad_weight",
         b"u:i:0": "bad_weight",
-        b"u:i:-2": "bad_weight",
+        b"u:i:-0": "bad_weight",
         b"u:i:nan": "bad_weight",
         b"u:i:inf": "bad_weight",
         b"u:i:1e-300": "bad_weight",
@@ -164,3 +164,20 @@ def test_parser_memory_is_linear_in_the_bytes_it_accepts_to_look_at(records, pad
     limit = max_event_bytes()
     examined = sum(len(v) for v in values if len(v) <= limit)
     assert _peak_bytes(values) <= 64 * examined + 600 * len(values) + (1 << 20)
+
+
+def test_negative_weights_are_dislikes():
+    batch = parse_values([b"alice:book:-1", b"alice:film:-2.5", b"bob:book:1e-30"])
+    assert batch.weights.tolist() == [-1.0, -2.5, np.float32(1e-30)]
+
+
+def test_a_rating_scale_turns_ratings_into_likes_dislikes_and_neutral_seen_events():
+    from recommender.ratings import RatingScale
+
+    scale = RatingScale.parse("1..5")
+    batch = parse_values(
+        [b"u:a:5", b"u:b:4", b"u:c:3", b"u:d:2", b"u:e:1", b"u:f", b"u:g:6", b"u:h:0", b"u:i:x"],
+        ratings=scale,
+    )
+    assert batch.weights.tolist() == [2.0, 1.0, 0.0, -1.0, -2.0, 1.0]
+    assert [batch.reason_of(k) for k in range(3)] == ["bad_rating", "bad_rating", "bad_weight"]

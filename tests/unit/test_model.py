@@ -150,3 +150,39 @@ def test_recency_weighted_popular_differs_from_plain_counts(tmp_path):
     model = RecommenderModel(load_snapshot(publish_window(tmp_path, 1, events, factors=2)))
     assert [s.item for s in model.popular(2)] == ["old", "new"]
     assert [s.item for s in model.popular(2, recent=True)] == ["new", "old"]
+
+
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+def test_fold_in_is_implicits_own_user_solve_with_likes_dislikes_and_neutral(tmp_path, alpha):
+    """Contract: the server's fold-in computes exactly what implicit's ALS user step computes
+    for the same weights, including negative (disliked) and zero (neutral) ones."""
+    import scipy.sparse as sp
+
+    from recommender.training import AlsParams, _als
+
+    params = AlsParams(factors=4, iterations=8, alpha=alpha, regularization=0.1)
+    path = publish_window(tmp_path, 1, block_events(), params=params)
+    model = RecommenderModel(load_snapshot(path))
+    cols = model.columns(["g0i1", "g0i2", "g1i3", "g0i5", "g1i7"])
+    weights = np.array([2.0, 1.0, -1.0, 0.0, -2.5], dtype=np.float32)
+    ours = model.fold_in(cols, weights)
+    als = _als(params)
+    als.item_factors = np.array(model.item_factors, dtype=np.float32)
+    row = sp.csr_matrix((weights, (np.zeros(cols.size, int), cols)), shape=(1, model.n_items))
+    theirs = np.asarray(als.recalculate_user(0, row)).ravel()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)
+
+
+def test_a_disliked_item_is_never_recommended_even_unfiltered(model):
+    top = model.recommend("g1u4", 1).items[0].item  # the item the block says they would like
+    answer = model.recommend("g1u4", 20, filter_seen=False, fresh=[(top, -1.0)])
+    assert top not in {s.item for s in answer.items}
+    assert answer.source == "fold-in"
+
+
+def test_a_user_who_only_dislikes_gets_popular_items_without_them(model):
+    disliked = model.popular(2)
+    fresh = [(s.item, -1.0) for s in disliked]
+    answer = model.recommend("newcomer", 5, fresh=fresh)
+    assert answer.source == "popular"
+    assert not {s.item for s in disliked} & {s.item for s in answer.items}

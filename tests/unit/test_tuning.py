@@ -1,0 +1,90 @@
+"""Self-tuning on a window: the split, the search, pinned values, and adoption on evidence."""
+
+import time
+
+import numpy as np
+import pytest
+
+from recommender.synthetic import TasteModel
+from recommender.training import AlsParams
+from recommender.tuning import SearchSpace, split, tune
+from recommender.window import InteractionWindow
+
+from .helpers import append_events
+
+TASTE = TasteModel(users=800, items=400, groups=8, in_group=0.85)
+
+
+@pytest.fixture(scope="module")
+def events():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(800), 25)
+    rng.shuffle(users)
+    u, i = TASTE.sample(users.size, rng, users=users)
+    window = InteractionWindow(100_000)
+    append_events(window, list(zip([f"u{x}" for x in u], [f"i{x}" for x in i], strict=True)))
+    return window.events()
+
+
+def test_validation_is_each_users_newest_events_and_the_halves_are_disjoint(events):
+    data = split(events, seed=1)
+    assert not set(data.search_users) & set(data.confirm_users)
+    assert abs(data.search_users.size - data.confirm_users.size) <= 1
+    assert data.search_users.size + data.confirm_users.size > 700
+    # Validation items are never training items of the same user.
+    assert data.truth.multiply(data.train != 0).nnz == 0
+    # For one user: validation holds the newest fifth of their events.
+    user = int(data.search_users[0])
+    mine = np.flatnonzero(events.users == user)
+    newest = set(events.items[mine[np.argsort(events.timestamps[mine])][-5:]].tolist())
+    assert set(data.truth[user].indices.tolist()) <= newest
+
+
+def test_tuning_beats_a_poor_setting_and_adopts_it_on_evidence(events):
+    poor = AlsParams(factors=128, regularization=0.001, alpha=50.0, iterations=5)
+    started = time.perf_counter()
+    outcome = tune(events, current=poor, budget_seconds=6.0, seed=0)
+    assert time.perf_counter() - started < 25  # the budget plus one confirmation
+    assert outcome.adopted, outcome.reason
+    assert outcome.comparison is not None and outcome.comparison.low > 0
+    assert outcome.best != poor and len(outcome.trials) >= 10
+    record = outcome.to_dict()
+    assert record["trail"] and record["trail"][0]["ndcg"] >= record["trail"][-1]["ndcg"]
+    assert record["confirmation"]["users"] == outcome.validation["confirm_users"]
+
+
+def test_pinned_values_are_never_changed(events):
+    outcome = tune(
+        events,
+        current=AlsParams(factors=8, regularization=0.01, alpha=1.0, iterations=6),
+        space=SearchSpace(pinned={"factors": 8, "alpha": 1.0}),
+        budget_seconds=2.0,
+    )
+    assert all(t.params["factors"] == 8 and t.params["alpha"] == 1.0 for t in outcome.trials)
+
+
+def test_too_little_data_is_said_and_nothing_changes():
+    window = InteractionWindow(100)
+    append_events(window, [("u1", "a"), ("u1", "b"), ("u2", "a")])
+    outcome = tune(window.events(), current=AlsParams(), budget_seconds=1.0)
+    assert not outcome.adopted and "too little" in outcome.reason
+
+
+def test_time_spent_paused_does_not_count_against_the_budget(events):
+    calls = []
+
+    def pause():
+        calls.append(1)
+        if len(calls) < 20:
+            time.sleep(0.05)  # a retrain is running: tuning waits
+
+    outcome = tune(events, current=AlsParams(), budget_seconds=1.5, pause=pause)
+    assert len(calls) >= 20
+    assert outcome.seconds >= 1.5 + 0.9  # 19 pauses of 50 ms did not eat the budget
+
+
+def test_stopping_ends_the_search_early(events):
+    started = time.perf_counter()
+    outcome = tune(events, current=AlsParams(), budget_seconds=60.0, should_stop=lambda: True)
+    assert time.perf_counter() - started < 5
+    assert not outcome.adopted
