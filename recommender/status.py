@@ -59,7 +59,8 @@ def builder_summary(
     if live is not None and isinstance(live.get("tuning"), dict):
         tuning = dict(live["tuning"])
     else:
-        tuning = {"state": "unknown", "last": manifest.get("tuning")}
+        state = "off" if manifest.get("tune") is False else "unknown"
+        tuning = {"state": state, "last": manifest.get("tuning")}
     last_session = tuning.get("last")
     if isinstance(last_session, dict):
         tuning["last"] = {

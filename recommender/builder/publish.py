@@ -296,6 +296,7 @@ class Publisher:
             "params": params.to_dict(),
             "params_source": job.params_source or self.params_source,
             "pinned": sorted(config.pinned),
+            "tune": config.tune,
             "tuning": self.tuning,
             "training_seconds": round(factors.seconds, 4),
             "quality": quality,
