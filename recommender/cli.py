@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from . import __version__
 from .errors import RecommenderError
@@ -54,8 +54,34 @@ def _add_model_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-dir",
         default="model",
-        help="where snapshots live: a directory (default ./model)",
+        help="where snapshots live: a directory (default ./model), or an object-store URL "
+        "such as s3://bucket/prefix (also gs://, az://); credentials from AWS_* etc.",
     )
+    parser.add_argument(
+        "--store-option",
+        dest="store_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="object-store client option (repeatable), e.g. region=eu-west-1 or allow_http=true",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where snapshots from an object store are downloaded "
+        "(default ~/.cache/recommender/...)",
+    )
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from .kafka import parse_overrides
+    from .store import open_store
+
+    try:
+        options = parse_overrides(args.store_options)
+    except RecommenderError as exc:
+        raise RecommenderError(str(exc).replace("-X", "--store-option")) from None
+    return open_store(args.model_dir, options=options, cache_dir=args.cache_dir)
 
 
 def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
@@ -268,7 +294,6 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from .builder import BuilderConfig, ModelBuilder
-    from .store import open_store
     from .training import AlsParams
 
     given = {
@@ -291,7 +316,7 @@ def run_build(args: argparse.Namespace) -> int:
         ratings=None if args.ratings is None else RatingScale.parse(args.ratings),
         retrain_interval=args.retrain_interval,
         from_beginning=args.from_beginning,
-        store=open_store(args.model_dir),
+        store=_store(args),
         keep=args.keep,
         params=params,
         dead_letter_topic=args.dead_letter_topic,
@@ -322,8 +347,8 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--poll-interval",
         type=_positive_float,
-        default=0.25,
-        help="seconds between snapshot checks",
+        help="seconds between snapshot checks (default 0.25 for a directory, 2 for an object "
+        "store: every check is a LIST request)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)"
@@ -370,9 +395,10 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, run_server
-    from .store import open_store
+    from .store import LocalStore
 
-    open_store(args.model_dir)  # a bad location is an error now, not in every worker later
+    store = _store(args)  # a bad location is an error now, not in every worker later
+    poll = args.poll_interval or (0.25 if isinstance(store, LocalStore) else 2.0)
     if args.max_n < 1 or args.workers < 1:
         raise RecommenderError("--max-n and --workers must be at least 1")
     if args.require_token_for_reads and not args.api_token:
@@ -383,10 +409,12 @@ def run_serve(args: argparse.Namespace) -> int:
     run_server(
         ServerConfig(
             model_dir=args.model_dir,
+            store_options=tuple(args.store_options),
+            cache_dir=args.cache_dir,
             host=args.host,
             port=args.port,
             max_n=args.max_n,
-            poll_interval=args.poll_interval,
+            poll_interval=poll,
             kafka=_kafka_settings(args) if wants_kafka else None,
             topic=args.topic,
             items_topic=args.items_topic,
@@ -425,7 +453,7 @@ def run_status(args: argparse.Namespace) -> int:
     wants_kafka = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     print(
         render_status(
-            args.model_dir,
+            _store(args),
             kafka=_kafka_settings(args) if wants_kafka else None,
             server=args.server,
         )
@@ -462,6 +490,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             test_fraction=args.test_fraction,
             cutoff=args.cutoff,
             search_budget=args.search_budget,
+            daemon_budget=args.daemon_budget,
             windows=args.windows,
             retrain_every=args.retrain_every,
             seed=args.seed,
@@ -551,6 +580,12 @@ def make_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds for the ALS hyper-parameter search",
+    )
+    evaluate.add_argument(
+        "--daemon-budget",
+        type=float,
+        default=90.0,
+        help="self-tuning seconds for the 'what the daemon serves' row (0: no such row)",
     )
     evaluate.add_argument(
         "--windows",

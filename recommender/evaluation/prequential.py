@@ -65,13 +65,22 @@ def run_prequential(
     params: AlsParams,
     n: int = 10,
     seed: int = 42,
+    half_life_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PrequentialResult:
-    """Replay ``data`` and score every event against the model a live system would have had."""
+    """Replay ``data`` and score every event against the model a live system would have had.
+
+    With ``half_life_ms``, the window decays event weights by event time (the data's timestamps,
+    in seconds, when it has them; else one millisecond per event), as ``--half-life`` does."""
     order = replay_order(data, seed)
     users = [data.user_ids[u] for u in data.users[order].tolist()]
     items = [data.item_ids[i] for i in data.items[order].tolist()]
-    window = InteractionWindow(window_events)
+    stamps = (
+        np.arange(len(order), dtype=np.int64)
+        if data.timestamps is None
+        else data.timestamps[order].astype(np.int64) * 1000
+    )
+    window = InteractionWindow(window_events, half_life_ms=half_life_ms)
     fresh: dict[str, list[tuple[str, float]]] = {}
     pending: list[bytes] = []
     model: RecommenderModel | None = None
@@ -91,7 +100,7 @@ def run_prequential(
             count = len(batch)
             window.append(
                 batch,
-                timestamps_ms=np.arange(t - count + 1, t + 1, dtype=np.int64),
+                timestamps_ms=stamps[t - count + 1 : t + 1],
                 partitions=np.zeros(count, np.int64),
                 offsets=np.arange(t - count + 1, t + 1, dtype=np.int64),
             )

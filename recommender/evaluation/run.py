@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..training import AlsParams
+from .daemon import daemon_settings
 from .data import Interactions, read_interactions
 from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
@@ -39,6 +40,8 @@ class EvaluateOptions:
     test_fraction: float = 0.2
     cutoff: float = 0.9
     search_budget: float = 60.0
+    #: Self-tuning budget of the "what the daemon serves" row (0: leave the row out).
+    daemon_budget: float = 90.0
     windows: Sequence[int] = (5000, 20000, 0)
     retrain_every: Sequence[int] = (1000, 5000)
     seed: int = 42
@@ -158,7 +161,24 @@ def _offline(
         split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
     )
     bar.close()
-    models = [*_baselines(), AlsModel(best, name="ALS, tuned on validation")]
+    models: list[Recommender] = [*_baselines(), AlsModel(best, name="ALS, tuned on validation")]
+    daemon_note = ""
+    if options.daemon_budget > 0:
+        served, outcome = daemon_settings(
+            split.train, budget_seconds=options.daemon_budget, seed=options.seed
+        )
+        models.insert(
+            -1,
+            AlsModel(
+                served, name=f"ALS, what the daemon serves (self-tuned {options.daemon_budget:g} s)"
+            ),
+        )
+        daemon_note = (
+            f"The daemon's row is what the builder serves after its first tuning session on the "
+            f"training events ({len(outcome.trials)} trials in {outcome.seconds:.0f} s; "
+            f"{'adopted ' + _params_text(served) if outcome.adopted else 'kept its defaults'}: "
+            f"{outcome.reason})."
+        )
     results: list[ModelResult] = []
     for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
         results.append(evaluate_model(model, split, ks))
@@ -198,6 +218,13 @@ def _offline(
         f"{tuned / pop:.2f}x popularity and {tuned / seed_ndcg - 1:+.0%} vs the seed's settings.",
         "",
     )
+    if daemon_note:
+        daemon_ndcg = results[-2].metrics[k0]["ndcg"]
+        report.md(
+            daemon_note + f" NDCG@{k0} {daemon_ndcg:.4f} = {daemon_ndcg / tuned:.0%} of the "
+            "full search's.",
+            "",
+        )
 
     def draw(ax: Any) -> None:
         for r in results:

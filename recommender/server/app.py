@@ -16,7 +16,7 @@ from aiohttp import web
 from ..blas import limit_blas_threads
 from ..catalog import Catalog
 from ..fresh import FreshEvents
-from ..kafka import BrokerHealth
+from ..kafka import BrokerHealth, parse_overrides
 from ..store import open_store
 from .batching import ScoreBatcher
 from .follower import Coverage, Follower
@@ -146,7 +146,11 @@ def create_app(config: ServerConfig) -> web.Application:
     health = BrokerHealth()
     app[CONFIG] = config
     app[HEALTH] = health
-    app[STORE] = open_store(config.model_dir)
+    app[STORE] = open_store(
+        config.model_dir,
+        options=parse_overrides(config.store_options),
+        cache_dir=config.cache_dir,
+    )
     app[HOLDER] = holder
     app[FRESH] = fresh
     app[CATALOG] = catalog

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +47,8 @@ class ServerConfig:
     """
 
     model_dir: str
+    store_options: tuple[str, ...] = ()
+    cache_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     max_n: int = 1000

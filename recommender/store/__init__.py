@@ -1,8 +1,13 @@
-"""Where snapshots live: a local directory, or an object-store prefix (see :func:`open_store`)."""
+"""Where snapshots live: a local directory, or an object-store prefix (see :func:`open_store`).
+
+Local directories publish by rename (POSIX, NFS); object stores (``s3://``, ``gs://``, ``az://``)
+by writing the manifest last and only if absent (:mod:`.objects`).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -10,14 +15,32 @@ from ..errors import ConfigError
 from .base import SnapshotStore, snapshot_name, version_of
 from .local import LocalStore
 
-__all__ = ["LocalStore", "SnapshotStore", "as_store", "open_store", "snapshot_name", "version_of"]
+__all__ = [
+    "OBJECT_SCHEMES",
+    "LocalStore",
+    "SnapshotStore",
+    "as_store",
+    "open_store",
+    "snapshot_name",
+    "version_of",
+]
+
+#: URL schemes served by an object store (obstore): S3 and compatible, GCS, Azure.
+OBJECT_SCHEMES: Final = frozenset({"s3", "s3a", "gs", "az", "abfs", "abfss", "azure"})
 
 #: ``scheme:`` at the start of a location: a URL, never a local folder name.
 _SCHEME_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
-def open_store(location: str | Path) -> SnapshotStore:
-    """The store at ``location``: a local path, or ``file://`` URL.
+def open_store(
+    location: str | Path,
+    *,
+    options: Mapping[str, str] | None = None,
+    cache_dir: Path | None = None,
+) -> SnapshotStore:
+    """The store at ``location``: a local path, a ``file://`` URL, or an object-store URL
+    (``s3://bucket/prefix``, ``gs://``, ``az://``) with client ``options`` (``--store-option``)
+    and a local ``cache_dir`` for downloaded snapshots.
 
     Raises
     ------
@@ -42,7 +65,16 @@ def open_store(location: str | Path) -> SnapshotStore:
         if not path.startswith("/"):
             raise ConfigError(f"--model-dir {location!r}: a file:// URL needs an absolute path")
         return LocalStore(Path(path))
-    raise ConfigError(f"--model-dir {location!r}: unknown scheme {scheme!r}; use a local path")
+    if scheme in OBJECT_SCHEMES:
+        if not rest[2:].split("/", 1)[0]:
+            raise ConfigError(f"--model-dir {location!r}: no bucket or container name")
+        from .objects import ObjectStore
+
+        return ObjectStore(location, options=options, cache_dir=cache_dir)
+    raise ConfigError(
+        f"--model-dir {location!r}: unknown scheme {scheme!r}; use a local path or one of "
+        f"{', '.join(sorted(OBJECT_SCHEMES))}://"
+    )
 
 
 def as_store(store: SnapshotStore | Path | str) -> SnapshotStore:

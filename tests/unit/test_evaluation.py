@@ -88,6 +88,8 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
             "5,10",
             "--search-budget",
             "2",
+            "--daemon-budget",
+            "2",
             "--windows",
             "2000,0",
             "--retrain-every",
@@ -103,7 +105,9 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
         assert heading in text
     report = json.loads((out / "report.json").read_text())
     names = [m["name"] for m in report["Per-user holdout"]["models"]]
-    assert names[0] == "popularity" and "ALS, tuned on validation" in names
+    assert names[0] == "popularity" and names[-1] == "ALS, tuned on validation"
+    assert names[-2] == "ALS, what the daemon serves (self-tuned 2 s)"
+    assert "what the builder serves after its first tuning session" in text
     assert len(report["prequential"]) == 2
     assert all(0 <= run["recall"] <= 1 for run in report["prequential"])
     for png in ("ndcg_vs_k_per-user.png", "prequential_over_time.png", "prequential_by_window.png"):

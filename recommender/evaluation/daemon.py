@@ -1,0 +1,46 @@
+"""What the daemon itself would serve for a training set: its defaults, self-tuned within its
+budget exactly as the builder tunes its window (:func:`recommender.tuning.tune`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..training import AlsParams
+from ..tuning import TuningOutcome, tune
+from ..window import WindowEvents
+from .data import Interactions
+
+__all__ = ["daemon_settings", "window_events"]
+
+
+def window_events(data: Interactions, *, binary: bool = True) -> WindowEvents:
+    """``data`` as the builder's window would hold it (event time: the data's timestamps, else
+    the order of the events)."""
+    stamps = (
+        np.arange(len(data), dtype=np.int64)
+        if data.timestamps is None
+        else data.timestamps.astype(np.int64) * 1000
+    )
+    weights = np.ones(len(data), np.float32) if binary else data.weights.astype(np.float32)
+    return WindowEvents(
+        data.users.astype(np.int64),
+        data.items.astype(np.int64),
+        weights,
+        stamps,
+        list(data.user_ids),
+        list(data.item_ids),
+    )
+
+
+def daemon_settings(
+    train: Interactions, *, budget_seconds: float, binary: bool = True, seed: int = 42
+) -> tuple[AlsParams, TuningOutcome]:
+    """The settings the builder would serve after its first tuning session on ``train``."""
+    defaults = AlsParams(random_seed=seed)
+    outcome = tune(
+        window_events(train, binary=binary),
+        current=defaults,
+        budget_seconds=budget_seconds,
+        seed=seed,
+    )
+    return (outcome.best if outcome.adopted else defaults), outcome
