@@ -133,14 +133,13 @@ def part_defaults(names: list[str]) -> None:
     worst, mean = ratios.min(axis=0), ratios.mean(axis=0)
     order = np.lexsort((-mean, -worst))
     print()
-    print("| factors | λ | α | worst ratio | mean ratio | " + " | ".join(table) + " |")
+    print("| factors | reg. | alpha | worst ratio | mean ratio | " + " | ".join(table) + " |")
     print("| ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(table))
     for k in [*order[:8], GRID.index(AlsParams(factors=64, regularization=0.05, alpha=1.0))]:
         p = GRID[k]
         cells = " | ".join(f"{ratios[d, k]:.2f}" for d in range(len(table)))
-        print(
-            f"| {p.factors} | {p.regularization:g} | {p.alpha:g} | {worst[k]:.2f} | {mean[k]:.2f} | {cells} |"
-        )
+        setting = f"{p.factors} | {p.regularization:g} | {p.alpha:g}"
+        print(f"| {setting} | {worst[k]:.2f} | {mean[k]:.2f} | {cells} |")
     print()
     print(f"chosen (best worst-case ratio, then mean): {GRID[order[0]]}")
 
@@ -149,8 +148,8 @@ def part_serve(names: list[str], daemon_budget: float, search_budget: float) -> 
     print(f"## Test NDCG@{K}: defaults, the daemon (self-tuned {daemon_budget:g} s), full search "
           f"({search_budget:g} s)")  # fmt: skip
     print()
-    print("| data | popularity | old defaults | new defaults | daemon | full search | daemon / full "
-          "| daemon settings |")  # fmt: skip
+    print("| data | popularity | old defaults | new defaults | daemon | full search "
+          "| daemon / full | daemon settings |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in names:
         data, binary = datasets()[name]()
@@ -161,7 +160,7 @@ def part_serve(names: list[str], daemon_budget: float, search_budget: float) -> 
         old, new = ndcg(OLD_DEFAULTS, split, binary), ndcg(AlsParams(), split, binary)
         daemon, full = ndcg(served, split, binary), ndcg(best, split, binary)
         settings = (
-            f"{served.factors}, λ {served.regularization:.3g}, α {served.alpha:.3g}, "
+            f"{served.factors}, reg. {served.regularization:.3g}, alpha {served.alpha:.3g}, "
             f"{served.iterations} it." + ("" if outcome.adopted else " (kept defaults)")
         )
         print(f"| {name} | {pop:.4f} | {old:.4f} | {new:.4f} | {daemon:.4f} | {full:.4f} | "
@@ -393,14 +392,14 @@ def part_daemon() -> None:
             p = AlsParams(**manifest["params"])
             share = f"{in_group_share(p, data, groups):.0%}" if groups else "-"
             print(f"| {name} | {len(values):,} | {first:.0f} s | {seconds:.0f} s "
-                  f"({manifest['params_source']}) | {p.factors}, λ {p.regularization:.3g}, "
-                  f"α {p.alpha:.3g}, {p.iterations} it. | {share} |", flush=True)  # fmt: skip
+                  f"({manifest['params_source']}) | {p.factors}, reg. {p.regularization:.3g}, "
+                  f"alpha {p.alpha:.3g}, {p.iterations} it. | {share} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", required=True,
-                        choices=["defaults", "serve", "budget", "search", "gate", "decay", "daemon"])  # fmt: skip
+    parts = ["defaults", "serve", "budget", "search", "gate", "decay", "daemon"]
+    parser.add_argument("--part", required=True, choices=parts)
     parser.add_argument("--data", help="comma-separated data set names (default: all found)")
     parser.add_argument("--daemon-budget", type=float, default=90.0)
     parser.add_argument("--search-budget", type=float, default=120.0)
