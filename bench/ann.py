@@ -88,6 +88,17 @@ def faiss_hnsw(y: np.ndarray, ef: int):
     return search
 
 
+def faiss_hnsw_ip(y: np.ndarray, ef: int):
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexHNSWFlat(y.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 100
+    index.add(y)
+    index.hnsw.efSearch = ef
+    return lambda q: index.search(q, K)[1]
+
+
 def hnswlib_ip(y: np.ndarray, ef: int):
     import hnswlib
 
@@ -114,6 +125,7 @@ def usearch_ip(y: np.ndarray, ef: int):
 
 LIBRARIES: dict[str, Callable] = {
     "faiss HNSW (MIPS->L2)": faiss_hnsw,
+    "faiss HNSW (ip)": faiss_hnsw_ip,
     "hnswlib (ip)": hnswlib_ip,
     "usearch (ip)": usearch_ip,
 }

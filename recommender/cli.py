@@ -353,6 +353,21 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)"
     )
+    topk = parser.add_argument_group("top-k search")
+    topk.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=50_000,
+        help="from this many items on, find top items with an HNSW graph instead of scoring "
+        "every item (default 50000; recall@10 measured in BENCHMARKS.md)",
+    )
+    topk.add_argument(
+        "--ann-ef",
+        type=int,
+        default=128,
+        help="HNSW search breadth: higher is more exact and slower (default 128)",
+    )
+    topk.add_argument("--exact", action="store_true", help="always score every item")
     live = parser.add_argument_group(
         "real time (needs --bootstrap-servers or $KAFKA_BOOTSTRAP_SERVERS)"
     )
@@ -426,6 +441,9 @@ def run_serve(args: argparse.Namespace) -> int:
             api_token=args.api_token,
             require_token_for_reads=args.require_token_for_reads,
             workers=args.workers,
+            ann_threshold=args.ann_threshold,
+            ann_ef=args.ann_ef,
+            exact=args.exact,
         )
     )
     return 0

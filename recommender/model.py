@@ -22,6 +22,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .events import clip_pair_weights
+from .index import AnnSettings, make_top_k
 from .ratings import RatingScale
 from .snapshot import Snapshot
 
@@ -86,9 +87,12 @@ class RecommenderModel:
     ----------
     snapshot : Snapshot
         A loaded, verified snapshot (see :func:`recommender.snapshot.load_snapshot`).
+    ann : AnnSettings, optional
+        When to find top items with an approximate graph instead of scoring every item (None:
+        always exact). The graph is built here: construct models off the request path.
     """
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, *, ann: AnnSettings | None = None) -> None:
         arrays = snapshot.arrays
         self.snapshot = snapshot
         self.version = snapshot.version
@@ -117,7 +121,8 @@ class RecommenderModel:
         factors = self.item_factors.shape[1]
         item_f64 = np.asarray(self.item_factors, dtype=np.float64)
         self.gram = item_f64.T @ item_f64 + self.regularization * np.eye(factors)
-        self.item_norms = np.linalg.norm(self.item_factors, axis=1).astype(np.float32)
+        #: How top items are found: every item scored, or an HNSW graph (large catalogues).
+        self.top_k = make_top_k(self.item_factors, ann)
         self._user_norms: FloatArray | None = None
         self.positions: dict[int, int] = {
             int(p): int(pos["next_offset"])
@@ -325,9 +330,8 @@ class RecommenderModel:
         if query.vector is None:
             items = self._popular(wanted, banned)
         else:
-            if scores is None:
-                scores = self.score(query.vector)
-            items = self._top(scores, wanted, banned)
+            cols, found = self.top_k.top(query.vector, wanted, banned, scores)
+            items = self._scored(cols, found)
         return Answer(items[query.offset :], query.source)
 
     def recommend(
@@ -366,21 +370,11 @@ class RecommenderModel:
             for c, s in zip(top.tolist(), score[top].tolist(), strict=True)
         ]
 
-    def _top(self, scores: FloatArray, n: int, banned: IntArray) -> list[ScoredItem]:
-        """The ``n`` best columns of ``scores`` (modified in place)."""
-        if banned.size:
-            scores[banned] = -np.inf
-        # Counting distinct banned columns costs a sort: only needed when n nears the catalogue.
-        size = scores.size
-        available = size if n + banned.size < size else size - np.unique(banned).size
-        k = min(n, available)
-        if k <= 0:
-            return []
-        top = np.argpartition(scores, -k)[-k:] if k < size else np.arange(size)
-        top = top[np.argsort(-scores[top], kind="stable")]
+    def _scored(self, cols: IntArray, scores: FloatArray) -> list[ScoredItem]:
+        ids = self.item_ids
         return [
-            ScoredItem(self.item_ids[c], float(s))
-            for c, s in zip(top.tolist(), scores[top].tolist(), strict=True)
+            ScoredItem(ids[c], float(s))
+            for c, s in zip(cols.tolist(), scores.tolist(), strict=True)
         ]
 
     # -- similarity and explanations -----------------------------------------------------------
@@ -390,10 +384,7 @@ class RecommenderModel:
         col = self.item_index.get(item)
         if col is None:
             return None
-        scores = self.score(self.item_factors[col])
-        norms = self.item_norms * max(float(self.item_norms[col]), 1e-12)
-        scores /= np.maximum(norms, 1e-12)
-        return self._top(scores, n, np.array([col], dtype=np.int64))
+        return self._scored(*self.top_k.similar(col, n))
 
     def similar_users(self, user: str, n: int) -> list[ScoredItem] | None:
         """Users closest to ``user`` by cosine of their factors (None: unknown user)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -77,7 +78,8 @@ async def _answer(request: web.Request, model: RecommenderModel, query: Query) -
     if config.catalog_only:
         excluded = request.app[CATALOG].excluded_columns(model.version, model.item_index)
     scores = None
-    if query.vector is not None:
+    if query.vector is not None and not model.top_k.approximate:
+        # Exact scoring reads every item's factors: share that read with concurrent requests.
         scores = await request.app[BATCHER].score(model, query.vector)
     answer = model.answer(query, scores, excluded=excluded)
     metrics = request.app[METRICS]
@@ -145,7 +147,10 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def similar(request: web.Request) -> web.Response:
     item, n = id_param(request, "item"), _n(request)
     model = _model_or_503(request)
-    found = model.similar_items(item, n)
+    if model.top_k.approximate:  # a large catalogue: scoring every item is for a thread
+        found = await asyncio.to_thread(model.similar_items, item, n)
+    else:
+        found = model.similar_items(item, n)
     if found is None:
         raise _not_found("item", item)
     return json_response(

@@ -65,6 +65,10 @@ class ServerConfig:
     api_token: str | None = None
     require_token_for_reads: bool = False
     workers: int = 1
+    #: Top-k through an HNSW graph from this many items on (``exact``: never).
+    ann_threshold: int = 50_000
+    ann_ef: int = 128
+    exact: bool = False
 
 
 class ModelHolder:

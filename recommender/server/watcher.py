@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..errors import SnapshotError
+from ..index import AnnSettings
 from ..logs import RateLimitedLog
 from ..model import RecommenderModel
 from ..store import SnapshotStore
@@ -32,8 +33,9 @@ def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> Reco
     Raises SnapshotError for anything that makes it unservable here, including a snapshot built
     from another topic than the one this server follows (its offsets would name other events).
     """
+    ann = AnnSettings(threshold=config.ann_threshold, exact=config.exact, ef_search=config.ann_ef)
     try:
-        model = RecommenderModel(store.load(version))
+        model = RecommenderModel(store.load(version), ann=ann)
     except SnapshotError:
         raise
     except Exception as exc:  # whatever a crafted snapshot provokes, it is one rejection

@@ -45,7 +45,9 @@ def publish_window(model_dir, version, events, *, factors=2, params=None):
     window = InteractionWindow(1_000_000)
     append_events(window, events)
     matrix = window.matrix()
-    params = params or AlsParams(factors=factors, iterations=8)
+    # Toy matrices of a few dozen users: pin a light regularisation (the defaults are chosen
+    # for real data sets, where lambda 32 is right; here it would flatten every factor).
+    params = params or AlsParams(factors=factors, iterations=8, regularization=0.05, alpha=1.0)
     trained = train_als(matrix.user_items, params)
     manifest = {
         "topic": "t",
