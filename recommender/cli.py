@@ -279,6 +279,13 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
     )
     als.add_argument("--iterations", type=int, help=f"default {defaults.iterations}")
     als.add_argument("--seed", type=int, default=42, help="random seed of the initial factors")
+    als.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="fit ALS on the GPU when implicit can use one (auto, the default), or force cpu / "
+        "gpu; self-tuning always uses one CPU core",
+    )
     _add_kafka(parser)
     _add_common(parser)
 
@@ -294,7 +301,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from .builder import BuilderConfig, ModelBuilder
-    from .training import AlsParams
+    from .training import AlsParams, resolve_device
 
     given = {
         name: getattr(args, name)
@@ -321,6 +328,7 @@ def run_build(args: argparse.Namespace) -> int:
         params=params,
         dead_letter_topic=args.dead_letter_topic,
         pinned=frozenset(given),
+        device=resolve_device(args.device),
         tune=args.tune == "on",
         tune_budget=args.tune_budget,
         retune_every=args.retune_every,

@@ -6,28 +6,61 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from .blas import limit_blas_threads
-from .errors import TrainingAborted, TrainingError
+from .errors import ConfigError, TrainingAborted, TrainingError
 
 if TYPE_CHECKING:
     from .window import WindowMatrix
 
 __all__ = [
     "AlsParams",
+    "Device",
     "TrainedFactors",
     "check_factors",
+    "gpu_available",
+    "resolve_device",
     "snapshot_arrays",
     "solve_users",
     "train_als",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Where ALS is fitted: ``auto`` picks the GPU when implicit can use one (CUDA and RMM).
+Device = Literal["auto", "cpu", "gpu"]
+
+
+def gpu_available() -> bool:
+    """Whether implicit can train on a GPU here (its CUDA extension, RMM and a device)."""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "CUDA extension is built, but ..." on CPU machines
+            import implicit.gpu
+    except ImportError:
+        return False
+    return bool(implicit.gpu.HAS_CUDA and implicit.gpu.HAS_RMM)
+
+
+def resolve_device(device: Device) -> Literal["cpu", "gpu"]:
+    """``auto`` -> the GPU if available, else the CPU; ``gpu`` without one is an error."""
+    if device == "cpu":
+        return "cpu"
+    if gpu_available():
+        return "gpu"
+    if device == "gpu":
+        raise ConfigError(
+            "--device gpu: implicit cannot use a GPU here (it needs an NVIDIA GPU, CUDA and the "
+            "rmm package, e.g. pip install rmm-cu13); use --device auto or cpu"
+        )
+    return "cpu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +117,7 @@ def train_als(
     should_stop: Callable[[], bool] = lambda: False,
     num_threads: int = 0,
     after_iteration: Callable[[int, TrainedFactors], None] | None = None,
+    device: Literal["cpu", "gpu"] = "cpu",
 ) -> TrainedFactors:
     """Fit ALS on a users x items matrix of summed weights.
 
@@ -96,7 +130,9 @@ def train_als(
     should_stop : callable
         Polled after every iteration; when it returns True the fit is abandoned.
     num_threads : int
-        OpenMP threads for implicit (0: all cores).
+        OpenMP threads for implicit on the CPU (0: all cores).
+    device : "cpu" or "gpu"
+        Where to fit (see :func:`resolve_device`); the factors come back as numpy arrays.
     after_iteration : callable, optional
         Called with the iteration number (from 1) and the factors so far (not copied: read
         them, do not keep them); it may raise :class:`TrainingAborted` to stop early.
@@ -110,7 +146,9 @@ def train_als(
     """
     if user_items.nnz == 0:
         raise TrainingError("the window is empty: nothing to train on")
-    model = _als(params, num_threads)
+    if device == "gpu" and after_iteration is not None:
+        raise ValueError("after_iteration reads the factors on the CPU: not with device='gpu'")
+    model = _als(params, num_threads) if device == "cpu" else _gpu_als(params)
 
     def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
         if should_stop():
@@ -131,6 +169,8 @@ def train_als(
     except Exception as exc:  # implicit raises plain exceptions; keep the cause
         raise TrainingError(f"ALS fit failed: {exc}") from exc
     seconds = time.perf_counter() - started
+    if device == "gpu":
+        model = model.to_cpu()
     user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     check_factors(user_factors, item_factors, user_items.shape)
@@ -148,6 +188,18 @@ def _als(params: AlsParams, num_threads: int = 0) -> Any:
         iterations=params.iterations,
         random_state=params.random_seed,
         num_threads=num_threads,
+    )
+
+
+def _gpu_als(params: AlsParams) -> Any:
+    from implicit.gpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares(
+        factors=params.factors,
+        regularization=params.regularization,
+        alpha=params.alpha,
+        iterations=params.iterations,
+        random_state=params.random_seed,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..events import DEFAULT_MAX_ID_BYTES
@@ -31,6 +31,8 @@ class BuilderConfig:
     from_beginning: bool = False
     keep: int = 3
     params: AlsParams = field(default_factory=AlsParams)
+    #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
+    device: Literal["cpu", "gpu"] = "cpu"
     dead_letter_topic: str | None = None
     #: Dead letters larger than this are copied truncated to it (a producer refuses bigger ones).
     dead_letter_max_bytes: int = 64 * 1024

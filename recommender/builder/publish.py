@@ -182,7 +182,12 @@ class Publisher:
                 )
                 self.stats.gate_abstentions += 1
             if matrix.train_items is not None and self.serving is not None:
-                fitted = train_als(matrix.train_items, params, should_stop=self._abort.is_set)
+                fitted = train_als(
+                    matrix.train_items,
+                    params,
+                    should_stop=self._abort.is_set,
+                    device=self.config.device,
+                )
                 verdict = self._judge(matrix, fitted, params, self.serving)
                 if verdict.refused:
                     forced = self._serving_too_old(verdict)
@@ -195,7 +200,12 @@ class Publisher:
                 check_factors(users, fitted.item_factors, matrix.user_items.shape)
                 factors = TrainedFactors(users, fitted.item_factors, fitted.seconds)
             else:
-                factors = train_als(matrix.user_items, params, should_stop=self._abort.is_set)
+                factors = train_als(
+                    matrix.user_items,
+                    params,
+                    should_stop=self._abort.is_set,
+                    device=self.config.device,
+                )
         except TrainingAborted as exc:
             log.info("retrain abandoned for shutdown (%s)", exc)
             return
@@ -299,6 +309,7 @@ class Publisher:
             "tune": config.tune,
             "tuning": self.tuning,
             "training_seconds": round(factors.seconds, 4),
+            "device": self.config.device,
             "quality": quality,
             # Counters as of this retrain's start, this publication included.
             "builder": {

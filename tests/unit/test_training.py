@@ -65,3 +65,31 @@ def test_empty_window_and_non_finite_factors_are_refused():
 def test_bad_hyper_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         AlsParams(**bad)
+
+
+def test_device_auto_falls_back_to_the_cpu_and_gpu_says_what_it_needs():
+    from recommender.errors import ConfigError
+    from recommender.training import gpu_available, resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    if gpu_available():
+        assert resolve_device("auto") == resolve_device("gpu") == "gpu"
+    else:
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(ConfigError, match="rmm"):
+            resolve_device("gpu")
+
+
+@pytest.mark.skipif("not __import__('recommender.training').training.gpu_available()")
+def test_gpu_training_learns_the_same_blocks_as_the_cpu():
+    """Runs only where implicit can use a GPU (CUDA and rmm): not on CI."""
+    matrix = checkerboard()
+    params = AlsParams(factors=2, iterations=10)
+    cpu = train_als(matrix.user_items, params)
+    gpu = train_als(matrix.user_items, params, device="gpu")
+    assert gpu.user_factors.shape == cpu.user_factors.shape
+    scores = gpu.user_factors @ gpu.item_factors.T
+    scores[matrix.user_items.toarray() > 0] = -np.inf
+    best = [matrix.item_ids[c] for c in scores.argmax(axis=1)]
+    for user, item in zip(matrix.user_ids, best, strict=True):
+        assert item == f"g{user[1]}i{int(user.split('u')[1]) % 10}"
