@@ -226,43 +226,50 @@ def bench_train(sizes: list[int], repeats: int) -> None:
 
 def bench_gate(total: int, repeats: int) -> None:
     """Retrain cost with the quality gate on: fit without the holdout, judge, solve users."""
-    from recommender.quality import FactorModel, judge
+    from recommender.quality import GateModel, compare_models
     from recommender.training import solve_users
 
-    params = AlsParams(factors=64, iterations=15)
+    params = AlsParams()
     window = window_of(total)
     holdout = 5000
     matrix = window.matrix(holdout_from={0: total - holdout}, max_holdout=holdout)
     assert matrix.train_items is not None
+    train = matrix.train_items
     serving = train_als(matrix.user_items, params)
-    old = FactorModel(
-        list(matrix.item_ids), serving.item_factors, params.alpha, params.regularization
+    popularity = np.bincount(train.indices, minlength=train.shape[1])
+    old = GateModel(
+        list(matrix.item_ids), serving.item_factors, popularity, params.alpha, params.regularization
     )
     plain_s, _ = median_of(lambda: train_als(matrix.user_items, params), repeats)
-    fitted = train_als(matrix.train_items, params)
-    new = FactorModel(
-        list(matrix.item_ids), fitted.item_factors, params.alpha, params.regularization
+    fitted = train_als(train, params)
+    new = GateModel(
+        list(matrix.item_ids), fitted.item_factors, popularity, params.alpha, params.regularization
     )
-    args = (list(matrix.item_ids), matrix.train_items, matrix.holdout_users, matrix.holdout_items)
-    judge_s, _ = median_of(lambda: judge(new, old, *args, max_drop=0.2), repeats)
-    solve_s, _ = median_of(
-        lambda: solve_users(fitted.item_factors, matrix.user_items, params), repeats
-    )
-    result = judge(new, old, *args, max_drop=0.2)
+
+    def judge():
+        return compare_models(
+            new, old, list(matrix.item_ids), train, matrix.holdout_users, matrix.holdout_items,
+            matrix.holdout_weights, max_drop=0.2,
+        )  # fmt: skip
+
+    judge_s, _ = median_of(judge, repeats)
+    solve_s, _ = median_of(lambda: solve_users(fitted.item_factors, train, params), repeats)
+    verdict = judge()
     report(f"### Quality gate on a {total:,}-event window ({holdout:,} newest events held out)")
     report()
     report("| step | median s |")
     report("| --- | ---: |")
     report(f"| plain retrain (no gate) | {plain_s:.2f} |")
+    users = verdict.comparison.users if verdict.comparison else 0
     report(
-        f"| judge: hit rate@10 of both models on the holdout ({result.users:,} users) | "
+        f"| judge: NDCG@10 of both models as served, paired bootstrap ({users:,} users) | "
         f"{judge_s:.2f} |"
     )
     report(f"| solve every user on the whole window (ALS half-step) | {solve_s:.2f} |")
     report()
     report(
         f"gate overhead per retrain: {(judge_s + solve_s) / plain_s:.0%} of a plain retrain; "
-        f"hit rate@10 new {result.candidate:.3f} vs serving {result.serving:.3f}"
+        f"verdict: {verdict.decision} ({verdict.reason})"
     )
     report()
 

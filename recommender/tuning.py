@@ -7,8 +7,10 @@ settings. The users with something to find in validation are split in two halves
 - the **search** half scores trials (NDCG@10 of their validation items, trained on the rest);
 - the **confirmation** half is used once, at the end: the best trial and the current setting are
   fitted again and compared user by user with a paired bootstrap; the best is adopted only when
-  the whole interval of the difference is above zero. The confirmation users played no part in
-  choosing the best trial, so its score there is not inflated by the search (winner's curse).
+  the whole interval of the difference is above zero *and* the gain is at least ``min_gain``
+  (2 %) of the current score, so near-equal settings never churn. The confirmation users played
+  no part in choosing the best trial, so its score there is not inflated by the search (winner's
+  curse).
 
 The search is optuna's TPE sampler with a median pruner (intermediate NDCG after a few ALS
 iterations: a poor setting is stopped early), warm-started with the current setting and the last
@@ -210,6 +212,7 @@ def tune(
     pause: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
     num_threads: int = 1,
+    min_gain: float = 0.02,
 ) -> TuningOutcome:
     """Search settings for ``events`` within ``budget_seconds`` of search time (time spent in
     ``pause`` does not count), then decide whether the best beats ``current`` (see the module
@@ -352,11 +355,18 @@ def tune(
     except TrainingError as exc:
         return outcome(current, False, f"confirmation did not finish: {exc}", records)
     comparison = paired_bootstrap(scores["best"], scores["current"], seed=seed)
-    better = comparison.low > 0
+    significant = comparison.low > 0
+    better = significant and comparison.relative_change >= min_gain
+    verdict = (
+        "better beyond the noise"
+        if better
+        else f"a gain below {min_gain:.0%}"
+        if significant
+        else "not better beyond the noise"
+    )
     reason = (
         f"NDCG@{k} {comparison.candidate:.4f} vs {comparison.baseline:.4f} for the current "
         f"setting on {comparison.users} confirmation users, difference interval "
-        f"[{comparison.low:+.4f}, {comparison.high:+.4f}]: "
-        + ("better beyond the noise" if better else "not better beyond the noise")
+        f"[{comparison.low:+.4f}, {comparison.high:+.4f}]: {verdict}"
     )
     return outcome(best, better, reason, records, comparison)

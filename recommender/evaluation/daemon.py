@@ -13,11 +13,13 @@ from .data import Interactions
 __all__ = ["daemon_settings", "window_events"]
 
 
-def window_events(data: Interactions, *, binary: bool = True) -> WindowEvents:
-    """``data`` as the builder's window would hold it (event time: the data's timestamps, else
-    the order of the events)."""
+def window_events(data: Interactions, *, binary: bool = True, seed: int = 42) -> WindowEvents:
+    """``data`` as the builder's window would hold it. Event time: the data's timestamps; a file
+    without any (sorted by user and item, like the anime files) gets a seeded shuffle, as a
+    replay into Kafka would (its order must not make "a user's newest events" their highest item
+    ids)."""
     stamps = (
-        np.arange(len(data), dtype=np.int64)
+        np.random.default_rng(seed).permutation(len(data)).astype(np.int64)
         if data.timestamps is None
         else data.timestamps.astype(np.int64) * 1000
     )
@@ -38,7 +40,7 @@ def daemon_settings(
     """The settings the builder would serve after its first tuning session on ``train``."""
     defaults = AlsParams(random_seed=seed)
     outcome = tune(
-        window_events(train, binary=binary),
+        window_events(train, binary=binary, seed=seed),
         current=defaults,
         budget_seconds=budget_seconds,
         seed=seed,

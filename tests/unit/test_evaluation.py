@@ -140,3 +140,19 @@ def test_headerless_files_with_string_ids_keep_their_first_row(tmp_path):
     with_header = tmp_path / "header.csv"
     with_header.write_text("user,item,weight\nalice,book,2\n")
     assert len(read_interactions(with_header)) == 1
+
+
+def test_a_file_without_timestamps_gets_a_shuffled_event_time_for_the_daemon(tmp_path):
+    """Sorted files (by user, then item) must not make a user's 'newest' events their highest
+    item ids when the daemon's tuning is replayed offline."""
+    from recommender.evaluation.daemon import window_events
+
+    lines = "\n".join(f"u{u}\ti{i}\t1" for u in range(20) for i in range(50))
+    path = tmp_path / "sorted.dat"
+    path.write_text("User_ID\tAnime_ID\tFeedback\n" + lines + "\n")
+    data = read_interactions(path)
+    assert data.timestamps is None
+    events = window_events(data)
+    newest = events.items[np.argsort(events.timestamps)[-100:]]
+    assert len(set(newest.tolist())) > 30  # not just the last few item ids
+    assert window_events(data).timestamps.tolist() == events.timestamps.tolist()  # seeded
