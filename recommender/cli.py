@@ -401,6 +401,12 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     live.add_argument(
         "--enable-ingest", action="store_true", help="accept POST /interactions (produced to Kafka)"
     )
+    live.add_argument(
+        "--min-ratings",
+        type=int,
+        default=10,
+        help="the seed chat API's POST /recommend answers nothing below this many ratings (10)",
+    )
     security = parser.add_argument_group("security")
     security.add_argument(
         "--api-token",
@@ -452,6 +458,7 @@ def run_serve(args: argparse.Namespace) -> int:
             ann_threshold=args.ann_threshold,
             ann_ef=args.ann_ef,
             exact=args.exact,
+            min_ratings=args.min_ratings,
         )
     )
     return 0

@@ -3,8 +3,9 @@
 An event value is UTF-8 ``user:item`` or ``user:item:weight``. Ids are non-empty, at most
 ``max_id_bytes`` bytes, and contain neither ``:`` nor control characters (a newline in an id would
 break every line-based format, including ``POST /interactions``). A weight is a number of at most
-``MAX_WEIGHT_BYTES`` characters whose magnitude is from ``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite,
-meaningful in float32); a negative weight is a dislike; without one it is 1. With a declared
+``MAX_WEIGHT_BYTES`` characters: 0 (seen, no preference: a neutral rating), or a magnitude from
+``MIN_WEIGHT`` to ``MAX_WEIGHT`` (finite, meaningful in float32); a negative weight is a dislike;
+without one it is 1. With a declared
 rating scale (:class:`~recommender.ratings.RatingScale`) the number is a rating on that scale and
 becomes the weight the scale gives it. What training makes of a weight is bounded separately
 (:func:`clip_pair_weights`), so no single event can dominate or overflow ALS.
@@ -322,7 +323,8 @@ def parse_values(
         weights[weighted] = w
         if ratings is None:
             size = np.abs(weights)
-            flag("bad_weight", ~((size >= MIN_WEIGHT) & (size <= MAX_WEIGHT)))  # NaN fails too
+            usable = ((size >= MIN_WEIGHT) & (size <= MAX_WEIGHT)) | (weights == 0)
+            flag("bad_weight", ~usable)  # NaN fails too
         else:
             flag("bad_weight", ~np.isfinite(weights))
             mapped, on_scale = ratings.weights(w)

@@ -23,9 +23,12 @@ from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
 from .routes import routes
+from .seed_api import ChatState
+from .seed_api import routes as seed_routes
 from .state import (
     BATCHER,
     CATALOG,
+    CHAT,
     CONFIG,
     COVERAGE,
     FRESH,
@@ -166,6 +169,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app[INGEST] = None
 
     app.add_routes(routes)
+    app.add_routes(seed_routes)
+    app[CHAT] = ChatState()
     app.cleanup_ctx.append(snapshot_watcher)
     app.cleanup_ctx.append(kafka_clients)
     return app

@@ -49,6 +49,78 @@ ERRORS = {
 }
 
 
+CHAT_ID = {
+    "oneOf": [{"type": "integer"}, ID],
+    "description": "The chat's id: a JSON number or string",
+}
+_SEED_ERRORS = {
+    "400": _json("Error", "The body is not a JSON object of the documented fields"),
+    "401": _json("Error", "A bearer token is required (see --api-token)"),
+    "503": _json("Error", "No model is loaded yet, or Kafka did not confirm delivery"),
+}
+
+
+def _seed_post(
+    summary: str, fields: dict[str, Any], required: list[str], ok: str, *extra: str
+) -> dict[str, Any]:
+    responses = {"200": _json(ok, "Success"), **_SEED_ERRORS}
+    for code in extra:
+        responses[code] = _json("Error", "See the message")
+    return {
+        "summary": summary,
+        "security": [{"bearer": []}, {}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": required, "properties": fields}
+                }
+            },
+        },
+        "responses": responses,
+    }
+
+
+def _seed_paths() -> dict[str, Any]:
+    """The seed-001 chat API (see recommender/server/seed_api.py)."""
+    return {
+        "/register": {
+            "post": _seed_post(
+                "Seed-001 API: register a chat user", {"chat_id": CHAT_ID}, ["chat_id"], "Exists"
+            )
+        },
+        "/get_unrated_movie": {
+            "post": _seed_post(
+                "Seed-001 API: an item worth asking the user to rate",
+                {"chat_id": CHAT_ID},
+                ["chat_id"],
+                "ChatItem",
+                "404",
+            )
+        },
+        "/rate_movie": {
+            "post": _seed_post(
+                "Seed-001 API: rate an item (1-5; 0 = don't know it; needs --enable-ingest)",
+                {
+                    "chat_id": CHAT_ID,
+                    "movie_id": CHAT_ID,
+                    "movieId": CHAT_ID,
+                    "rating": {
+                        "oneOf": [
+                            {"type": "number", "minimum": 0, "maximum": 5},
+                            {"type": "string", "pattern": "^[0-5]$"},
+                        ]
+                    },
+                    "scale": {"type": "string", "description": "Default 1..5, e.g. 1..10"},
+                },
+                ["chat_id", "rating"],
+                "RateResult",
+                "403",
+            )
+        },
+    }
+
+
 def openapi_document(max_n: int) -> dict[str, Any]:
     """The API description (``max_n`` is the server's largest allowed ``n``)."""
     n = _param("n", {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10}, "How many")
@@ -76,6 +148,15 @@ def openapi_document(max_n: int) -> dict[str, Any]:
         },
     }
     items_array = {"type": "array", "items": {"$ref": "#/components/schemas/ScoredItem"}}
+    chat_item = {
+        "type": "object",
+        "required": ["id", "title", "url"],
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "url": {"type": "string", "nullable": True},
+        },
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -100,8 +181,18 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                         ),
                     ],
                     "responses": {"200": _json("Recommendations", "Success"), **ERRORS},
-                }
+                },
+                "post": _seed_post(
+                    "Seed-001 API: top_n for a chat user ({movies: []} below --min-ratings)",
+                    {
+                        "chat_id": CHAT_ID,
+                        "top_n": {"type": "integer", "minimum": 1, "maximum": max_n},
+                    },
+                    ["chat_id"],
+                    "ChatMovies",
+                ),
             },
+            **_seed_paths(),
             "/similar": get("Items similar to an item (cosine)", [item, n], "SimilarItems", "404"),
             "/similar-users": get(
                 "Users similar to a user (cosine)", [user, n], "SimilarUsers", "404"
@@ -199,6 +290,22 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                     },
                 },
                 "ScoredItem": scored,
+                "Exists": {
+                    "type": "object",
+                    "required": ["exists"],
+                    "properties": {"exists": {"type": "integer", "enum": [0, 1]}},
+                },
+                "ChatItem": chat_item,
+                "ChatMovies": {
+                    "type": "object",
+                    "required": ["movies"],
+                    "properties": {"movies": {"type": "array", "items": chat_item}},
+                },
+                "RateResult": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}, "recorded": {"type": "boolean"}},
+                },
                 "Event": {
                     "type": "object",
                     "required": ["user", "item"],
@@ -210,8 +317,9 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                             "nullable": True,
                             "minimum": -MAX_WEIGHT,
                             "maximum": MAX_WEIGHT,
-                            "description": "Default 1. Negative: a dislike. Magnitude at least "
-                            f"{MIN_WEIGHT:g}. When the builder declares a rating scale "
+                            "description": "Default 1. Negative: a dislike; 0: seen, no "
+                            f"preference. Otherwise a magnitude of at least {MIN_WEIGHT:g}. When "
+                            "the builder declares a rating scale "
                             "(--ratings), a rating on that scale.",
                         },
                         "rating": {

@@ -27,7 +27,7 @@ from .validation import (
     text_param,
 )
 
-__all__ = ["routes"]
+__all__ = ["answer_query", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -71,7 +71,7 @@ def _items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[
     return out
 
 
-async def _answer(request: web.Request, model: RecommenderModel, query: Query) -> Answer:
+async def answer_query(request: web.Request, model: RecommenderModel, query: Query) -> Answer:
     """Score (batched with concurrent requests) and pick the top items of a query."""
     config = request.app[CONFIG]
     excluded = None
@@ -114,7 +114,7 @@ async def recommend(request: web.Request) -> web.Response:
         model = _model_or_503(request)
         query = model.query_for_items(items, n, exclude=exclude, offset=offset)
         body = {"items_given": items}
-    answer = await _answer(request, model, query)
+    answer = await answer_query(request, model, query)
     body.update(
         {
             "items": _items_json(request, answer.items),
@@ -139,7 +139,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     )
     model = _model_or_503(request)
     query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
-    answer = await _answer(request, model, query)
+    answer = await answer_query(request, model, query)
     return json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
 
 

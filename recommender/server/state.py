@@ -22,6 +22,7 @@ from .metrics import ServerMetrics
 __all__ = [
     "BATCHER",
     "CATALOG",
+    "CHAT",
     "CONFIG",
     "COVERAGE",
     "FRESH",
@@ -69,6 +70,8 @@ class ServerConfig:
     ann_threshold: int = 50_000
     ann_ef: int = 128
     exact: bool = False
+    #: The seed API's POST /recommend answers nothing below this many ratings.
+    min_ratings: int = 10
 
 
 class ModelHolder:
@@ -97,4 +100,7 @@ COVERAGE = web.AppKey("coverage", Coverage)
 HEALTH = web.AppKey("health", BrokerHealth)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
-INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)
+INGEST = web.AppKey("ingest", object)
+CHAT = web.AppKey(
+    "chat", object
+)  # the seed API's ChatState (see seed_api.py)  # an Ingest when --enable-ingest (see ingest.py)

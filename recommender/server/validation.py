@@ -15,6 +15,7 @@ __all__ = [
     "check_id",
     "id_list_param",
     "id_param",
+    "id_problem",
     "int_param",
     "json_error",
     "json_response",
@@ -71,14 +72,22 @@ def _single(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+def id_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as an id (the event rules), or None."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_CHARS:
+        return f"longer than {MAX_ID_CHARS} characters"
+    if _FORBIDDEN.search(value):
+        return "ids never contain ':', ',' or control characters"
+    return None
+
+
 def check_id(name: str, value: str) -> str:
     """Ids follow the event rules: 1 to 256 characters, no ':' and no control characters."""
-    if not value:
-        bad_parameter(name, "must not be empty")
-    if len(value) > MAX_ID_CHARS:
-        bad_parameter(name, f"longer than {MAX_ID_CHARS} characters")
-    if _FORBIDDEN.search(value):
-        bad_parameter(name, "ids never contain ':', ',' or control characters")
+    problem = id_problem(value)
+    if problem:
+        bad_parameter(name, problem)
     return value
 
 

@@ -151,7 +151,7 @@ def test_a_new_snapshot_is_hot_swapped_while_requests_run_without_a_failure(
 def test_malformed_events_are_skipped_counted_and_dead_lettered(kafka, topic, daemons, tmp_path):
     name, dead = topic(1), topic(1, prefix="dlq")
     good = [format_event(f"u{k % 20}", f"i{k % 13}") for k in range(200)]
-    bad = [b"", b"no-colon", b"a:b:c:d", b"\xff:x", b"u:i:0", b"u:i:nan", b"x" * 300 + b":i"]
+    bad = [b"", b"no-colon", b"a:b:c:d", b"\xff:x", b"u:i:1e-99", b"u:i:nan", b"x" * 300 + b":i"]
     values = good[:100] + bad + good[100:]
     produce(kafka, name, values, keyed=False)
     model_dir = tmp_path / "model"

@@ -46,14 +46,14 @@ def test_each_kind_of_malformed_event_is_rejected_with_its_reason():
         b"\xff\xfe:item": "not_utf8",
         b"u:\xc3(": "not_utf8",
         b"u:i:heavy": "bad_weight",
-        b"u:i:0": "bad_weight",
-        b"u:i:-0": "bad_weight",
+        b"u:i:1e-31": "bad_weight",
+        b"u:i:-1e31": "bad_weight",
         b"u:i:nan": "bad_weight",
         b"u:i:inf": "bad_weight",
         b"u:i:1e-300": "bad_weight",
         b"u:i:1e31": "bad_weight",
         b"u:i:" + b"1" * (MAX_WEIGHT_BYTES + 1): "bad_weight",
-        b"u:i:" + b"0" * MAX_WEIGHT_BYTES: "bad_weight",
+        b"u:i:" + b"9" * MAX_WEIGHT_BYTES: "bad_weight",
         b"u:i:": "bad_weight",
         b"bomb:i1:" + b"1" * 1_000_000: "too_long",
         b"u" * 600: "too_long",
@@ -166,9 +166,9 @@ def test_parser_memory_is_linear_in_the_bytes_it_accepts_to_look_at(records, pad
     assert _peak_bytes(values) <= 64 * examined + 600 * len(values) + (1 << 20)
 
 
-def test_negative_weights_are_dislikes():
-    batch = parse_values([b"alice:book:-1", b"alice:film:-2.5", b"bob:book:1e-30"])
-    assert batch.weights.tolist() == [-1.0, -2.5, np.float32(1e-30)]
+def test_negative_weights_are_dislikes_and_zero_is_seen_without_preference():
+    batch = parse_values([b"alice:book:-1", b"alice:film:-2.5", b"bob:book:1e-30", b"bob:x:0"])
+    assert batch.weights.tolist() == [-1.0, -2.5, np.float32(1e-30), 0.0]
 
 
 def test_a_rating_scale_turns_ratings_into_likes_dislikes_and_neutral_seen_events():
