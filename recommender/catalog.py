@@ -6,8 +6,10 @@ Pure and thread-safe: a follower thread updates it while request handlers read i
 from __future__ import annotations
 
 import json
+import re
 import threading
-from typing import Any
+import unicodedata
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +17,16 @@ import numpy.typing as npt
 __all__ = ["Catalog", "parse_item"]
 
 MAX_ITEM_BYTES = 64 * 1024
+#: Forgiving matches score at least this (rapidfuzz WRatio, 0 to 100) against the typed title.
+FORGIVING_CUTOFF: Final = 75.0
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def normalize_title(text: str) -> str:
+    """Case, accents and punctuation folded away: 'Pokémon: The Movie!' -> 'pokemon the movie'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_NOT_WORD.sub(" ", plain).split())
 
 
 def parse_item(value: bytes | None) -> dict[str, Any] | None:
@@ -40,6 +52,7 @@ class Catalog:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._titles: dict[str, str] = {}  # id -> lower-case title
+        self._normal: dict[str, str] = {}  # id -> normalized title (forgiving matches)
         self._lock = threading.Lock()
         self.version = 0
         self.rejected = 0
@@ -58,6 +71,7 @@ class Catalog:
                 self._items[record["id"]] = record
                 title = record.get("title")
                 self._titles[record["id"]] = str(title).lower() if title is not None else ""
+                self._normal[record["id"]] = normalize_title(str(title or ""))
             if good:
                 self.version += 1
         return len(good)
@@ -76,6 +90,26 @@ class Catalog:
             ]
         hits.sort(key=lambda hit: (hit[0] != 0, len(self._titles[hit[1]]), hit[1]))
         return [self._items[item] for _, item in hits[:n]]
+
+    def match(self, query: str, n: int) -> list[dict[str, Any]]:
+        """Items whose titles match ``query`` forgivingly (case, accents, punctuation and small
+        typos): normalized titles that contain it first (shortest first), then the closest by
+        rapidfuzz's WRatio above a cut-off. For people typing titles into a chat."""
+        from rapidfuzz import fuzz, process
+
+        needle = normalize_title(query)
+        if not needle:
+            return []
+        with self._lock:
+            normal = dict(self._normal)
+        contained = sorted((len(title), item) for item, title in normal.items() if needle in title)
+        found = [item for _, item in contained[:n]]
+        if len(found) < n:
+            close = process.extract(
+                needle, normal, scorer=fuzz.WRatio, limit=n, score_cutoff=FORGIVING_CUTOFF
+            )
+            found += [item for _, _, item in close if item not in found][: n - len(found)]
+        return [self._items[item] for item in found]
 
     def excluded_columns(self, version: int, item_index: dict[str, int]) -> npt.NDArray[np.int64]:
         """Columns of a model (``version``, ``item_index``) that are *not* in the catalogue;

@@ -550,6 +550,23 @@ def run_demo(args: argparse.Namespace) -> int:
     )
 
 
+def run_bot_command(args: argparse.Namespace) -> int:
+    from .bot import BotSettings, run_bot
+
+    token = args.token or os.environ.get("TELEGRAM_BOT_TOKEN")
+    if not token:
+        raise RecommenderError("give the bot's token: --token or $TELEGRAM_BOT_TOKEN (BotFather)")
+    run_bot(
+        BotSettings(
+            token=token,
+            server_url=args.server,
+            api_token=args.api_token,
+            telegram_url=args.telegram_url,
+        )
+    )
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommender",
@@ -637,6 +654,22 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
     _add_common(evaluate)
     evaluate.set_defaults(run=run_evaluate)
+
+    bot = commands.add_parser("bot", help="run a Telegram bot against a recommender server")
+    bot.add_argument("--token", help="the bot's token from BotFather (or $TELEGRAM_BOT_TOKEN)")
+    bot.add_argument("--server", default="http://127.0.0.1:8000", help="the recommender server")
+    bot.add_argument(
+        "--api-token",
+        default=os.environ.get("RECOMMENDER_API_TOKEN"),
+        help="the server's bearer token, if it has one (default: $RECOMMENDER_API_TOKEN)",
+    )
+    bot.add_argument(
+        "--telegram-url",
+        default="https://api.telegram.org/bot",
+        help="the Bot API's base URL (a local Bot API server, or a test double)",
+    )
+    _add_common(bot)
+    bot.set_defaults(run=run_bot_command)
 
     demo = commands.add_parser("demo", help="broker + builder + server + synthetic traffic")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")

@@ -233,6 +233,15 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                         required=True,
                     ),
                     n,
+                    _param(
+                        "match",
+                        {
+                            "type": "string",
+                            "enum": ["substring", "forgiving"],
+                            "default": "substring",
+                        },
+                        "forgiving: also ignore accents and punctuation and allow small typos",
+                    ),
                 ],
                 "ItemSearch",
             ),
@@ -299,7 +308,11 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 "ChatMovies": {
                     "type": "object",
                     "required": ["movies"],
-                    "properties": {"movies": {"type": "array", "items": chat_item}},
+                    "properties": {
+                        "movies": {"type": "array", "items": chat_item},
+                        "ratings": {"type": "integer"},
+                        "needed": {"type": "integer"},
+                    },
                 },
                 "RateResult": {
                     "type": "object",

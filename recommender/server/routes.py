@@ -235,8 +235,14 @@ async def user_items(request: web.Request) -> web.Response:
 async def search_items(request: web.Request) -> web.Response:
     q = text_param(request, "q", max_length=200)
     n = _n(request)
+    forgiving = request.query.get("match", "substring")
+    if forgiving not in ("substring", "forgiving"):
+        bad_parameter("match", f"must be substring or forgiving, got {forgiving!r}")
     catalog = request.app[CATALOG]
-    return json_response({"q": q, "items": catalog.search(q, n), "catalog_size": len(catalog)})
+    # A catalogue scan: in a thread, so a large catalogue never stalls the event loop.
+    search = catalog.match if forgiving == "forgiving" else catalog.search
+    found = await asyncio.to_thread(search, q, n) if len(catalog) > 20_000 else search(q, n)
+    return json_response({"q": q, "items": found, "catalog_size": len(catalog)})
 
 
 @routes.post("/interactions")

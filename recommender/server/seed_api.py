@@ -290,9 +290,9 @@ async def recommend_for_chat(request: web.Request) -> web.Response:
         raise BadRequest("top_n", f"top_n must be an integer from 1 to {config.max_n}")
     model = _model(request)
     fresh = request.app[FRESH].events(user)
-    if _ratings_count(model, user, fresh) < config.min_ratings:
-        return json_response({"movies": []})
+    count = _ratings_count(model, user, fresh)
+    if count < config.min_ratings:  # as the seed specifies; the counts are for our own bot
+        return json_response({"movies": [], "ratings": count, "needed": config.min_ratings})
     answer = await answer_query(request, model, model.query_for_user(user, top_n, fresh=fresh))
-    if answer.source == "popular" and not fresh and not model.knows_user(user):
-        return json_response({"movies": []})
-    return json_response({"movies": [_metadata(request, s.item) for s in answer.items]})
+    movies = [_metadata(request, s.item) for s in answer.items]
+    return json_response({"movies": movies, "ratings": count, "needed": config.min_ratings})

@@ -34,3 +34,22 @@ def test_excluded_columns_follow_catalogue_changes():
     assert sorted(catalog.excluded_columns(1, index).tolist()) == [0, 2]
     catalog.update([b'{"id": "c"}'])
     assert catalog.excluded_columns(1, index).tolist() == [0]
+
+
+def test_forgiving_matches_ignore_case_accents_punctuation_and_small_typos():
+    from recommender.catalog import Catalog
+
+    catalog = Catalog()
+    catalog.update(
+        [
+            json.dumps({"id": str(k), "title": title}).encode()
+            for k, title in enumerate(
+                ["Naruto", "Naruto: Shippuuden", "Bleach", "Pokémon: The First Movie", "Monster"]
+            )
+        ]
+    )
+    assert [i["title"] for i in catalog.match("naruto", 2)] == ["Naruto", "Naruto: Shippuuden"]
+    assert catalog.match("POKEMON the first movie", 1)[0]["id"] == "3"
+    assert catalog.match("Bleech", 1)[0]["title"] == "Bleach"  # a typo
+    assert catalog.match("completely different", 3) == []
+    assert catalog.match("!!!", 3) == []
