@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "RATING_SCALES",
     "DatasetName",
     "ItemInfo",
     "Replay",
@@ -26,7 +28,13 @@ __all__ = [
     "load_items",
 ]
 
-DatasetName = Literal["movielens", "anime"]
+DatasetName = Literal["movielens", "anime", "anime-ratings"]
+#: The rating scale of each data set's weights (the demo's builder declares it).
+RATING_SCALES: dict[str, str | None] = {
+    "movielens": "0.5..5",
+    "anime": None,
+    "anime-ratings": "1..10",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +82,13 @@ def _require(root: Path | None) -> Path:
 
 
 def dataset_file(name: DatasetName, root: Path | None = None) -> Path:
-    """The interactions file of a shared data set (anime: the "watched" history)."""
+    """The interactions file of a shared data set (anime: the "watched" history; anime-ratings:
+    the 1..10 ratings)."""
     root = _require(root)
     if name == "movielens":
         return root / "movielens-latest-small" / "ratings.csv"
+    if name == "anime-ratings":
+        return root / "anime" / "anime_ratings.dat"
     return root / "anime" / "anime_history.dat"
 
 
@@ -133,9 +144,13 @@ def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]
                 for row in csv.DictReader(f)
             ]
     with (root / "anime" / "anime_info.dat").open(newline="", encoding="utf-8") as f:
+        # The ids were renumbered by the processor: link to a search on the title instead.
         return [
             ItemInfo(
-                row["anime_ids"], row["name"], None, {"genre": row["genre"], "type": row["type"]}
+                row["anime_ids"],
+                row["name"],
+                "https://myanimelist.net/anime.php?" + urllib.parse.urlencode({"q": row["name"]}),
+                {"genre": row["genre"], "type": row["type"]},
             )
             for row in csv.DictReader(f, delimiter="\t")
         ]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from .broker import EmbeddedBroker, port_is_free
+from .datasets import RATING_SCALES
 from .errors import RecommenderError
 from .kafka import KafkaSettings, create_topic
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 TOPIC = "interactions"
 ITEMS = "items"
+#: What the demo replays for each --dataset: anime replays its 1..10 ratings (the chat flow).
+REPLAY = {"synthetic": "synthetic", "movielens": "movielens", "anime": "anime-ratings"}
 #: Ids that exist in each data set, for the printed examples: two users, two items.
 EXAMPLES = {
     "synthetic": ("u1", "u2", "i3", "i11"),
@@ -133,6 +136,8 @@ def run_demo(options: DemoOptions) -> int:
             timeout=120,
             stdin=subprocess.DEVNULL,
         )
+        replay = REPLAY.get(options.dataset, options.dataset)
+        scale = RATING_SCALES.get(replay)
         children.start(
             "builder",
             [
@@ -147,6 +152,7 @@ def run_demo(options: DemoOptions) -> int:
                 "3",
                 "--model-dir",
                 str(model_dir),
+                *(["--ratings", scale] if scale else []),
                 *kafka,
             ],
         )
@@ -174,7 +180,7 @@ def run_demo(options: DemoOptions) -> int:
             [
                 *producer,
                 "--dataset",
-                options.dataset,
+                replay,
                 "--rate",
                 str(options.rate),
                 "--no-progress",

@@ -61,7 +61,10 @@ def interactions_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--topic", default="interactions")
     parser.add_argument(
-        "--dataset", choices=["synthetic", "movielens", "anime"], default="synthetic"
+        "--dataset",
+        choices=["synthetic", "movielens", "anime", "anime-ratings"],
+        default="synthetic",
+        help="anime: the watched history (weight 1); anime-ratings: ratings 1..10",
     )
     parser.add_argument(
         "--rate", type=float, default=None, help="events/s (default: as fast as possible)"

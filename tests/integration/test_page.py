@@ -101,3 +101,21 @@ def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, sys
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=False)
+
+    # The rate mode: the chat bots' flow on the page (seed API), for this anonymous user.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("button", name="Ask me").click()
+    for _ in range(3):
+        page.wait_for_selector("#rate-card button[aria-label='rate 5']", timeout=10_000)
+        asked = page.inner_text("#rate-card p")
+        assert asked.startswith("Item ")  # a catalogue title, linked
+        page.get_by_role("button", name="rate 5").click()
+        page.wait_for_selector("#rate-msg:has-text('Rated 5.')", timeout=10_000)
+        page.wait_for_function(
+            f"document.querySelector('#rate-card p').innerText !== {json.dumps(asked)}",
+            timeout=10_000,
+        )
+    page.get_by_role("button", name="My top picks").click()
+    page.wait_for_selector("#rate-msg:has-text('Rate at least 10 items first')", timeout=10_000)
+    assert "you have rated 6" in page.inner_text("#rate-msg")  # 3 likes + 3 ratings
+    page.screenshot(path=str(ARTIFACTS / "page-rate-mode.png"), full_page=True)
