@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -26,8 +28,10 @@ __all__ = [
     "BrokerHealth",
     "KafkaSettings",
     "TopicMissing",
+    "cached_high_watermarks",
     "create_topic",
     "load_properties",
+    "message_arrays",
     "parse_overrides",
     "read_record",
     "topic_id",
@@ -313,3 +317,29 @@ def topic_id(admin: AdminClient, topic: str, *, timeout: float = 2.0) -> str | N
     except Exception:  # unsupported, not authorised, unreachable: no identity to compare
         return None
     return None if not found or found == _NO_TOPIC_ID or found == "None" else found
+
+
+def message_arrays(
+    messages: list[Any],
+) -> tuple[list[bytes | None], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Values, partitions, offsets and timestamps (ms) of consumed messages, as arrays."""
+    n = len(messages)
+    values = [m.value() for m in messages]
+    partitions = np.fromiter((m.partition() for m in messages), np.int64, n)
+    offsets = np.fromiter((m.offset() for m in messages), np.int64, n)
+    stamps = np.fromiter((m.timestamp()[1] for m in messages), np.int64, n)
+    return values, partitions, offsets, stamps
+
+
+def cached_high_watermarks(consumer: Consumer, topic: str) -> dict[int, int]:
+    """The high watermark of each assigned partition of ``topic`` as the last fetch response
+    reported it (partitions not fetched yet are left out: nothing to compare)."""
+    highs: dict[int, int] = {}
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        try:
+            highs[tp.partition] = consumer.get_watermark_offsets(tp, cached=True)[1]
+        except KafkaException:
+            continue
+    return highs

@@ -117,6 +117,11 @@ class LogPositions:
             self.last[p] = LastRecord.of(last, timestamps_ms[k], values[k])
         return resets
 
+    def behind_high_watermarks(self, highs: Mapping[int, int]) -> dict[int, str]:
+        """Verdicts for every partition whose log ends below its next offset."""
+        found = {p: self.behind_high_watermark(p, high) for p, high in highs.items()}
+        return {p: reason for p, reason in found.items() if reason}
+
     def behind_high_watermark(self, partition: int, high: int) -> str | None:
         """A verdict if the log ends (``high``, from a fetch response) below the next offset."""
         expected = self.next_offset.get(partition)

@@ -181,26 +181,23 @@ def _als(params: AlsParams, num_threads: int = 0) -> Any:
     from implicit.cpu.als import AlternatingLeastSquares  # heavy import, only where needed
 
     limit_blas_threads()
-    return AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=params.random_seed,
-        num_threads=num_threads,
-    )
+    return AlternatingLeastSquares(**_als_arguments(params), num_threads=num_threads)
 
 
 def _gpu_als(params: AlsParams) -> Any:
     from implicit.gpu.als import AlternatingLeastSquares
 
-    return AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=params.random_seed,
-    )
+    return AlternatingLeastSquares(**_als_arguments(params))
+
+
+def _als_arguments(params: AlsParams) -> dict[str, Any]:
+    return {
+        "factors": params.factors,
+        "regularization": params.regularization,
+        "alpha": params.alpha,
+        "iterations": params.iterations,
+        "random_state": params.random_seed,
+    }
 
 
 def solve_users(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
@@ -114,22 +114,4 @@ class BuilderStats:
     quarantined_snapshots: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "consumed": self.consumed,
-            "accepted": self.accepted,
-            "replayed": self.replayed,
-            "rejected": dict(self.rejected),
-            "retrains_started": self.retrains_started,
-            "retrains_published": self.retrains_published,
-            "retrains_failed": self.retrains_failed,
-            "quality_rejections": self.quality_rejections,
-            "forced_publications": self.forced_publications,
-            "gate_abstentions": self.gate_abstentions,
-            "consumer_errors": self.consumer_errors,
-            "dead_letters": self.dead_letters,
-            "dead_letters_truncated": self.dead_letters_truncated,
-            "dead_letter_failures": self.dead_letter_failures,
-            "log_resets": self.log_resets,
-            "lost_window_events": self.lost_window_events,
-            "quarantined_snapshots": self.quarantined_snapshots,
-        }
+        return {**asdict(self), "rejected": dict(self.rejected)}

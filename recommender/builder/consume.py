@@ -18,6 +18,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Message, TopicPartition
 
 from ..events import REJECT_REASONS, ParsedBatch, parse_values
+from ..kafka import cached_high_watermarks, message_arrays
 from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
 from ..window import InteractionWindow, WindowMatrix
@@ -115,10 +116,7 @@ class Consumption:
                     self.stats.consumer_errors += 1
                     self._bad_log.warning("consumer", "consumer error: %s", m.error())
             messages = good
-        values = [m.value() for m in messages]
-        partitions = np.fromiter((m.partition() for m in messages), np.int64, len(messages))
-        offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
-        stamps = np.fromiter((m.timestamp()[1] for m in messages), np.int64, len(messages))
+        values, partitions, offsets, stamps = message_arrays(messages)
         resets = self.positions.observe(partitions, offsets, stamps, values)
         if resets:
             for p, reason in resets.items():
@@ -207,15 +205,9 @@ class Consumption:
 
     def check_high_watermarks(self, consumer: Any) -> None:
         """Detect a log that shrank below our position while no new record arrived."""
-        for tp in consumer.assignment():
-            try:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-            except Exception as exc:  # no fetch yet, or a metadata hiccup: try next time
-                log.debug("watermarks of %s: %s", tp, exc)
-                continue
-            reason = self.positions.behind_high_watermark(tp.partition, high)
-            if reason:
-                self.reset_partition(consumer, tp.partition, reason)
+        highs = cached_high_watermarks(consumer, self.config.topic)
+        for p, reason in self.positions.behind_high_watermarks(highs).items():
+            self.reset_partition(consumer, p, reason)
 
     # -- what a snapshot records ---------------------------------------------------------------
 

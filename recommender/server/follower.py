@@ -30,6 +30,8 @@ from ..kafka import (
     BrokerHealth,
     KafkaSettings,
     TopicMissing,
+    cached_high_watermarks,
+    message_arrays,
     read_record,
     topic_id,
     topic_partitions,
@@ -237,10 +239,7 @@ class Follower(Coverage):
             self._follow(consumer, events)
 
     def _follow(self, consumer: Consumer, events: list[Message]) -> None:
-        values = [m.value() for m in events]
-        partitions = np.fromiter((m.partition() for m in events), np.int64, len(events))
-        offsets = np.fromiter((m.offset() for m in events), np.int64, len(events))
-        stamps = np.fromiter((m.timestamp()[1] for m in events), np.int64, len(events))
+        values, partitions, offsets, stamps = message_arrays(events)
         resets = self.log_positions.observe(partitions, offsets, stamps, values)
         if resets:
             for p, reason in resets.items():
@@ -300,13 +299,6 @@ class Follower(Coverage):
                 self._reset(consumer, tp.partition, f"the topic's id changed to {current}")
 
     def _check_high_watermarks(self, consumer: Consumer) -> None:
-        for tp in consumer.assignment():
-            if tp.topic != self.topic:
-                continue
-            try:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-            except Exception:  # no fetch yet: nothing to compare
-                continue
-            reason = self.log_positions.behind_high_watermark(tp.partition, high)
-            if reason:
-                self._reset(consumer, tp.partition, reason)
+        highs = cached_high_watermarks(consumer, self.topic)
+        for p, reason in self.log_positions.behind_high_watermarks(highs).items():
+            self._reset(consumer, p, reason)

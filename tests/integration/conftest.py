@@ -272,3 +272,32 @@ def make_bucket(env: dict[str, str]) -> str:
         region_name=env["AWS_REGION"],
     ).create_bucket(Bucket=name)
     return name
+
+
+def wait_for_manifest(model_dir: Path, predicate, *, timeout: float = 60, what: str = "a snapshot"):
+    """The newest manifest in a local model dir once ``predicate`` holds for it."""
+    store = LocalStore(model_dir)
+
+    def check():
+        version = store.latest()
+        manifest = None if version is None else store.read_manifest(version)
+        return manifest if manifest is not None and predicate(manifest) else None
+
+    return wait_until(check, timeout=timeout, what=what, every=0.2)
+
+
+def with_film_catalogue(kafka: KafkaSettings, system, server_args: list[str]) -> tuple[str, str]:
+    """The ``system`` fixture's stack with a catalogue of TASTE's items ("Film N", with links);
+    returns (topic, base URL) once the server has read it."""
+    name, items_topic, base, *_ = system(server_args=server_args)
+    records = [
+        {"id": f"i{k}", "title": f"Film {k}", "url": f"https://films.example/{k}"}
+        for k in range(TASTE.items)
+    ]
+    produce(kafka, items_topic, [json.dumps(r).encode() for r in records], keyed=False)
+    wait_until(
+        lambda: get_json(f"{base}/items?q=film&n=1")[1].get("catalog_size") == TASTE.items,
+        timeout=20,
+        what="the catalogue",
+    )
+    return name, base

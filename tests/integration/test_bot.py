@@ -3,13 +3,11 @@ a real recommender server on a real broker."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.telegram_api import FakeTelegram
 
-from .conftest import TASTE, get_json, produce, wait_until
+from .conftest import get_json, with_film_catalogue
 
 TOKEN = "123456:TEST-token"
 CHAT = 5151
@@ -26,23 +24,7 @@ def telegram():
 @pytest.fixture
 def bot(kafka, system, daemons, telegram):
     """A recommender server with a catalogue (titles 'Film N', links) and the bot on it."""
-    _, items_topic, base, *_ = system(server_args=["--enable-ingest", "--min-ratings", "5"])
-    produce(
-        kafka,
-        items_topic,
-        [
-            json.dumps(
-                {"id": f"i{k}", "title": f"Film {k}", "url": f"https://films.example/{k}"}
-            ).encode()
-            for k in range(TASTE.items)
-        ],
-        keyed=False,
-    )
-    wait_until(
-        lambda: get_json(f"{base}/items?q=film&n=1")[1].get("catalog_size") == TASTE.items,
-        timeout=20,
-        what="the catalogue",
-    )
+    _, base = with_film_catalogue(kafka, system, ["--enable-ingest", "--min-ratings", "5"])
     process = daemons(
         "bot",
         ["bot", "--server", base, "--telegram-url", telegram.url],

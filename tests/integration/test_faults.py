@@ -25,7 +25,16 @@ from recommender.kafka import KafkaSettings, create_topic
 from recommender.snapshot import load_snapshot
 from recommender.store import LocalStore
 
-from .conftest import ROOT, TASTE, get_json, latest_snapshot, make_bucket, produce, wait_until
+from .conftest import (
+    ROOT,
+    TASTE,
+    get_json,
+    latest_snapshot,
+    make_bucket,
+    produce,
+    wait_for_manifest,
+    wait_until,
+)
 
 BOMB = b"bomb:i1:" + b"1" * 1_000_000
 
@@ -33,19 +42,6 @@ BOMB = b"bomb:i1:" + b"1" * 1_000_000
 def big_producer(kafka: KafkaSettings) -> Producer:
     """A producer allowed to send the oversized records a hostile client would."""
     return kafka.producer(**{"message.max.bytes": 5_000_000})
-
-
-def manifest_where(model_dir, predicate, *, timeout=60, what="a snapshot"):
-    store = LocalStore(model_dir)
-
-    def check():
-        version = store.latest()
-        if version is None:
-            return None
-        manifest = store.read_manifest(version)
-        return manifest if predicate(manifest) else None
-
-    return wait_until(check, timeout=timeout, what=what)
 
 
 def metric(base: str, name: str) -> float:
@@ -91,7 +87,7 @@ def test_poison_records_stop_neither_builder_nor_server(kafka, system):
     bad.produce(name, format_event("evil", TASTE.group_items(0)[1]), key=b"evil")
     assert bad.flush(30) == 0
     produce(kafka, name, TASTE.values(*TASTE.sample(600, np.random.default_rng(3))))
-    manifest = manifest_where(
+    manifest = wait_for_manifest(
         model_dir,
         lambda m: m["version"] > first and m["builder"]["rejected"].get("too_long") == 1,
         what="a retrain after the poison records",
@@ -149,7 +145,7 @@ def test_an_oversized_dead_letter_is_truncated_and_counted_never_fatal(
             dead,
         ),
     )
-    manifest = manifest_where(model_dir, lambda m: m["window"]["events"] == 100)
+    manifest = wait_for_manifest(model_dir, lambda m: m["window"]["events"] == 100)
     assert manifest["builder"]["rejected"] == {"too_long": 1}
     consumer = kafka.consumer()
     consumer.assign([TopicPartition(dead, 0, 0)])
@@ -244,7 +240,7 @@ def test_a_broker_that_restarts_empty_is_detected_and_its_new_log_read_whole(
         ],
     )
     base = f"http://127.0.0.1:{http_port}"
-    manifest_where(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 3000)
+    wait_for_manifest(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 3000)
     wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=30, what="the server")
 
     broker.stop()
@@ -256,7 +252,7 @@ def test_a_broker_that_restarts_empty_is_detected_and_its_new_log_read_whole(
         create_topic(kafka, "events", partitions=1)
         new = [format_event(f"new{k % 100}", f"i{k % 50}") for k in range(500)]
         produce(kafka, "events", new)  # offsets 0..499: below the recorded 3000
-        manifest = manifest_where(
+        manifest = wait_for_manifest(
             model_dir,
             lambda m: m["builder"]["log_resets"] >= 1 and m["window"]["events"] == 500,
             timeout=90,
@@ -301,7 +297,7 @@ def test_a_builder_restarted_on_a_replaced_topic_reads_the_new_log_from_its_star
     model_dir = tmp_path / "model"
     args = builder_cmd("events", model_dir, kafka.bootstrap_servers, "500", "600", "-b")
     builder = daemons("builder", args)
-    manifest_where(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 1000)
+    wait_for_manifest(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 1000)
     assert builder.stop() == 0
     broker.stop()
     broker = own_broker(tmp_path, port)
@@ -309,7 +305,7 @@ def test_a_builder_restarted_on_a_replaced_topic_reads_the_new_log_from_its_star
         create_topic(kafka, "events", partitions=1)
         produce(kafka, "events", [format_event(f"b{k % 100}", f"i{k % 40}") for k in range(2000)])
         builder = daemons("builder", args)
-        manifest = manifest_where(
+        manifest = wait_for_manifest(
             model_dir,
             lambda m: m["builder"]["accepted"] == 2000,
             what="every new-log event counted as new",
@@ -433,7 +429,7 @@ def test_a_backlog_window_holds_the_newest_events_of_every_partition(
     builder = daemons(
         "builder", builder_cmd(name, model_dir, kafka.bootstrap_servers, "40000", "10000", "-b")
     )
-    manifest_where(model_dir, lambda m: m["builder"]["accepted"] == 40_000, timeout=90)
+    wait_for_manifest(model_dir, lambda m: m["builder"]["accepted"] == 40_000, timeout=90)
     assert builder.stop() == 0
     expected = newest_pairs(kafka, name, 4, 10_000)
     got = snapshot_pairs(model_dir)
@@ -467,7 +463,7 @@ def test_builders_killed_at_any_moment_resume_to_the_same_window(kafka, topic, d
         builder.stop(signal.SIGKILL)
     builder = daemons("builder", args)
     produce(kafka, name, TASTE.values(*TASTE.sample(1000, rng)))
-    manifest = manifest_where(
+    manifest = wait_for_manifest(
         model_dir,
         lambda m: sum(p["next_offset"] for p in m["partitions"].values()) == 11_000,
         timeout=90,

@@ -12,11 +12,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from recommender.events import format_event
-from recommender.snapshot import load_snapshot, read_manifest
+from recommender.snapshot import load_snapshot
 from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 
-from .conftest import get_json, latest_snapshot, produce, wait_until
+from .conftest import get_json, latest_snapshot, produce, wait_for_manifest, wait_until
 
 TASTE = TasteModel(users=300, items=160, groups=4, in_group=0.9)
 
@@ -54,17 +54,6 @@ def serve(daemons, model_dir, port):
     return server
 
 
-def snapshot_with(model_dir, predicate, *, timeout=60, what="a snapshot"):
-    def check():
-        latest = latest_snapshot(model_dir)
-        if latest is None:
-            return None
-        manifest = read_manifest(latest[1])
-        return manifest if predicate(manifest) else None
-
-    return wait_until(check, timeout=timeout, what=what, every=0.2)
-
-
 def test_users_of_one_taste_group_get_mostly_that_groups_items(
     kafka, topic, daemons, tmp_path, http_port
 ):
@@ -77,7 +66,7 @@ def test_users_of_one_taste_group_get_mostly_that_groups_items(
         builder_args(name, model_dir, kafka, "6000", "12000", "-b", "--retrain-interval", "1"),
     )
     serve(daemons, model_dir, http_port)
-    snapshot_with(model_dir, lambda m: m["window"]["events"] == 12_000, what="a full window")
+    wait_for_manifest(model_dir, lambda m: m["window"]["events"] == 12_000, what="a full window")
     base = f"http://127.0.0.1:{http_port}"
     wait_until(
         lambda: (
@@ -159,7 +148,7 @@ def test_malformed_events_are_skipped_counted_and_dead_lettered(kafka, topic, da
         "builder",
         builder_args(name, model_dir, kafka, "100", "10000", "-b", "--dead-letter-topic", dead),
     )
-    manifest = snapshot_with(
+    manifest = wait_for_manifest(
         model_dir, lambda m: m["window"]["events"] == 200, what="200 good events"
     )
     assert manifest["builder"]["rejected"] == {
@@ -223,7 +212,7 @@ def test_a_restarted_builder_rebuilds_the_same_window_and_loses_nothing(
     model_dir = tmp_path / "model"
     args = builder_args(name, model_dir, kafka, "1000", "3000", "-b")
     builder = daemons("builder1", args)
-    snapshot_with(
+    wait_for_manifest(
         model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 2000, what="2000 events"
     )
     started = time.monotonic()
@@ -234,7 +223,7 @@ def test_a_restarted_builder_rebuilds_the_same_window_and_loses_nothing(
     produce(kafka, name, second)  # arrives while the builder is down
     before = set(LocalStore(model_dir).versions())
     builder = daemons("builder2", args)
-    manifest = snapshot_with(
+    manifest = wait_for_manifest(
         model_dir,
         lambda m: m["partitions"]["0"]["next_offset"] == 4000,
         what="the restart's snapshot",
@@ -263,7 +252,7 @@ def test_without_from_beginning_a_fresh_builder_reads_only_new_events(
     wait_until(lambda: "from the end" in builder.output(), timeout=30, what="the builder to start")
     time.sleep(1.0)
     produce(kafka, name, [format_event(f"new{k}", "i2") for k in range(100)])
-    snapshot_with(model_dir, lambda m: m["window"]["events"] >= 100, what="the new events")
+    wait_for_manifest(model_dir, lambda m: m["window"]["events"] >= 100, what="the new events")
     snapshot = load_snapshot(latest_snapshot(model_dir)[1])
     assert sorted(snapshot.user_ids) == sorted(f"new{k}" for k in range(100))
     assert builder.stop() == 0

@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
-from .conftest import TASTE, get_json, produce, wait_until
+from .conftest import TASTE, get_json, wait_until, with_film_catalogue
 
 
 def post(base: str, path: str, body: object, raw: bytes | None = None) -> tuple[int, dict]:
@@ -22,29 +22,8 @@ def post(base: str, path: str, body: object, raw: bytes | None = None) -> tuple[
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def with_catalogue(kafka, system):
-    name, items_topic, base, *_ = system(server_args=["--enable-ingest", "--min-ratings", "5"])
-    produce(
-        kafka,
-        items_topic,
-        [
-            json.dumps(
-                {"id": f"i{k}", "title": f"Film {k}", "url": f"https://films.example/{k}"}
-            ).encode()
-            for k in range(TASTE.items)
-        ],
-        keyed=False,
-    )
-    wait_until(
-        lambda: get_json(f"{base}/items?q=film&n=1")[1].get("catalog_size") == TASTE.items,
-        timeout=20,
-        what="the catalogue",
-    )
-    return name, base
-
-
 def test_register_knows_model_users_and_remembers_new_ones(kafka, system):
-    _, base = with_catalogue(kafka, system)
+    _, base = with_film_catalogue(kafka, system, ["--enable-ingest", "--min-ratings", "5"])
     assert post(base, "/register", {"chat_id": 424242}) == (200, {"exists": 0})
     assert post(base, "/register", {"chat_id": "424242"}) == (200, {"exists": 1})  # same chat
     assert post(base, "/register", {"chat_id": 424242.0}) == (200, {"exists": 1})
@@ -57,7 +36,7 @@ def test_register_knows_model_users_and_remembers_new_ones(kafka, system):
 
 
 def test_a_new_user_rates_what_they_are_asked_and_then_gets_recommendations(kafka, system):
-    _, base = with_catalogue(kafka, system)
+    _, base = with_film_catalogue(kafka, system, ["--enable-ingest", "--min-ratings", "5"])
     chat = 77
     status, body = post(base, "/recommend", {"chat_id": chat, "top_n": 3})
     assert (status, body["movies"], body["needed"]) == (200, [], 5)
@@ -94,7 +73,7 @@ def test_a_new_user_rates_what_they_are_asked_and_then_gets_recommendations(kafk
 
 
 def test_a_one_star_rating_is_a_dislike_never_recommended_back(kafka, system):
-    _, base = with_catalogue(kafka, system)
+    _, base = with_film_catalogue(kafka, system, ["--enable-ingest", "--min-ratings", "5"])
     user = "u5"  # a model user: their favourite item is about to be disliked
     top = get_json(f"{base}/recommend?user={user}&n=1")[1]["items"][0]["item"]
     status, _ = post(base, "/rate_movie", {"chat_id": user, "movieId": top, "rating": 1})
@@ -109,7 +88,7 @@ def test_a_one_star_rating_is_a_dislike_never_recommended_back(kafka, system):
 
 
 def test_bad_ratings_are_400_with_the_field_named(kafka, system):
-    _, base = with_catalogue(kafka, system)
+    _, base = with_film_catalogue(kafka, system, ["--enable-ingest", "--min-ratings", "5"])
     for body, field in [
         ({"chat_id": 1, "movie_id": "i1", "rating": 7}, "rating"),
         ({"chat_id": 1, "movie_id": "i1", "rating": "five"}, "rating"),
