@@ -520,6 +520,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             protocols=protocols or ["temporal"],
             ks=args.k,
             min_rating=args.min_rating,
+            ratings=args.ratings,
             test_fraction=args.test_fraction,
             cutoff=args.cutoff,
             search_budget=args.search_budget,
@@ -623,6 +624,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--k", type=_int_list, default=[10], help="e.g. 5,10,20 (default 10)")
     evaluate.add_argument("--min-rating", type=float, help="only ratings >= this are positives")
+    evaluate.add_argument(
+        "--ratings",
+        metavar="LOW..HIGH[:LIKE:DISLIKE]",
+        help="read weights as ratings on this scale (likes, neutral, dislikes), as the builder's "
+        "--ratings does; only liked held-out items count as hits",
+    )
     evaluate.add_argument("--test-fraction", type=float, default=0.2)
     evaluate.add_argument("--cutoff", type=float, default=0.9, help="global cut-off quantile")
     evaluate.add_argument(

@@ -10,7 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["Interactions", "read_interactions", "to_matrix"]
+from ..ratings import RatingScale
+
+__all__ = ["Interactions", "read_interactions", "to_matrix", "with_rating_scale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,17 @@ def read_interactions(path: Path, *, min_rating: float | None = None) -> Interac
         [str(i) for i in item_ids],
         f"{path.name}" + (f", ratings >= {min_rating:g}" if min_rating is not None else ""),
     )
+
+
+def with_rating_scale(data: Interactions, scale: RatingScale) -> Interactions:
+    """``data`` with its weights read as ratings on ``scale`` (like / neutral / dislike weights,
+    as the builder's ``--ratings``); ratings off the scale are dropped."""
+    weights, valid = scale.weights(data.weights)
+    mapped = Interactions(
+        data.users, data.items, weights.astype(np.float32), data.timestamps,
+        data.user_ids, data.item_ids, data.source + f", ratings as {scale.spec}",
+    )  # fmt: skip
+    return mapped.subset(valid)
 
 
 def to_matrix(data: Interactions, *, binary: bool = False) -> sp.csr_matrix:

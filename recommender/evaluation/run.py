@@ -13,9 +13,10 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from ..ratings import RatingScale
 from ..training import AlsParams
 from .daemon import daemon_settings
-from .data import Interactions, read_interactions
+from .data import Interactions, read_interactions, with_rating_scale
 from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
 from .prequential import run_prequential
@@ -37,6 +38,9 @@ class EvaluateOptions:
     protocols: Sequence[Protocol] = ("temporal",)
     ks: Sequence[int] = (10,)
     min_rating: float | None = None
+    #: Map weights through this rating scale (likes, neutral, dislikes), as the builder's
+    #: --ratings does; models then learn from the weights instead of one per pair.
+    ratings: str | None = None
     test_fraction: float = 0.2
     cutoff: float = 0.9
     search_budget: float = 60.0
@@ -140,6 +144,7 @@ def _offline(
     note: str = "",
 ) -> AlsParams:
     """Baselines and tuned ALS on one split; returns the tuned settings."""
+    binary = options.ratings is None  # ratings: learn from the weights they map to
     truth = truth_sets(split)
     report.md(
         f"## {name}",
@@ -155,7 +160,7 @@ def _offline(
     def scored(params: AlsParams, validation: Split) -> float:
         bar.update(1)
         k = 10 if 10 in ks else ks[0]
-        return evaluate_model(AlsModel(params), validation, [k]).metrics[k]["ndcg"]
+        return evaluate_model(AlsModel(params), validation, [k], binary=binary).metrics[k]["ndcg"]
 
     best, trials = search_als(
         split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
@@ -165,7 +170,7 @@ def _offline(
     daemon_note = ""
     if options.daemon_budget > 0:
         served, outcome = daemon_settings(
-            split.train, budget_seconds=options.daemon_budget, seed=options.seed
+            split.train, budget_seconds=options.daemon_budget, binary=binary, seed=options.seed
         )
         models.insert(
             -1,
@@ -181,7 +186,7 @@ def _offline(
         )
     results: list[ModelResult] = []
     for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
-        results.append(evaluate_model(model, split, ks))
+        results.append(evaluate_model(model, split, ks, binary=binary))
     k0 = 10 if 10 in ks else ks[0]
     header = [
         "model",
@@ -386,6 +391,8 @@ def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
 def run_evaluation(options: EvaluateOptions) -> Path:
     """Run everything asked for; returns the path of the Markdown report."""
     data = read_interactions(options.data_file, min_rating=options.min_rating)
+    if options.ratings is not None:
+        data = with_rating_scale(data, RatingScale.parse(options.ratings))
     report = Report(options, data)
     report.md(
         f"# Evaluation of {data.source}",

@@ -67,12 +67,15 @@ def global_cutoff(data: Interactions, *, quantile: float = 0.9) -> Split:
 
 
 def truth_sets(split: Split) -> dict[int, set[int]]:
-    """Per test user, the held-out items they did not already have in training."""
+    """Per test user, the held-out items they liked (weight > 0: not a dislike or a neutral
+    rating) and did not already have in training."""
     seen: dict[int, set[int]] = {}
     for u, i in zip(split.train.users.tolist(), split.train.items.tolist(), strict=True):
         seen.setdefault(u, set()).add(i)
     truth: dict[int, set[int]] = {}
-    for u, i in zip(split.test.users.tolist(), split.test.items.tolist(), strict=True):
+    liked = split.test.weights > 0
+    users, items = split.test.users[liked], split.test.items[liked]
+    for u, i in zip(users.tolist(), items.tolist(), strict=True):
         if i not in seen.get(u, ()):
             truth.setdefault(u, set()).add(i)
     return truth

@@ -156,3 +156,19 @@ def test_a_file_without_timestamps_gets_a_shuffled_event_time_for_the_daemon(tmp
     newest = events.items[np.argsort(events.timestamps)[-100:]]
     assert len(set(newest.tolist())) > 30  # not just the last few item ids
     assert window_events(data).timestamps.tolist() == events.timestamps.tolist()  # seeded
+
+
+def test_rating_scales_in_evaluation_make_dislikes_training_signal_but_never_targets(tmp_path):
+    from recommender.evaluation.data import with_rating_scale
+    from recommender.evaluation.splits import Split, truth_sets
+    from recommender.ratings import RatingScale
+
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating,ts\nu,a,5,1\nu,b,1,2\nu,c,3,3\nv,a,4,1\nv,d,0.2,2\n")
+    data = with_rating_scale(read_interactions(path), RatingScale.parse("1..5"))
+    assert len(data) == 4  # 0.2 is off the 1..5 scale
+    assert sorted(data.weights.tolist()) == [-2.0, 0.0, 1.0, 2.0]
+    everything = np.ones(len(data), bool)
+    split = Split(data.subset(~everything), data.subset(everything), "all held out")
+    assert truth_sets(split) == {data.user_ids.index("u"): {data.item_ids.index("a")},
+                                 data.user_ids.index("v"): {data.item_ids.index("a")}}  # fmt: skip
