@@ -70,6 +70,9 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         try:
             model = await loop.run_in_executor(None, load_model, store, version, app[CONFIG])
         except SnapshotError as exc:
+            if version not in await asyncio.to_thread(store.versions):
+                log.debug("v%d was pruned while loading; looking again", version)
+                continue  # not a bad snapshot: the builder removed it meanwhile
             failed.add(version)
             metrics.swap_failures.inc()
             log.error("rejected snapshot v%d, still serving v%d: %s", version, current, exc)
