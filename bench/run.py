@@ -274,12 +274,13 @@ def bench_gate(total: int, repeats: int) -> None:
     report()
 
 
-def trained_snapshot(total: int, model_dir: Path) -> Path:
+def trained_snapshot(total: int, model_dir: Path, topic: str = "bench") -> Path:
+    """Publish version 1 trained on a synthetic window; `topic` must be the one a server follows."""
     window = window_of(total)
     matrix = window.matrix()
     factors = train_als(matrix.user_items, AlsParams(factors=64, iterations=15))
     return Path(
-        publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": "bench"})
+        publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": topic})
     )
 
 
@@ -384,12 +385,13 @@ def bench_http(kafka: KafkaSettings, seconds: float, concurrency: int, repeats: 
 
     fold_users = 5000
     with tempfile.TemporaryDirectory() as tmp:
-        trained_snapshot(1_000_000, Path(tmp))
+        # The servers refuse a snapshot built from another topic than the one they follow.
+        topic = f"bench-http-{uuid.uuid4().hex[:8]}"
+        create_topic(kafka, topic, partitions=4)
+        trained_snapshot(1_000_000, Path(tmp), topic)
         model = RecommenderModel(load_snapshot(Path(tmp) / "v000000000001"))
         users = model.user_ids
         # Fresh events (3 each) for the first users: they are answered by fold-in.
-        topic = f"bench-http-{uuid.uuid4().hex[:8]}"
-        create_topic(kafka, topic, partitions=4)
         rng = np.random.default_rng(2)
         fresh = [
             f"{users[u]}:{model.item_ids[i]}".encode()
