@@ -1,0 +1,64 @@
+"""Option values an operator types: sizes, durations, the quality-drop bound."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from recommender.cli import make_parser
+from recommender.options import byte_size, duration, int_list, optional_duration, quality_drop
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("256MB", 256_000_000), ("2GiB", 2 << 30), ("1.5 GiB", 3 << 29), ("100000", 100_000)],
+)
+def test_byte_size_reads_decimal_and_binary_units(text: str, expected: int) -> None:
+    assert byte_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "MB", "12XB", "-5MB", "1KB"])
+def test_byte_size_refuses_nonsense_and_tiny_budgets(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        byte_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("30s", 30.0), ("15m", 900.0), ("12h", 43200.0), ("2w", 1209600.0)],
+)
+def test_duration_units(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-1h", "h", "5y", "1.2.3s"])
+def test_duration_refuses_zero_negative_and_unknown_units(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration(text)
+
+
+def test_off_switches() -> None:
+    assert optional_duration("off") is None
+    assert optional_duration("6h") == 21600.0
+    assert quality_drop("OFF") is None
+    assert quality_drop("0.05") == 0.05
+    with pytest.raises(argparse.ArgumentTypeError):
+        quality_drop("1")
+
+
+def test_int_list() -> None:
+    assert int_list("5, 10,20") == [5, 10, 20]
+    for bad in ("", "a,b", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            int_list(bad)
+
+
+def test_builder_command_line_reads_units(capsys: pytest.CaptureFixture[str]) -> None:
+    args = make_parser().parse_args(
+        ["build", "events", "1000", "50000", "--half-life", "7d", "--tune-budget", "2m"]
+    )
+    assert (args.half_life, args.tune_budget) == (604800.0, 120.0)
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["serve", "--fresh-memory", "lots"])
+    assert "expected a size such as 256MB" in capsys.readouterr().err
