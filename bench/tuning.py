@@ -223,10 +223,11 @@ def replay_gate(data: Interactions, *, every: int, window: int, planted_bad: boo
     from recommender.training import solve_users, train_als
     from recommender.window import InteractionWindow
 
+    # Without timestamps a file is grouped by user, which no live stream is: interleave at random.
     order = (
         np.argsort(data.timestamps, kind="stable")
         if data.timestamps is not None
-        else np.arange(len(data))
+        else np.random.default_rng(1).permutation(len(data))
     )
     values = [
         format_event(data.user_ids[u], data.item_ids[i])
@@ -280,8 +281,9 @@ def replay_gate(data: Interactions, *, every: int, window: int, planted_bad: boo
     return counts
 
 
-def part_gate(names: list[str]) -> None:
-    print("## Gate decisions on replayed streams (retrain every 2,000 events, window 20,000)")
+def part_gate(names: list[str], every: int, window: int) -> None:
+    print(f"## Gate decisions on replayed streams (retrain every {every:,} events, "
+          f"window {window:,})")  # fmt: skip
     print()
     print("| data | planted bad models | retrains judged | accepted | abstained | refused | "
           "bad models refused |")  # fmt: skip
@@ -293,7 +295,7 @@ def part_gate(names: list[str]) -> None:
             keep[:150_000] = True
             data = data.subset(keep)
         for bad in (False, True):
-            c = replay_gate(data, every=2000, window=20_000, planted_bad=bad)
+            c = replay_gate(data, every=every, window=window, planted_bad=bad)
             judged = c["accept"] + c["abstain"] + c["refuse"]
             print(f"| {name} | {'half of the retrains' if bad else 'none'} | {judged} | "
                   f"{c['accept']} | {c['abstain']} | {c['refuse']} | "
@@ -403,6 +405,8 @@ def main() -> None:
     parser.add_argument("--data", help="comma-separated data set names (default: all found)")
     parser.add_argument("--daemon-budget", type=float, default=90.0)
     parser.add_argument("--search-budget", type=float, default=120.0)
+    parser.add_argument("--gate-every", type=int, default=2000, help="events between retrains")
+    parser.add_argument("--gate-window", type=int, default=20_000)
     args = parser.parse_args()
     limit_blas_threads()
     names = args.data.split(",") if args.data else list(datasets())
@@ -417,7 +421,7 @@ def main() -> None:
     elif args.part == "search":
         part_search(names, [20, 60])
     elif args.part == "gate":
-        part_gate(names)
+        part_gate(names, args.gate_every, args.gate_window)
     elif args.part == "decay":
         part_decay([1, 7, 30, 180])
     else:
