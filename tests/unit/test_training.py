@@ -1,5 +1,9 @@
 """ALS contract on a checkerboard whose right answer is known."""
 
+import ast
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -93,3 +97,23 @@ def test_gpu_training_learns_the_same_blocks_as_the_cpu():
     best = [matrix.item_ids[c] for c in scores.argmax(axis=1)]
     for user, item in zip(matrix.user_ids, best, strict=True):
         assert item == f"g{user[1]}i{int(user.split('u')[1]) % 10}"
+
+
+def test_blas_runs_single_threaded_after_training_starts() -> None:
+    # implicit's per-user solves are many times slower under a BLAS thread pool; numpy and scipy
+    # each bring their own OpenBLAS, loaded at first use, possibly after an earlier limit was set.
+    script = (
+        "import threadpoolctl\n"
+        "from recommender.blas import limit_blas_threads\n"
+        "limit_blas_threads()\n"  # nothing loaded yet: a limit set now reaches no library
+        "import scipy.linalg\n"
+        "from recommender.training import AlsParams, _als\n"
+        "_als(AlsParams(factors=4, iterations=1))\n"
+        "print([lib['num_threads'] for lib in threadpoolctl.threadpool_info()"
+        " if lib['user_api'] == 'blas'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    threads = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert threads and set(threads) == {1}, done.stdout
