@@ -302,30 +302,63 @@ def part_gate(names: list[str], every: int, window: int) -> None:
                   f"{c['refused_bad']} of {c['bad']} |", flush=True)  # fmt: skip
 
 
-def part_decay(half_lives_days: list[float]) -> None:
+def drifting(users: int = 1500, per_user: int = 40, days: int = 40) -> Interactions:
+    """Taste that changes: each user's events are spread over ``days`` and switch to another
+    hidden group (100 items each, 85 % in-group) at a random moment in the middle half."""
+    groups, size, day = 10, 100, 86_400
+    rng = np.random.default_rng(11)
+    who = np.repeat(np.arange(users), per_user)
+    when = rng.integers(0, days * day, who.size)
+    before = rng.integers(0, groups, users)
+    after = (before + rng.integers(1, groups, users)) % groups
+    switch = rng.integers(days * day // 4, 3 * days * day // 4, users)
+    group = np.where(when < switch[who], before[who], after[who])
+    in_group = rng.random(who.size) < 0.85
+    items = np.where(
+        in_group,
+        group * size + rng.integers(0, size, who.size),
+        rng.integers(0, groups * size, who.size),
+    )
+    return Interactions(
+        who.astype(np.int64), items.astype(np.int64), np.ones(who.size, np.float32),
+        when.astype(np.int64), [f"u{k}" for k in range(users)],
+        [f"i{k}" for k in range(groups * size)],
+        f"drifting taste: {users} users x {per_user} over {days} days, one switch of group each",
+    )  # fmt: skip
+
+
+def part_decay(names: list[str], half_lives_days: list[float]) -> None:
+    """Prequential replay (each event scored against the model a live system had) per half-life.
+    ``names``: movielens (ratings >= 4: real timestamps) and/or drift (planted taste changes)."""
     from recommender.evaluation.prequential import run_prequential
 
     shared = datasets_dir()
-    if shared is None:
-        print("(no ../shared/datasets: the decay study needs MovieLens timestamps)")
-        return
-    data = read_interactions(shared / "movielens-latest-small" / "ratings.csv", min_rating=4)
-    print("## Time decay, prequential replay of MovieLens (ratings >= 4), window 20,000, "
-          "retrain every 1,000")  # fmt: skip
-    print()
-    print("| half-life | recall@10 of each next event | retrains |")
-    print("| --- | ---: | ---: |")
-    for days in [0.0, *half_lives_days]:
-        half_life = None if days == 0 else int(days * 86_400_000)
-        result = run_prequential(
-            data,
-            window_events=20_000,
-            retrain_every=1000,
-            params=AlsParams(),
-            half_life_ms=half_life,
-        )
-        label = "none (plain window)" if days == 0 else f"{days:g} days"
-        print(f"| {label} | {float(result.hits.mean()):.4f} | {result.retrains} |", flush=True)
+    cases: dict[str, tuple[Callable[[], Interactions], int, int]] = {
+        "drift": (drifting, 30_000, 1000),
+    }
+    if shared is not None:
+        ml = shared / "movielens-latest-small" / "ratings.csv"
+        cases["movielens"] = (lambda: read_interactions(ml, min_rating=4), 20_000, 1000)
+    for name in names:
+        if name not in cases:
+            print(f"(no {name} data for the decay study)")
+            continue
+        load, window, every = cases[name]
+        data = load()
+        print(f"## Time decay: prequential replay of {data.source}, window {window:,}, "
+              f"retrain every {every:,}")  # fmt: skip
+        print()
+        print("| half-life | recall@10 of each next event | retrains |")
+        print("| --- | ---: | ---: |")
+        for days in [0.0, *half_lives_days]:
+            half_life = None if days == 0 else int(days * 86_400_000)
+            result = run_prequential(
+                data, window_events=window, retrain_every=every, params=AlsParams(),
+                half_life_ms=half_life,
+            )  # fmt: skip
+            label = "none (plain window)" if days == 0 else f"{days:g} days"
+            print(f"| {label} | {float(result.hits.mean()):.4f} | {result.retrains} |", flush=True)
+        print()
 
 
 def part_daemon() -> None:
@@ -423,7 +456,7 @@ def main() -> None:
     elif args.part == "gate":
         part_gate(names, args.gate_every, args.gate_window)
     elif args.part == "decay":
-        part_decay([1, 7, 30, 180])
+        part_decay(args.data.split(",") if args.data else ["movielens", "drift"], [1, 7, 30, 180])
     else:
         part_daemon()
 
