@@ -301,3 +301,12 @@ def with_film_catalogue(kafka: KafkaSettings, system, server_args: list[str]) ->
         what="the catalogue",
     )
     return name, base
+
+
+def builder_command(topic, model_dir, bootstrap, *extra, factors=8, iterations=8):
+    """``recommender build`` arguments for a small untuned model (tests never wait for tuning)."""
+    return [
+        "build", "--tune", "off", topic, *extra, "--model-dir", str(model_dir),
+        "--bootstrap-servers", bootstrap,
+        "--factors", str(factors), "--iterations", str(iterations),
+    ]  # fmt: skip

@@ -28,6 +28,7 @@ from recommender.store import LocalStore
 from .conftest import (
     ROOT,
     TASTE,
+    builder_command,
     get_json,
     latest_snapshot,
     make_bucket,
@@ -52,24 +53,6 @@ def metric(base: str, name: str) -> float:
         if line.startswith(name) and not line.startswith("#"):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def builder_cmd(topic, model_dir, bootstrap, *extra):
-    return [
-        "build",
-        "--tune",
-        "off",
-        topic,
-        *extra,
-        "--model-dir",
-        str(model_dir),
-        "--bootstrap-servers",
-        bootstrap,
-        "--factors",
-        "8",
-        "--iterations",
-        "8",
-    ]
 
 
 # -- poison records ----------------------------------------------------------------------------
@@ -134,7 +117,7 @@ def test_an_oversized_dead_letter_is_truncated_and_counted_never_fatal(
     model_dir = tmp_path / "model"
     builder = daemons(
         "builder",
-        builder_cmd(
+        builder_command(
             name,
             model_dir,
             kafka.bootstrap_servers,
@@ -221,7 +204,8 @@ def test_a_broker_that_restarts_empty_is_detected_and_its_new_log_read_whole(
     produce(kafka, "events", [format_event(f"old{k % 300}", f"i{k % 50}") for k in range(3000)])
     model_dir = tmp_path / "model"
     builder = daemons(
-        "builder", builder_cmd("events", model_dir, kafka.bootstrap_servers, "400", "100000", "-b")
+        "builder",
+        builder_command("events", model_dir, kafka.bootstrap_servers, "400", "100000", "-b"),
     )
     server = daemons(
         "server",
@@ -295,7 +279,7 @@ def test_a_builder_restarted_on_a_replaced_topic_reads_the_new_log_from_its_star
     create_topic(kafka, "events", partitions=1)
     produce(kafka, "events", [format_event(f"a{k % 100}", f"i{k % 40}") for k in range(1000)])
     model_dir = tmp_path / "model"
-    args = builder_cmd("events", model_dir, kafka.bootstrap_servers, "500", "600", "-b")
+    args = builder_command("events", model_dir, kafka.bootstrap_servers, "500", "600", "-b")
     builder = daemons("builder", args)
     wait_for_manifest(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 1000)
     assert builder.stop() == 0
@@ -427,7 +411,7 @@ def test_a_backlog_window_holds_the_newest_events_of_every_partition(
     )
     model_dir = tmp_path / "model"
     builder = daemons(
-        "builder", builder_cmd(name, model_dir, kafka.bootstrap_servers, "40000", "10000", "-b")
+        "builder", builder_command(name, model_dir, kafka.bootstrap_servers, "40000", "10000", "-b")
     )
     wait_for_manifest(model_dir, lambda m: m["builder"]["accepted"] == 40_000, timeout=90)
     assert builder.stop() == 0
@@ -443,7 +427,7 @@ def test_builders_killed_at_any_moment_resume_to_the_same_window(kafka, topic, d
     the gate does not refuse a restarted builder's model for being judged on replayed events."""
     name = topic(2)
     model_dir = tmp_path / "model"
-    args = builder_cmd(
+    args = builder_command(
         name,
         model_dir,
         kafka.bootstrap_servers,

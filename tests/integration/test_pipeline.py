@@ -16,26 +16,23 @@ from recommender.snapshot import load_snapshot
 from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 
-from .conftest import get_json, latest_snapshot, produce, wait_for_manifest, wait_until
+from .conftest import (
+    builder_command,
+    get_json,
+    latest_snapshot,
+    produce,
+    wait_for_manifest,
+    wait_until,
+)
 
 TASTE = TasteModel(users=300, items=160, groups=4, in_group=0.9)
 
 
 def builder_args(topic, model_dir, kafka, *extra):
     return [
-        "build",
-        "--tune",
-        "off",
-        topic,
-        *extra,
-        "--model-dir",
-        str(model_dir),
-        "--bootstrap-servers",
-        kafka.bootstrap_servers,
-        "--factors",
-        "16",
-        "--iterations",
-        "10",
+        *builder_command(
+            topic, model_dir, kafka.bootstrap_servers, *extra, factors=16, iterations=10
+        ),
         "--log-level",
         "DEBUG",
     ]
