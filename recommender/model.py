@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import scipy.linalg
 import scipy.sparse as sp
 
 from .events import clip_pair_weights
+from .foldin import MAX_FOLD_IN_ITEMS, FoldIn, solve_symmetric
 from .index import AnnSettings, make_top_k
 from .ratings import RatingScale
 from .snapshot import Snapshot
@@ -37,8 +37,6 @@ __all__ = [
 ]
 
 AnswerSource = Literal["personalised", "fold-in", "popular"]
-#: Most items one fold-in uses (about 1 ms at 64 factors; see :meth:`RecommenderModel.fold_in`).
-MAX_FOLD_IN_ITEMS = 1000
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
@@ -118,9 +116,9 @@ class RecommenderModel:
         self.alpha = float(params.get("alpha", 1.0))
         self.regularization = float(params.get("regularization", 0.0))
         # What every fold-in shares (ALS's YᵀY + λI), computed once per snapshot.
-        factors = self.item_factors.shape[1]
-        item_f64 = np.asarray(self.item_factors, dtype=np.float64)
-        self.gram = item_f64.T @ item_f64 + self.regularization * np.eye(factors)
+        self.folding = FoldIn(
+            self.item_factors, alpha=self.alpha, regularization=self.regularization
+        )
         #: How top items are found: every item scored, or an HNSW graph (large catalogues).
         self.top_k = make_top_k(self.item_factors, ann)
         self._user_norms: FloatArray | None = None
@@ -198,56 +196,11 @@ class RecommenderModel:
 
     # -- fold-in -------------------------------------------------------------------------------
 
-    def _system(self, cols: IntArray, weights: FloatArray) -> tuple[np.ndarray, np.ndarray]:
-        """ALS's normal equations for one user: (YᵀCY + λI) x = YᵀCp, as implicit builds them:
-        confidence c = alpha * |weight|, preference p = 1 for a like (weight > 0) and 0 for a
-        dislike or a neutral rating (weight <= 0; a neutral one has confidence 0)."""
-        w = weights.astype(np.float64)
-        confidence = self.alpha * np.abs(w)
-        y = np.asarray(self.item_factors[cols], dtype=np.float64)
-        a = self.gram + (y.T * (confidence - 1.0)) @ y
-        b = y.T @ np.where(w > 0, confidence, 0.0)
-        return a, b
-
-    def _solve(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-        """``a⁻¹ b`` for a symmetric positive (semi-)definite ``a``, or None if no finite answer.
-
-        With λ near 0, or a user whose items span few dimensions, ``a`` can be singular: a small
-        ridge (1e-6 of its mean diagonal) keeps the solve defined without changing ordinary
-        answers, and a least-squares solve is the last resort before giving up.
-        """
-        ridge = 1e-6 * max(float(np.trace(a)) / a.shape[0], 1e-12)
-        a = a + ridge * np.eye(a.shape[0])
-        try:
-            x = scipy.linalg.solve(a, b, assume_a="pos")
-        except (np.linalg.LinAlgError, ValueError):
-            try:
-                x = scipy.linalg.lstsq(a, b)[0]
-            except (np.linalg.LinAlgError, ValueError):
-                return None
-        return x if bool(np.all(np.isfinite(x))) else None
-
     def fold_in(
         self, cols: IntArray, weights: FloatArray, *, priority: IntArray | None = None
     ) -> FloatArray | None:
-        """The user vector ALS would compute for a user with these items, against these items'
-        factors: the least-squares step for one user, at O(k·f² + f³) for k items.
-
-        Runs on the server's event loop, so k is bounded: beyond ``MAX_FOLD_IN_ITEMS`` the
-        ``priority`` columns (the fresh events) are kept and the rest filled with the
-        largest-weight items. Returns None when no finite vector exists, or the user likes
-        nothing (never raises)."""
-        if not bool((weights > 0).any()):
-            return None
-        if cols.size > MAX_FOLD_IN_ITEMS:
-            rank = np.abs(weights.astype(np.float64))
-            if priority is not None and priority.size:
-                rank = rank + np.isin(cols, priority) * (float(rank.max()) + 1.0)
-            keep = np.argpartition(-rank, MAX_FOLD_IN_ITEMS - 1)[:MAX_FOLD_IN_ITEMS]
-            cols, weights = cols[keep], weights[keep]
-        a, b = self._system(cols, weights)
-        x = self._solve(a, b)
-        return None if x is None else x.astype(np.float32)
+        """The user vector ALS would compute for these items: see :meth:`FoldIn.vector`."""
+        return self.folding.vector(cols, weights, priority=priority)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -417,10 +370,10 @@ class RecommenderModel:
         cols, weights = self._history(user, fresh)
         if col is None or cols.size == 0:
             return None
-        a, _ = self._system(cols, weights)
+        a, _ = self.folding.system(cols, weights)
         y = np.asarray(self.item_factors[cols], dtype=np.float64)
         wanted = np.asarray(self.item_factors[col], np.float64)
-        target = self._solve(a, wanted)
+        target = solve_symmetric(a, wanted)
         if target is None:  # no finite A⁻¹: fall back to plain similarity of the factors
             target = wanted
         # As implicit's explain: dislikes and neutral ratings contribute nothing.

@@ -123,17 +123,17 @@ def test_explanation_contributions_add_up_to_the_fold_in_score(model):
 
 
 def test_fold_in_of_a_heavy_user_is_bounded_and_keeps_fresh_items(model, monkeypatch):
-    import recommender.model as model_module
+    import recommender.foldin as foldin_module
 
-    monkeypatch.setattr(model_module, "MAX_FOLD_IN_ITEMS", 3)
+    monkeypatch.setattr(foldin_module, "MAX_FOLD_IN_ITEMS", 3)
     used = []
-    original = model._system
+    original = model.folding.system
 
     def spy(cols, weights):
         used.append(cols.tolist())
         return original(cols, weights)
 
-    monkeypatch.setattr(model, "_system", spy)
+    monkeypatch.setattr(model.folding, "system", spy)
     fresh_col = model.item_index["g1i0"]
     cols = np.array([model.item_index[f"g0i{k}"] for k in range(6)] + [fresh_col])
     weights = np.array([5, 1, 4, 1, 1, 3, 1], dtype=np.float32)

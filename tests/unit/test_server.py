@@ -71,8 +71,11 @@ async def test_repeated_parameter_is_refused(client):
 async def test_unknown_route_and_method_answer_json(client):
     response = await client.get("/no/such/thing")
     assert response.status == 404 and (await response.json())["error"] == "not_found"
-    response = await client.post("/recommend")
+    response = await client.delete("/recommend")
     assert response.status == 405 and "error" in await response.json()
+    assert "GET" in response.headers["Allow"] and "POST" in response.headers["Allow"]
+    response = await client.post("/recommend")  # the seed chat API's form: it needs a body
+    assert response.status == 400 and "error" in await response.json()
 
 
 async def test_unknown_user_gets_popular_items_marked_as_fallback(client, model_dir):
