@@ -1,11 +1,16 @@
 """The builder's quality gate: does a new model rank held-out events worse than the serving one?
 
 The held-out events are window events the serving model has never seen (by offset; see
-:meth:`recommender.window.InteractionWindow.matrix`); the candidate is fitted without them. Each
-model answers every held-out user *as the server would*: a user with a liked item the model knows
-gets a fold-in vector (the ALS user step against the model's item factors), anyone else the
-model's most popular items, and items the model does not know can never be recommended. So a
-model that knows more users or items gets credit for them, instead of those users being left out.
+:meth:`recommender.window.InteractionWindow.matrix`, which gives them in event-time order); the
+candidate is fitted without them. Each model answers every held-out user *as the server would*:
+the server folds a user's events newer than its snapshot in, so the earlier half of a user's
+held-out events (rounded down) is that user's fresh history, and the later half is what the
+model must find. A user with a liked item the model knows (in the window or fresh) gets a fold-in
+vector (the ALS user step against the model's item factors), anyone else the model's most popular
+items, and items the model does not know can never be recommended. So new users, who are most of
+the held-out users on a stream where people arrive, act in a session and leave, count as
+evidence; and a model that knows more users or items gets credit for them, instead of those
+users being left out.
 
 Per user, NDCG@10 and recall@10 count every held-out liked item (not "any hit"); the models are
 compared on the same users with a paired bootstrap over users. The gate
@@ -26,9 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import scipy.linalg
 import scipy.sparse as sp
 
+from .foldin import FoldIn
 from .ranking import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
 
 __all__ = ["Decision", "GateModel", "GateVerdict", "compare_models", "served_rankings"]
@@ -93,28 +98,16 @@ def served_rankings(
     to_window = np.full(len(model.item_ids), -1, np.int64)
     known = to_model >= 0
     to_window[to_model[known]] = np.flatnonzero(known)
+    folding = FoldIn(model.item_factors, alpha=model.alpha, regularization=model.regularization)
     y = np.asarray(model.item_factors, dtype=np.float64)
-    factors = y.shape[1]
-    gram = y.T @ y + model.regularization * np.eye(factors)
-    ridge = 1e-6 * max(float(np.trace(gram)) / factors, 1e-12) * np.eye(factors)
-    vectors = np.zeros((users.size, factors))
+    vectors = np.zeros((users.size, y.shape[1]))
     folded = np.zeros(users.size, dtype=bool)
     for n, u in enumerate(users.tolist()):
         lo, hi = train.indptr[u], train.indptr[u + 1]
         cols = to_model[train.indices[lo:hi]]
-        weights = train.data[lo:hi].astype(np.float64)
         mine = cols >= 0
-        cols, weights = cols[mine], weights[mine]
-        if not (weights > 0).any():
-            continue
-        confidence = model.alpha * np.abs(weights)
-        yu = y[cols]
-        a = gram + ridge + (yu.T * (confidence - 1.0)) @ yu
-        try:
-            x = scipy.linalg.solve(a, yu.T @ np.where(weights > 0, confidence, 0.0), assume_a="pos")
-        except (np.linalg.LinAlgError, ValueError):
-            continue
-        if np.all(np.isfinite(x)):
+        x = folding.vector(cols[mine], train.data[lo:hi][mine].astype(np.float32))
+        if x is not None:
             vectors[n], folded[n] = x, True
     popularity = np.asarray(model.popularity, dtype=np.float64)
     out = np.full((users.size, k), -1, np.int64)
@@ -151,17 +144,22 @@ def compare_models(
     k: int = 10,
     seed: int = 0,
 ) -> GateVerdict:
-    """Judge ``candidate`` against ``serving`` on the held-out events (window rows and columns;
-    ``train`` is the window without them). See the module documentation for the rule."""
+    """Judge ``candidate`` against ``serving`` on the held-out events (window rows and columns,
+    in event-time order; ``train`` is the window without them). See the module documentation
+    for the rule."""
     metric = f"NDCG@{k}"
-    liked = holdout_weights > 0
     shape = train.shape
+    fresh = _fresh_history(holdout_users)
+    history = train + sp.csr_matrix(
+        (holdout_weights[fresh], (holdout_users[fresh], holdout_items[fresh])), shape=shape
+    )
+    liked = (holdout_weights > 0) & ~fresh
     truth = sp.csr_matrix(
         (np.ones(int(liked.sum())), (holdout_users[liked], holdout_items[liked])), shape=shape
     )
     truth.sum_duplicates()
     truth.data[:] = 1.0
-    truth = truth - truth.multiply(train != 0)  # an item the user already has is not "found"
+    truth = truth - truth.multiply(history != 0)  # an item the user already has is not "found"
     truth.eliminate_zeros()
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     events = int(truth.nnz)
@@ -179,7 +177,7 @@ def compare_models(
     user_truth = truth[users]
     scores = {}
     for name, model in (("candidate", candidate), ("serving", serving)):
-        ranked = served_rankings(model, item_ids, train, users, k=k)
+        ranked = served_rankings(model, item_ids, history, users, k=k)
         scores[name] = per_user_metrics(ranked, user_truth, k)
     ndcg = paired_bootstrap(scores["candidate"][0], scores["serving"][0], seed=seed)
     recall = paired_bootstrap(scores["candidate"][1], scores["serving"][1], seed=seed)
@@ -188,6 +186,7 @@ def compare_models(
     details = {
         "users_sampled": int(users.size),
         "users_with_truth": int(np.diff(truth.indptr).astype(bool).sum()),
+        "fresh_history_events": int(fresh.sum()),
     }
     if significant and drop > max_drop:
         return GateVerdict(
@@ -214,3 +213,16 @@ def compare_models(
         max_drop,
         details,
     )
+
+
+def _fresh_history(users: IntArray) -> npt.NDArray[np.bool_]:
+    """For held-out events in time order: which are a user's fresh history (the earlier half of
+    that user's held-out events, rounded down), the rest being what the models must find."""
+    order = np.argsort(users, kind="stable")  # by user, time order kept within each
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    counts = np.diff(np.r_[starts, sorted_users.size])
+    position = np.arange(sorted_users.size) - np.repeat(starts, counts)
+    fresh = np.zeros(users.size, dtype=bool)
+    fresh[order] = position < np.repeat(counts // 2, counts)
+    return fresh

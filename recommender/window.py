@@ -54,7 +54,8 @@ class WindowMatrix:
     partition_starts : dict of int to int
         For each partition with events in the window, the offset of its oldest event there.
     holdout_users, holdout_items : ndarray of int64
-        Rows and columns of the held-out events (see :meth:`InteractionWindow.matrix`).
+        Rows and columns of the held-out events, oldest first (see
+        :meth:`InteractionWindow.matrix`).
     holdout_weights : ndarray of float32
         Their weights (a dislike is held out too, but is nothing to find).
     train_items : scipy.sparse.csr_matrix or None
@@ -262,8 +263,8 @@ class InteractionWindow:
         holdout_from : mapping of partition to offset, optional
             Events at or after these offsets (every event of a partition not listed) are
             candidates for holding out: e.g. the events a serving model has not seen. The newest
-            ``max_holdout`` of them are given apart, with the matrix of all the others, for
-            judging a model on events it did not learn from.
+            ``max_holdout`` of them are given apart, oldest first, with the matrix of all the
+            others, for judging a model on events it did not learn from.
         max_holdout : int
             The most events held out.
         """
@@ -295,6 +296,8 @@ class InteractionWindow:
                         ts[candidates], offsets[candidates], partitions[candidates], max_holdout
                     )
                 ]
+                # In event-time order: the gate replays each user's held-out events as they came.
+                chosen = chosen[np.lexsort((partitions[chosen], offsets[chosen], ts[chosen]))]
                 train = np.ones(size, dtype=bool)
                 train[chosen] = False
                 train_items = pair_matrix(rows[train], cols[train], weights[train], shape)

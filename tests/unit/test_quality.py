@@ -68,7 +68,31 @@ def test_a_model_with_shuffled_item_factors_is_refused(matrix):
     verdict = judge(broken, good, matrix)
     assert verdict.decision == "refuse", verdict.reason
     assert verdict.comparison is not None and verdict.comparison.high < 0
-    assert verdict.events >= 500 and verdict.comparison.users >= 300
+    assert verdict.events >= 300 and verdict.comparison.users >= 300
+    assert judge(good, good, matrix).decision == "accept"
+
+
+def test_a_broken_model_is_refused_on_users_who_arrived_after_the_serving_model():
+    """Users who arrive, act and leave (a session) are new to both models. The server folds
+    their first events in; so does the gate, and a broken model shows on them too, where
+    answering them all with the popular items would make both models look the same."""
+    rng = np.random.default_rng(5)
+    regulars = np.repeat(np.arange(300), 40)
+    newcomers = np.repeat(np.arange(300, 600), 8)  # 8 events each, all after the last retrain
+    events = []
+    for who in (rng.permutation(regulars), rng.permutation(newcomers)):
+        users, items = TASTE.sample(who.size, rng, users=who)
+        events += list(zip([f"u{u}" for u in users], [f"i{i}" for i in items], strict=True))
+    window = InteractionWindow(100_000)
+    append_events(window, events)
+    matrix = window.matrix(holdout_from={0: regulars.size}, max_holdout=newcomers.size)
+    assert not set(matrix.holdout_users.tolist()) & set(
+        np.flatnonzero(matrix.train_items.getnnz(1)).tolist()
+    )
+    good, broken = gate_model(matrix, GOOD), gate_model(matrix, GOOD, shuffle=True)
+    verdict = judge(broken, good, matrix)
+    assert verdict.decision == "refuse", verdict.reason
+    assert verdict.details["fresh_history_events"] == newcomers.size // 2
     assert judge(good, good, matrix).decision == "accept"
 
 
@@ -204,3 +228,10 @@ def test_gate_can_be_switched_off(tmp_path):
     assert publisher.holdout_from() is None
     with pytest.raises(Exception, match="max-quality-drop"):
         make_publisher(tmp_path, max_quality_drop=1.5)
+
+
+def test_each_users_earlier_held_out_half_is_their_fresh_history():
+    from recommender.quality import _fresh_history
+
+    users = np.array([7, 3, 7, 3, 7, 9, 3, 7])  # in time order: 7 has 4 events, 3 has 3, 9 one
+    assert _fresh_history(users).tolist() == [True, True, True, False, False, False, False, False]
