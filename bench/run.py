@@ -279,9 +279,7 @@ def trained_snapshot(total: int, model_dir: Path, topic: str = "bench") -> Path:
     window = window_of(total)
     matrix = window.matrix()
     factors = train_als(matrix.user_items, AlsParams(factors=64, iterations=15))
-    return Path(
-        publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": topic})
-    )
+    return Path(publish_snapshot(model_dir, 1, snapshot_arrays(matrix, factors), {"topic": topic}))
 
 
 def bench_snapshot(total: int, repeats: int) -> None:
