@@ -113,6 +113,9 @@ class RecommenderModel:
         params = self.manifest.get("params", {})
         #: The rating scale events are given in, if the builder declared one.
         self.ratings = RatingScale.from_dict(self.manifest.get("ratings"))
+        #: Weight multiplier of an event at the window's newest time (with a half-life; else
+        #: 1): fresh events are newer still, so they weigh at least as much (see the window).
+        self.fresh_weight = float(self.manifest.get("window", {}).get("newest_weight", 1.0))
         self.alpha = float(params.get("alpha", 1.0))
         self.regularization = float(params.get("regularization", 0.0))
         # What every fold-in shares (ALS's YᵀY + λI), computed once per snapshot.
@@ -183,7 +186,8 @@ class RecommenderModel:
             weights.append(np.asarray(w, dtype=np.float32))
         if fresh:
             index = self.item_index
-            known = [(index[item], weight) for item, weight in fresh if item in index]
+            scale = self.fresh_weight
+            known = [(index[item], weight * scale) for item, weight in fresh if item in index]
             if known:
                 cols.append(np.array([c for c, _ in known], dtype=np.int64))
                 weights.append(np.array([w for _, w in known], dtype=np.float32))

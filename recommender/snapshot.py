@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -170,6 +171,10 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_manifest(manifest: object) -> str | None:
     """What is wrong with a manifest's structure, or None."""
     if not isinstance(manifest, dict):
@@ -188,6 +193,9 @@ def _check_manifest(manifest: object) -> str | None:
     for key in ("params", "window", "builder"):
         if not isinstance(manifest.get(key, {}), dict):
             return f"{key} is not an object"
+    newest_weight = manifest.get("window", {}).get("newest_weight", 1.0)
+    if not _is_number(newest_weight) or not 0 < newest_weight < 1e6:
+        return "window.newest_weight is not a positive number"
     files = manifest.get("files")
     if not isinstance(files, dict) or set(files) != set(ARRAY_DTYPES):
         return f"files must name exactly the arrays {sorted(ARRAY_DTYPES)}"

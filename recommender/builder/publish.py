@@ -301,6 +301,7 @@ class Publisher:
                 "max_events": config.window_events,
                 "max_age_seconds": config.window_seconds,
                 "half_life_seconds": config.half_life_seconds,
+                "newest_weight": matrix.newest_weight,
             },
             "ratings": None if config.ratings is None else config.ratings.to_dict(),
             "params": params.to_dict(),

@@ -35,8 +35,9 @@ def dense(matrix):
     }
 
 
-def publish_window(model_dir, version, events, *, factors=2, params=None):
-    """Train on ``events`` and publish snapshot ``version``; returns its path."""
+def publish_window(model_dir, version, events, *, factors=2, params=None, manifest=None):
+    """Train on ``events`` and publish snapshot ``version`` (``manifest`` adds keys to its
+    manifest); returns its path."""
     from pathlib import Path
 
     from recommender.snapshot import publish_snapshot
@@ -53,6 +54,7 @@ def publish_window(model_dir, version, events, *, factors=2, params=None):
         "topic": "t",
         "partitions": {"0": {"window_start": 0, "next_offset": len(events)}},
         "params": params.to_dict(),
+        **(manifest or {}),
     }
     return Path(publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest))
 

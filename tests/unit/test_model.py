@@ -186,3 +186,22 @@ def test_a_user_who_only_dislikes_gets_popular_items_without_them(model):
     answer = model.recommend("newcomer", 5, fresh=fresh)
     assert answer.source == "popular"
     assert not {s.item for s in disliked} & {s.item for s in answer.items}
+
+
+def test_fresh_events_weigh_what_the_windows_newest_events_weigh(tmp_path):
+    """With a half-life the window's newest events weigh newest_weight (>1); an event newer
+    still must not count for less in the fold-in than in the next retrain."""
+    events = block_events()
+    plain = RecommenderModel(load_snapshot(publish_window(tmp_path / "a", 1, events)))
+    scaled = RecommenderModel(
+        load_snapshot(
+            publish_window(tmp_path / "b", 1, events, manifest={"window": {"newest_weight": 3.0}})
+        )
+    )
+    assert scaled.fresh_weight == 3.0 and plain.fresh_weight == 1.0
+    fresh = [("g1i0", 1.0), ("g0i1", 0.5)]
+    expected = plain.recommend("newcomer", 5, fresh=[(i, w * 3.0) for i, w in fresh])
+    answer = scaled.recommend("newcomer", 5, fresh=fresh)
+    assert [s.item for s in answer.items] == [s.item for s in expected.items]
+    assert [s.score for s in answer.items] == pytest.approx([s.score for s in expected.items])
+    assert answer.items != plain.recommend("newcomer", 5, fresh=fresh).items
