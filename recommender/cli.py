@@ -23,6 +23,7 @@ from .options import (
     add_model_dir,
     build_parser_for_builder,
     build_parser_for_server,
+    duration_list,
     int_list,
 )
 
@@ -198,6 +199,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             daemon_budget=args.daemon_budget,
             windows=args.windows,
             retrain_every=args.retrain_every,
+            half_lives=args.half_lives,
             seed=args.seed,
             plots=not args.no_plots,
             progress=not args.no_progress,
@@ -326,6 +328,14 @@ def make_parser() -> argparse.ArgumentParser:
         type=int_list,
         default=[1000, 5000],
         help="prequential retrain frequencies (events)",
+    )
+    evaluate.add_argument(
+        "--half-lives",
+        type=duration_list,
+        default=[],
+        metavar="DURATIONS",
+        help="also replay the best prequential setting with each half-life, e.g. 1d,7d,30d "
+        "(the builder's --half-life; default: none)",
     )
     evaluate.add_argument("--seed", type=int, default=42)
     evaluate.add_argument("--no-plots", action="store_true")

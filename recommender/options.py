@@ -20,6 +20,7 @@ __all__ = [
     "build_parser_for_server",
     "byte_size",
     "duration",
+    "duration_list",
     "int_list",
     "optional_duration",
     "positive_float",
@@ -362,3 +363,8 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
     return values
+
+
+def duration_list(text: str) -> list[float]:
+    """Comma-separated durations, as ``--half-life`` takes them: ``1d,7d,30d``."""
+    return [duration(v.strip()) for v in text.split(",") if v.strip()] or [duration(text)]

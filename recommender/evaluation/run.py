@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -10,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from tqdm import tqdm
 
 from ..ratings import RatingScale
@@ -19,7 +17,8 @@ from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
 from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
-from .prequential import run_prequential
+from .prequential import PrequentialResult, run_prequential
+from .report import Report, params_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
 from .splits import Split, global_cutoff, per_user_holdout, truth_sets
 
@@ -48,6 +47,8 @@ class EvaluateOptions:
     daemon_budget: float = 90.0
     windows: Sequence[int] = (5000, 20000, 0)
     retrain_every: Sequence[int] = (1000, 5000)
+    #: Prequential half-lives (seconds of event time) to compare with the plain window.
+    half_lives: Sequence[float] = ()
     seed: int = 42
     plots: bool = True
     progress: bool = True
@@ -62,77 +63,6 @@ def _baselines() -> list[Recommender]:
         AlsModel(SEED_ALS, name="ALS, seed settings"),
         AlsModel(AlsParams(), name="ALS, our defaults"),
     ]
-
-
-def _params_text(p: AlsParams) -> str:
-    return (
-        f"factors {p.factors}, regularization {p.regularization:.3g}, alpha {p.alpha:.3g}, "
-        f"iterations {p.iterations}"
-    )
-
-
-class Report:
-    """Collects Markdown, JSON and plots for one run."""
-
-    def __init__(self, options: EvaluateOptions, data: Interactions) -> None:
-        self.options = options
-        self.lines: list[str] = []
-        self.json: dict[str, Any] = {
-            "data": {
-                "file": str(options.data_file),
-                "source": data.source,
-                "events": len(data),
-                "users": data.n_users,
-                "items": data.n_items,
-            },
-            "seed": options.seed,
-        }
-        options.output_dir.mkdir(parents=True, exist_ok=True)
-
-    def md(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        self.md("| " + " | ".join(header) + " |", "|" + " --- |" * len(header))
-        for row in rows:
-            self.md("| " + " | ".join(_fmt(c) for c in row) + " |")
-        self.md("")
-
-    def plot(self, name: str, draw: Any) -> None:
-        if not self.options.plots:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-        draw(ax)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.options.output_dir / name)
-        plt.close(fig)
-        self.md(f"![{name}]({name})", "")
-
-    def write(self) -> None:
-        (self.options.output_dir / "report.md").write_text("\n".join(self.lines) + "\n")
-        (self.options.output_dir / "report.json").write_text(
-            json.dumps(self.json, indent=2, default=_jsonable) + "\n"
-        )
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
-    return str(value)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, AlsParams):
-        return value.to_dict()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value)}")
 
 
 def _offline(
@@ -181,7 +111,7 @@ def _offline(
         daemon_note = (
             f"The daemon's row is what the builder serves after its first tuning session on the "
             f"training events ({len(outcome.trials)} trials in {outcome.seconds:.0f} s; "
-            f"{'adopted ' + _params_text(served) if outcome.adopted else 'kept its defaults'}: "
+            f"{'adopted ' + params_text(served) if outcome.adopted else 'kept its defaults'}: "
             f"{outcome.reason})."
         )
     results: list[ModelResult] = []
@@ -218,7 +148,7 @@ def _offline(
     seed_ndcg = results[3].metrics[k0]["ndcg"]
     tuned = results[-1].metrics[k0]["ndcg"]
     report.md(
-        f"Tuned ALS ({_params_text(best)}; best of {len(trials)} trials scored on a validation "
+        f"Tuned ALS ({params_text(best)}; best of {len(trials)} trials scored on a validation "
         f"split carved from the training events only): NDCG@{k0} {tuned:.4f} = "
         f"{tuned / pop:.2f}x popularity and {tuned / seed_ndcg - 1:+.0%} vs the seed's settings.",
         "",
@@ -262,7 +192,7 @@ def _prequential(
         f" through the daemons' own window, retrain and fold-in code; before each event is "
         f"learned, the user's top-{n} is asked for (fresh events since the last retrain "
         f"folded in, as the server does) and a hit recorded if the event's item is in it. "
-        f"ALS: {_params_text(params)}.",
+        f"ALS: {params_text(params)}.",
         "",
     )
     rows, results = [], []
@@ -339,6 +269,9 @@ def _prequential(
         ax.legend(fontsize=8)
 
     report.plot("prequential_by_window.png", by_window)
+    if options.half_lives:
+        best = max(results, key=lambda r: r.recall)
+        report.json["prequential_decay"] = _decay(report, data, params, options, best)
     report.json["prequential"] = [
         {
             "window_events": r.window_events,
@@ -354,6 +287,42 @@ def _prequential(
     ]
 
 
+def _decay(
+    report: Report,
+    data: Interactions,
+    params: AlsParams,
+    options: EvaluateOptions,
+    plain: PrequentialResult,
+) -> list[dict[str, float]]:
+    """The best plain replay again with each ``--half-lives`` value (the builder's decay)."""
+    report.md("### Time decay (`--half-life`)", "")
+    if data.timestamps is None:
+        report.md("This file has no event times, so there is no age to decay by.", "")
+        return []
+    rows: list[list[object]] = [["none (plain window)", plain.recall, "-"]]
+    found = [{"half_life_seconds": 0.0, "recall": plain.recall}]
+    for seconds in options.half_lives:
+        result = run_prequential(
+            data,
+            window_events=plain.window_events,
+            retrain_every=plain.retrain_every,
+            params=params,
+            n=plain.n,
+            seed=options.seed,
+            half_life_ms=max(1, int(seconds * 1000)),
+        )
+        change = f"{result.recall / plain.recall - 1:+.0%}" if plain.recall else "-"
+        rows.append([f"{seconds / 86400:g} days", result.recall, change])
+        found.append({"half_life_seconds": seconds, "recall": result.recall})
+    report.md(
+        f"The best replay above (window {plain.window_events:,}, retrain every "
+        f"{plain.retrain_every:,}), once per half-life of event time.",
+        "",
+    )
+    report.table(["half-life", f"recall@{plain.n}", "vs plain window"], rows)
+    return found
+
+
 def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
     from . import seed_protocol
 
@@ -364,7 +333,7 @@ def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
         cv = cross_validate(data, cv_users, grid, seed=options.seed, progress=lambda: bar.update(1))
     report.table(
         ["ALS setting (5-fold CV on the first users)", "mean F-measure"],
-        [[_params_text(p), f] for p, f in cv],
+        [[params_text(p), f] for p, f in cv],
     )
     best = max(cv, key=lambda pf: pf[1])[0]
     models = [*_baselines(), AlsModel(best, name="ALS, best in CV")]
@@ -393,7 +362,10 @@ def run_evaluation(options: EvaluateOptions) -> Path:
     data = read_interactions(options.data_file, min_rating=options.min_rating)
     if options.ratings is not None:
         data = with_rating_scale(data, RatingScale.parse(options.ratings))
-    report = Report(options, data)
+    report = Report(
+        output_dir=options.output_dir, plots=options.plots, data_file=options.data_file,
+        seed=options.seed, data=data,
+    )  # fmt: skip
     report.md(
         f"# Evaluation of {data.source}",
         "",

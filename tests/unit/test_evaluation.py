@@ -172,3 +172,20 @@ def test_rating_scales_in_evaluation_make_dislikes_training_signal_but_never_tar
     split = Split(data.subset(~everything), data.subset(everything), "all held out")
     assert truth_sets(split) == {data.user_ids.index("u"): {data.item_ids.index("a")},
                                  data.user_ids.index("v"): {data.item_ids.index("a")}}  # fmt: skip
+
+
+def test_evaluate_replays_the_best_prequential_setting_with_each_half_life(tmp_path):
+    """Users check --half-life on their own data before turning it on in the builder."""
+    data_file = sample_file(tmp_path / "d.csv")  # event times span about 11.6 days
+    out = tmp_path / "report"
+    args = ["evaluate", str(data_file), "--output-dir", str(out), "--protocol", "prequential"]
+    args += ["--windows", "2000,4000", "--retrain-every", "1000", "--half-lives", "1h,10000d"]
+    assert main([*args, "--no-plots", "--no-progress", "--log-level", "WARNING"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    plain = max(run["recall"] for run in report["prequential"])
+    decay = {row["half_life_seconds"]: row["recall"] for row in report["prequential_decay"]}
+    assert decay[0.0] == plain
+    # A half-life far longer than the data weighs every event alike: the plain window again.
+    assert abs(decay[10000 * 86400] - plain) < 0.01
+    assert decay[3600] != plain  # an hour's half-life forgets most of the window
+    assert "### Time decay (`--half-life`)" in (out / "report.md").read_text()

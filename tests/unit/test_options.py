@@ -62,3 +62,12 @@ def test_builder_command_line_reads_units(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         make_parser().parse_args(["serve", "--fresh-memory", "lots"])
     assert "expected a size such as 256MB" in capsys.readouterr().err
+
+
+def test_duration_lists_take_the_half_life_units():
+    from recommender.options import duration_list
+
+    assert duration_list("1d, 12h,90") == [86400.0, 43200.0, 90.0]
+    for bad in ("", "1d,soon", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            duration_list(bad)

@@ -1,0 +1,88 @@
+"""The ``recommender evaluate`` report: Markdown, JSON and plots written to one folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..training import AlsParams
+from .data import Interactions
+
+__all__ = ["Report", "fmt", "params_text"]
+
+
+def params_text(p: AlsParams) -> str:
+    return (
+        f"factors {p.factors}, regularization {p.regularization:.3g}, alpha {p.alpha:.3g}, "
+        f"iterations {p.iterations}"
+    )
+
+
+class Report:
+    """Collects Markdown, JSON and plots for one run."""
+
+    def __init__(
+        self, *, output_dir: Path, plots: bool, data_file: Path, seed: int, data: Interactions
+    ) -> None:
+        self.output_dir, self.plots = output_dir, plots
+        self.lines: list[str] = []
+        self.json: dict[str, Any] = {
+            "data": {
+                "file": str(data_file),
+                "source": data.source,
+                "events": len(data),
+                "users": data.n_users,
+                "items": data.n_items,
+            },
+            "seed": seed,
+        }
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    def md(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        self.md("| " + " | ".join(header) + " |", "|" + " --- |" * len(header))
+        for row in rows:
+            self.md("| " + " | ".join(fmt(c) for c in row) + " |")
+        self.md("")
+
+    def plot(self, name: str, draw: Any) -> None:
+        if not self.plots:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        draw(ax)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.output_dir / name)
+        plt.close(fig)
+        self.md(f"![{name}]({name})", "")
+
+    def write(self) -> None:
+        (self.output_dir / "report.md").write_text("\n".join(self.lines) + "\n")
+        (self.output_dir / "report.json").write_text(
+            json.dumps(self.json, indent=2, default=_jsonable) + "\n"
+        )
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, AlsParams):
+        return value.to_dict()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value)}")
