@@ -260,3 +260,27 @@ def test_bad_builder_arguments_exit_with_usage(daemons, argv):
     daemon = daemons("bad", argv)
     assert daemon.proc.wait(30) == 2
     assert "usage" in daemon.output()
+
+
+def test_half_life_decays_older_events_around_a_mean_weight_of_one(kafka, topic, daemons, tmp_path):
+    """--half-life by record time: events 2 s older weigh a quarter or less of the newest, the
+    mean stays 1, and the manifest tells the server what a fresh event weighs."""
+    name = topic(1)
+    produce(kafka, name, [format_event(f"old{k}", f"i{k % 7}") for k in range(100)])
+    time.sleep(2.2)
+    produce(kafka, name, [format_event(f"new{k}", f"i{k % 7}") for k in range(100)])
+    model_dir = tmp_path / "model"
+    args = builder_args(name, model_dir, kafka, "200", "1000", "-b", "--half-life", "1s")
+    builder = daemons("builder", args)
+    manifest = wait_for_manifest(model_dir, lambda m: m["window"]["events"] == 200, what="200")
+    assert manifest["window"]["half_life_seconds"] == 1.0
+    snapshot = load_snapshot(latest_snapshot(model_dir)[1])
+    seen = snapshot.arrays
+    rows = np.repeat(np.arange(len(snapshot.user_ids)), np.diff(seen["seen_indptr"]))
+    by_user = dict(zip([snapshot.user_ids[r] for r in rows], seen["seen_weights"], strict=True))
+    old = [w for u, w in by_user.items() if u.startswith("old")]
+    new = [w for u, w in by_user.items() if u.startswith("new")]
+    assert max(old) <= 0.25 * min(new)
+    assert np.mean([*old, *new]) == pytest.approx(1.0, rel=1e-3)
+    assert manifest["window"]["newest_weight"] == pytest.approx(max(new), rel=1e-3)
+    assert builder.stop() == 0
