@@ -113,7 +113,8 @@ def run_prequential(
                 snapshot_in_memory(
                     retrains,
                     snapshot_arrays(matrix, factors),
-                    {"params": params.to_dict()},
+                    # As the builder publishes it: fresh events weigh what the newest do.
+                    {"params": params.to_dict(), "window": {"newest_weight": matrix.newest_weight}},
                     matrix.user_ids,
                     matrix.item_ids,
                 )

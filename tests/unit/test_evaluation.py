@@ -189,3 +189,30 @@ def test_evaluate_replays_the_best_prequential_setting_with_each_half_life(tmp_p
     assert abs(decay[10000 * 86400] - plain) < 0.01
     assert decay[3600] != plain  # an hour's half-life forgets most of the window
     assert "### Time decay (`--half-life`)" in (out / "report.md").read_text()
+
+
+def test_prequential_fold_in_weighs_fresh_events_as_the_newest_window_events(
+    tmp_path, monkeypatch
+):
+    """The replay must serve as the server does: with a half-life, fresh events are scaled by
+    the window's newest weight (else decay would be judged against a handicapped fold-in)."""
+    import recommender.evaluation.prequential as prequential
+    from recommender.training import AlsParams
+
+    built = []
+
+    class Recording(prequential.RecommenderModel):
+        def __init__(self, snapshot):
+            super().__init__(snapshot)
+            built.append(self.fresh_weight)
+
+    monkeypatch.setattr(prequential, "RecommenderModel", Recording)
+    data = read_interactions(sample_file(tmp_path / "d.csv", events=3000))
+    params = AlsParams(factors=4, iterations=2)
+    prequential.run_prequential(
+        data, window_events=3000, retrain_every=1000, params=params, half_life_ms=86_400_000
+    )
+    assert len(built) == 3 and all(weight > 1.5 for weight in built)
+    built.clear()
+    prequential.run_prequential(data, window_events=3000, retrain_every=1000, params=params)
+    assert built == [1.0, 1.0, 1.0]
