@@ -191,9 +191,7 @@ def test_evaluate_replays_the_best_prequential_setting_with_each_half_life(tmp_p
     assert "### Time decay (`--half-life`)" in (out / "report.md").read_text()
 
 
-def test_prequential_fold_in_weighs_fresh_events_as_the_newest_window_events(
-    tmp_path, monkeypatch
-):
+def test_prequential_fold_in_weighs_fresh_events_as_the_newest_window_events(tmp_path, monkeypatch):
     """The replay must serve as the server does: with a half-life, fresh events are scaled by
     the window's newest weight (else decay would be judged against a handicapped fold-in)."""
     import recommender.evaluation.prequential as prequential
