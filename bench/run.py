@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import platform
 import statistics
 import subprocess
@@ -426,15 +427,25 @@ def bench_http(kafka: KafkaSettings, seconds: float, concurrency: int, repeats: 
                 return url
 
             cases = {
-                "trivial aiohttp handler": urls(ports["trivial"], False),
-                "recommender, personalised users": urls(ports["one"], False),
-                "recommender, fold-in users (3 fresh events each)": urls(ports["one"], True),
-                "recommender --workers 2, personalised users": urls(ports["two"], False),
+                "trivial aiohttp handler": (urls(ports["trivial"], False), procs[0]),
+                "recommender, personalised users": (urls(ports["one"], False), procs[1]),
+                "recommender, fold-in users (3 fresh events each)": (
+                    urls(ports["one"], True),
+                    procs[1],
+                ),
+                "recommender --workers 2, personalised users": (
+                    urls(ports["two"], False),
+                    procs[2],
+                ),
             }
             results: dict[str, list[tuple[int, list[float], int]]] = {c: [] for c in cases}
+            cpu_us: dict[str, list[float]] = {c: [] for c in cases}
             for _ in range(repeats):
-                for name, url in cases.items():
+                for name, (url, proc) in cases.items():
+                    before = cpu_seconds(proc.pid)
                     results[name].append(asyncio.run(load(url, seconds, concurrency)))
+                    used = cpu_seconds(proc.pid) - before
+                    cpu_us[name].append(1e6 * used / max(1, results[name][-1][0]))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -445,8 +456,11 @@ def bench_http(kafka: KafkaSettings, seconds: float, concurrency: int, repeats: 
         f"on the same 2 cores) for {seconds:.0f} s, {repeats} rounds, interleaved"
     )
     report()
-    report("| server | median req/s | vs trivial | p50 ms | p99 ms | errors |")
-    report("| --- | ---: | ---: | ---: | ---: | ---: |")
+    report(
+        "| server | median req/s | vs trivial | p50 ms | p99 ms | errors "
+        "| server CPU µs a request (median) |"
+    )
+    report("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rps = {
         name: statistics.median(count / seconds for count, _, _ in runs)
         for name, runs in results.items()
@@ -457,9 +471,29 @@ def bench_http(kafka: KafkaSettings, seconds: float, concurrency: int, repeats: 
         errors = sum(e for _, _, e in runs)
         report(
             f"| {name} | {rps[name]:,.0f} | {rps[name] / trivial:.0%} | "
-            f"{np.percentile(lat, 50):.2f} | {np.percentile(lat, 99):.2f} | {errors} |"
+            f"{np.percentile(lat, 50):.2f} | {np.percentile(lat, 99):.2f} | {errors} | "
+            f"{statistics.median(cpu_us[name]):.0f} |"
         )
     report()
+    report(
+        "Server CPU a request is the server's processes' CPU time over the requests answered: "
+        "steadier than req/s here, where the load generator shares the two cores."
+    )
+    report()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live child processes (workers)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(c) for c in children)
 
 
 def bench_foldin(repeats: int) -> None:

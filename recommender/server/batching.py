@@ -2,8 +2,8 @@
 
 Handlers that reach the scoring step in the same loop iteration share one ``vectors @ Yᵀ``
 product, which reads the item factors once instead of once per request (measured on a 20k x 64
-catalogue: 28 µs a user at 16 vectors against 70 µs for one; no gain below 8, where
-:meth:`~recommender.model.RecommenderModel.score_many` scores one by one).
+catalogue with one BLAS thread: 437 µs for 8 vectors against 1,880 µs one by one; see
+:class:`~recommender.index.ExactTopK`).
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def test_anonymous_session_from_a_list_of_items(model):
     assert model.answer(model.query_for_items(["nope"], 3)).source == "popular"
 
 
-@pytest.mark.parametrize("size", [1, 5, 12])  # both the one-by-one and the matrix-product path
+@pytest.mark.parametrize("size", [1, 5, 12])
 def test_batched_scores_equal_single_scores(model, size):
     vectors = np.asarray(model.user_factors[:size])
     batch = model.score_many(vectors)
