@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
+import scipy.linalg.lapack
 
 __all__ = ["MAX_FOLD_IN_ITEMS", "FoldIn", "solve_symmetric"]
 
@@ -28,9 +29,12 @@ def solve_symmetric(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """
     ridge = 1e-6 * max(float(np.trace(a)) / a.shape[0], 1e-12)
     a = a + ridge * np.eye(a.shape[0])
-    try:
-        x = scipy.linalg.solve(a, b, assume_a="pos")
-    except (np.linalg.LinAlgError, ValueError):
+    # LAPACK's Cholesky solve called directly: 19 µs at 64 factors against 61 µs through
+    # scipy.linalg.solve, whose argument checks cost more than the solve (one run, 2 cores).
+    x, info = np.zeros(0), -1
+    if bool(np.isfinite(a).all()) and bool(np.isfinite(b).all()):
+        _, x, info = scipy.linalg.lapack.dposv(a, b)
+    if info != 0:  # not positive definite (or not finite): least squares, the last resort
         try:
             x = scipy.linalg.lstsq(a, b)[0]
         except (np.linalg.LinAlgError, ValueError):
