@@ -139,6 +139,7 @@ def run_serve(args: argparse.Namespace) -> int:
             api_token=args.api_token,
             require_token_for_reads=args.require_token_for_reads,
             workers=args.workers,
+            batch_window=args.batch_window / 1000,
             ann_threshold=args.ann_threshold,
             ann_ef=args.ann_ef,
             exact=args.exact,

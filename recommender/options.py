@@ -16,6 +16,7 @@ __all__ = [
     "add_common",
     "add_kafka",
     "add_model_dir",
+    "batch_window_ms",
     "build_parser_for_builder",
     "build_parser_for_server",
     "byte_size",
@@ -294,6 +295,14 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     )
     topk = parser.add_argument_group("top-k search")
     topk.add_argument(
+        "--batch-window",
+        type=batch_window_ms,
+        default=1.0,
+        metavar="MS",
+        help="while requests arrive together, let one wait up to this many milliseconds to be "
+        "scored with the next ones (default 1; 0: only those parsed in the same loop turn)",
+    )
+    topk.add_argument(
         "--ann-threshold",
         type=int,
         default=50_000,
@@ -363,6 +372,17 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
     return values
+
+
+def batch_window_ms(text: str) -> float:
+    """Milliseconds from 0 to 100 (longer would be latency, not batching)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected 0 to 100 milliseconds, got {text!r}")
+    return value
 
 
 def duration_list(text: str) -> list[float]:

@@ -157,14 +157,14 @@ def create_app(config: ServerConfig) -> web.Application:
     app[HOLDER] = holder
     app[FRESH] = fresh
     app[CATALOG] = catalog
-    app[BATCHER] = ScoreBatcher()
-    app[METRICS] = ServerMetrics(
+    app[METRICS] = metrics = ServerMetrics(
         lambda: holder.model,
         fresh,
         catalog,
         health if config.kafka is not None else None,
         lambda: holder.builder_status,
     )
+    app[BATCHER] = ScoreBatcher(window=config.batch_window, on_batch=metrics.score_batch.observe)
     app[COVERAGE] = Coverage()
     app[INGEST] = None
 

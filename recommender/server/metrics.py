@@ -204,6 +204,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.score_batch = Histogram(
+            "recommender_score_batch_size",
+            "Requests scored together in one matrix product (concurrent requests share one read "
+            "of the item factors; 1 means no sharing).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         self.answers = Counter(
             "recommender_answers",
             "Recommendation answers, by how they were made (personalised, fold-in, popular).",

@@ -66,6 +66,8 @@ class ServerConfig:
     api_token: str | None = None
     require_token_for_reads: bool = False
     workers: int = 1
+    #: Seconds a request may wait to be scored with concurrent ones (see ``batching``).
+    batch_window: float = 0.001
     #: Top-k through an HNSW graph from this many items on (``exact``: never).
     ann_threshold: int = 50_000
     ann_ef: int = 128

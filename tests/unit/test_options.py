@@ -71,3 +71,12 @@ def test_duration_lists_take_the_half_life_units():
     for bad in ("", "1d,soon", "0"):
         with pytest.raises(argparse.ArgumentTypeError):
             duration_list(bad)
+
+
+def test_the_batch_window_is_bounded_milliseconds():
+    from recommender.options import batch_window_ms
+
+    assert batch_window_ms("0") == 0.0 and batch_window_ms("2.5") == 2.5
+    for bad in ("-1", "101", "nan", "soon"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            batch_window_ms(bad)

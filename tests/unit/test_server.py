@@ -141,6 +141,27 @@ async def test_metrics_count_requests_fallbacks_and_model_version(client, model_
     assert "recommender_fallbacks_total 1.0" in text
     assert "recommender_model_version 4.0" in text
     assert 'recommender_http_request_duration_seconds_count{route="/recommend"} 3.0' in text
+    assert "recommender_score_batch_size_sum 1.0" in text  # only g0u1 was scored
+
+
+async def test_concurrent_requests_are_scored_together_and_say_so(client, model_dir):
+    import asyncio
+
+    publish_window(model_dir, 4, block_events())
+    await wait_for_version(client, 4)
+    users = [f"g0u{k}" for k in range(8)]
+    answers = await asyncio.gather(
+        *(client.get("/recommend", params={"user": u, "n": "3"}) for u in users)
+    )
+    assert all(a.status == 200 for a in answers)
+    text = await (await client.get("/metrics")).text()
+    assert "recommender_score_batch_size_sum 8.0" in text
+    batches = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("recommender_score_batch_size_count")
+    )
+    assert 1 <= batches < 8  # at least two of the eight shared a product
     model = await (await client.get("/model")).json()
     assert model["manifest"]["version"] == 4 and model["users"] == 40
 
