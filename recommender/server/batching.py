@@ -67,10 +67,12 @@ class ScoreBatcher:
             else:
                 self._timer = loop.call_soon(self._flush)
         self._pending.append((model, vector, future))
-        waiting = isinstance(self._timer, asyncio.TimerHandle)
-        if waiting and len(self._pending) >= min(self._expected, self.max_batch):
+        timer = self._timer
+        if isinstance(timer, asyncio.TimerHandle) and len(self._pending) >= min(
+            self._expected, self.max_batch
+        ):
             # As many as last time: flush after this loop turn (its other arrivals join).
-            self._timer.cancel()
+            timer.cancel()
             self._timer = loop.call_soon(self._flush)
         return await future
 
