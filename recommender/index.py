@@ -59,6 +59,18 @@ def _select(scores: FloatArray, n: int) -> IntArray:
     return top[np.isfinite(scores[top])].astype(np.int64)
 
 
+def _allowed(ids: IntArray, banned: IntArray) -> npt.NDArray[np.bool_]:
+    """Which ``ids`` are not ``banned``. A few dozen ids against a user's few dozen banned
+    columns is the usual case: comparing all pairs is then several times faster than
+    ``np.isin``, whose set-up dominated the graph path's filtering (18 % of the server's time
+    at 200k items, py-spy)."""
+    if not banned.size:
+        return np.ones(ids.size, bool)
+    if ids.size * banned.size <= 1 << 16:
+        return ~(ids[:, None] == banned[None, :]).any(axis=1)
+    return ~np.isin(ids, banned)
+
+
 class ExactTopK:
     """Scores every item: ``vector @ item_factorsᵀ``.
 
@@ -168,14 +180,13 @@ class GraphTopK(ExactTopK):
         total = self.item_factors.shape[0]
         if scores is not None:  # already scored exactly (a batch): nothing left to save
             return super().top(vector, n, banned, scores)
-        banned_set = np.unique(banned) if banned.size else banned
-        k = n + banned_set.size + 10
+        k = n + banned.size + 10  # banned may repeat a column: at worst a little deeper
         # Deep searches are where a graph is weakest and slowest: measured on 20,000 items, a
         # search 430 deep took 4x the exact scan and found half of ranks 401-420.
         while k <= max(256, total // 100):
             ids, found = self._search(vector, k)
-            keep = ~np.isin(ids, banned_set) if banned_set.size else np.ones(ids.size, bool)
-            if int(keep.sum()) >= n or ids.size < k:
+            keep = _allowed(ids, banned)
+            if np.count_nonzero(keep) >= n or ids.size < k:
                 return ids[keep][:n], found[keep][:n]
             k *= 4  # filtering left too few: ask for more
         return super().top(vector, n, banned)

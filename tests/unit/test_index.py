@@ -52,6 +52,15 @@ def test_banned_items_never_come_back_and_n_always_does(catalogue):
     assert np.mean(overlap) >= 0.95
 
 
+@pytest.mark.parametrize("count", [3, 40, 5000])  # pairwise filtering, and np.isin beyond it
+def test_a_few_or_many_banned_items_repeated_never_come_back(catalogue, count):
+    _, users, graph, exact = catalogue
+    best = exact.top(users[0], count, np.zeros(0, np.int64))[0]
+    banned = np.concatenate((best, best[: count // 2]))  # seen and also excluded
+    cols, _ = graph.top(users[0], 10, banned)
+    assert len(cols) == 10 and not set(cols.tolist()) & set(best.tolist())
+
+
 def test_banning_most_of_the_catalogue_falls_back_to_exact_scoring(catalogue):
     items, users, graph, _ = catalogue
     banned = np.arange(items.shape[0] - 15)  # 15 items left
