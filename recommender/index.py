@@ -101,10 +101,6 @@ class ExactTopK:
     def approximate(self) -> bool:
         return False
 
-    @property
-    def nbytes(self) -> int:
-        return 0 if self._factor_major is None else int(self._factor_major.nbytes)
-
     def top(
         self,
         vector: FloatArray,
@@ -156,11 +152,6 @@ class GraphTopK(ExactTopK):
     @property
     def approximate(self) -> bool:
         return True
-
-    @property
-    def nbytes(self) -> int:
-        graph = cast(Any, self._graph).hnsw
-        return int(self._graph.ntotal * self._graph.d * 4 + graph.neighbors.size() * 4)
 
     def _search(self, vector: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
         self._params.efSearch = max(self.ef_search, k)

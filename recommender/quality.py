@@ -188,30 +188,25 @@ def compare_models(
         "users_with_truth": int(np.diff(truth.indptr).astype(bool).sum()),
         "fresh_history_events": int(fresh.sum()),
     }
-    if significant and drop > max_drop:
-        return GateVerdict(
-            "refuse",
+    refused = significant and drop > max_drop
+    if refused:
+        reason = (
             f"{metric} {ndcg.candidate:.4f} vs {ndcg.baseline:.4f} for the serving model on "
             f"{ndcg.users} users ({events} events): {drop:.0%} worse, interval "
-            f"[{ndcg.low:+.4f}, {ndcg.high:+.4f}] below zero; allowed drop {max_drop:.0%}",
-            metric,
-            events,
-            ndcg,
-            recall,
-            max_drop,
-            details,
+            f"[{ndcg.low:+.4f}, {ndcg.high:+.4f}] below zero; allowed drop {max_drop:.0%}"
         )
-    why = "no significant drop" if not significant else f"a drop of {drop:.0%}, within the allowed"
+    else:
+        why = (
+            "no significant drop"
+            if not significant
+            else f"a drop of {drop:.0%}, within the allowed"
+        )
+        reason = (
+            f"{metric} {ndcg.candidate:.4f} vs {ndcg.baseline:.4f} on {ndcg.users} users "
+            f"({events} events), difference interval [{ndcg.low:+.4f}, {ndcg.high:+.4f}]: {why}"
+        )
     return GateVerdict(
-        "accept",
-        f"{metric} {ndcg.candidate:.4f} vs {ndcg.baseline:.4f} on {ndcg.users} users ({events} "
-        f"events), difference interval [{ndcg.low:+.4f}, {ndcg.high:+.4f}]: {why}",
-        metric,
-        events,
-        ndcg,
-        recall,
-        max_drop,
-        details,
+        "refuse" if refused else "accept", reason, metric, events, ndcg, recall, max_drop, details
     )
 
 

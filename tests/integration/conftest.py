@@ -194,12 +194,9 @@ def system(kafka, topic, daemons, tmp_path, http_port):
         )
         server = daemons(
             "server",
-            [
-                "serve",
-                "--model-dir",
-                str(model_dir),
-                "--port",
-                str(http_port),
+            server_command(
+                model_dir,
+                http_port,
                 "--topic",
                 name,
                 "--items-topic",
@@ -208,7 +205,7 @@ def system(kafka, topic, daemons, tmp_path, http_port):
                 "0.1",
                 *server_args,
                 *kafka_args,
-            ],
+            ),
         )
         base = f"http://127.0.0.1:{http_port}"
         wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=60, what="a model")
@@ -301,6 +298,11 @@ def with_film_catalogue(kafka: KafkaSettings, system, server_args: list[str]) ->
         what="the catalogue",
     )
     return name, base
+
+
+def server_command(model_dir, port, *extra):
+    """``recommender serve`` arguments for a model dir and a loopback port."""
+    return ["serve", "--model-dir", str(model_dir), "--port", str(port), *extra]
 
 
 def builder_command(topic, model_dir, bootstrap, *extra, factors=8, iterations=8):

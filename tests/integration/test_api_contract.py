@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 
 from recommender.server.openapi import openapi_document
 
-from .conftest import get_json, produce, wait_until
+from .conftest import get_json, produce, server_command, wait_until
 
 schema = schemathesis.openapi.from_dict(openapi_document(1000))
 
@@ -63,12 +63,9 @@ def live_server(bootstrap, tmp_path_factory):
         tmp / "builder.log",
     )
     server = Daemon(
-        [
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
+        server_command(
+            model_dir,
+            port,
             "--topic",
             topic,
             "--items-topic",
@@ -77,7 +74,7 @@ def live_server(bootstrap, tmp_path_factory):
             "--poll-interval",
             "0.1",
             *kafka_args,
-        ],
+        ),
         tmp / "server.log",
     )
     base = f"http://127.0.0.1:{port}"

@@ -33,6 +33,7 @@ from .conftest import (
     latest_snapshot,
     make_bucket,
     produce,
+    server_command,
     wait_for_manifest,
     wait_until,
 )
@@ -209,19 +210,16 @@ def test_a_broker_that_restarts_empty_is_detected_and_its_new_log_read_whole(
     )
     server = daemons(
         "server",
-        [
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(http_port),
+        server_command(
+            model_dir,
+            http_port,
             "--topic",
             "events",
             "--bootstrap-servers",
             kafka.bootstrap_servers,
             "--poll-interval",
             "0.1",
-        ],
+        ),
     )
     base = f"http://127.0.0.1:{http_port}"
     wait_for_manifest(model_dir, lambda m: m["partitions"]["0"]["next_offset"] == 3000)

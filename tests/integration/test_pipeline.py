@@ -21,6 +21,7 @@ from .conftest import (
     get_json,
     latest_snapshot,
     produce,
+    server_command,
     wait_for_manifest,
     wait_until,
 )
@@ -41,7 +42,7 @@ def builder_args(topic, model_dir, kafka, *extra):
 def serve(daemons, model_dir, port):
     server = daemons(
         "server",
-        ["serve", "--model-dir", str(model_dir), "--port", str(port), "--poll-interval", "0.1"],
+        server_command(model_dir, port, "--poll-interval", "0.1"),
     )
     wait_until(
         lambda: get_json(f"http://127.0.0.1:{port}/health")[0] == 200,

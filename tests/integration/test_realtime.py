@@ -11,7 +11,7 @@ import numpy as np
 from recommender.events import format_event
 from recommender.snapshot import read_manifest
 
-from .conftest import TASTE, get_json, latest_snapshot, produce, wait_until
+from .conftest import TASTE, get_json, latest_snapshot, produce, server_command, wait_until
 
 
 def group_share(items, group):
@@ -194,7 +194,7 @@ def test_several_workers_share_one_port_and_stop_together(daemons, tmp_path, htt
     publish_window(model_dir, 1, block_events())
     server = daemons(
         "workers",
-        ["serve", "--model-dir", str(model_dir), "--port", str(http_port), "--workers", "2"],
+        server_command(model_dir, http_port, "--workers", "2"),
     )
     base = f"http://127.0.0.1:{http_port}"
     wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=30, what="the workers")

@@ -12,12 +12,23 @@ import numpy as np
 from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
 
-from .conftest import ROOT, get_json, produce, wait_for_manifest, wait_until
+from .conftest import ROOT, get_json, produce, server_command, wait_for_manifest, wait_until
 
 TASTE = TasteModel(users=800, items=400, groups=8, in_group=0.85)
 #: Sparse users (5 events each): where the static defaults are beatable (bench/tuning.py:
 #: +8 to +16 % NDCG@10 after a 10 s session, intervals well above zero).
 SPARSE = TasteModel(users=4000, items=2000, groups=40, in_group=0.85)
+
+
+def status_report(model_dir):
+    """``recommender status`` run as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "recommender", "status", "--model-dir", str(model_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def planted(seed: int, per_user: int = 25, taste: TasteModel = TASTE) -> list[bytes]:
@@ -49,15 +60,7 @@ def test_a_quiet_topic_ends_up_with_a_tuned_model_every_reader_shows(
     )  # fmt: skip
     server = daemons(
         "server",
-        [
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(http_port),
-            "--poll-interval",
-            "0.2",
-        ],
+        server_command(model_dir, http_port, "--poll-interval", "0.2"),
     )
     first = wait_for_manifest(model_dir, lambda m: True, timeout=60, what="the first model")
     assert first["params_source"] == "pinned"  # --iterations given: the rest is tunable
@@ -86,13 +89,7 @@ def test_a_quiet_topic_ends_up_with_a_tuned_model_every_reader_shows(
     assert status["tuning"]["state"] in ("waiting", "running")
     assert 'recommender_model_params{name="alpha",source="tuned"}' in metrics_text(base)
     assert get_json(f"{base}/model")[1]["manifest"]["tuning"]["adopted"] is True
-    report = subprocess.run(
-        [sys.executable, "-m", "recommender", "status", "--model-dir", str(model_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    report = status_report(model_dir)
     assert report.returncode == 0, report.stderr
     assert "(tuned settings)" in report.stdout and "adopted" in report.stdout
     assert server.proc.poll() is None
@@ -116,7 +113,7 @@ def test_refusals_are_retried_and_visible_in_metrics_status_and_the_cli(
         ["build", name, "4000", "100000", "--factors", "16", "--regularization", "1e7",
          "--iterations", "1", *common],
     )  # fmt: skip
-    daemons("server", ["serve", "--model-dir", str(model_dir), "--port", str(http_port)])
+    daemons("server", server_command(model_dir, http_port))
     produce(kafka, name, planted(3, per_user=5))  # 4,000 events it has not seen
     base = f"http://127.0.0.1:{http_port}"
 
@@ -132,11 +129,5 @@ def test_refusals_are_retried_and_visible_in_metrics_status_and_the_cli(
     assert status["gate"]["last"]["decision"] == "refuse"
     assert "worse" in status["gate"]["last"]["reason"]
     assert "refused the new model" in broken.output()
-    report = subprocess.run(
-        [sys.executable, "-m", "recommender", "status", "--model-dir", str(model_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    report = status_report(model_dir)
     assert "refusals in a row" in report.stdout
