@@ -82,6 +82,7 @@ def run_build(args: argparse.Namespace) -> int:
         ratings=None if args.ratings is None else RatingScale.parse(args.ratings),
         retrain_interval=args.retrain_interval,
         from_beginning=args.from_beginning,
+        partial_models=args.partial_models,
         store=_store(args),
         keep=args.keep,
         params=params,

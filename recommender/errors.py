@@ -7,6 +7,7 @@ __all__ = [
     "SnapshotError",
     "TrainingAborted",
     "TrainingError",
+    "one_line",
 ]
 
 
@@ -32,3 +33,13 @@ class TrainingAborted(TrainingError):
 
 class BrokerError(RecommenderError):
     """The embedded broker could not be started or stopped."""
+
+
+def one_line(exc: BaseException, *, limit: int = 300) -> str:
+    """An exception as one short line for a log or an operator: its type and the first line of
+    its message (clients of object stores and brokers put whole request dumps in theirs)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > limit:
+        first = first[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

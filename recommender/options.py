@@ -165,6 +165,13 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="with no snapshot yet, read the topic from the beginning (default: from the end)",
     )
     parser.add_argument(
+        "--partial-models",
+        action="store_true",
+        help="publish models while the backlog found at start is still being read (marked "
+        "partial, never held against a model of the whole backlog); default: the first "
+        "publication waits until every partition is read up to where it ended at start",
+    )
+    parser.add_argument(
         "--window-seconds",
         type=positive_float,
         help="also drop events older than this (by record timestamp, relative to the newest)",

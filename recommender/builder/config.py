@@ -29,6 +29,8 @@ class BuilderConfig:
     ratings: RatingScale | None = None
     retrain_interval: float | None = None
     from_beginning: bool = False
+    #: Publish models before the backlog seen at start is read (marked partial; default: wait).
+    partial_models: bool = False
     keep: int = 3
     params: AlsParams = field(default_factory=AlsParams)
     #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
@@ -102,6 +104,8 @@ class BuilderStats:
     retrains_started: int = 0
     retrains_published: int = 0
     retrains_failed: int = 0
+    #: Of the failed retrains, those whose snapshot could not be written to the store.
+    publication_failures: int = 0
     quality_rejections: int = 0
     forced_publications: int = 0
     gate_abstentions: int = 0

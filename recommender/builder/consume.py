@@ -22,6 +22,7 @@ from ..kafka import cached_high_watermarks, message_arrays
 from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
 from ..window import InteractionWindow, WindowMatrix
+from .catchup import CatchUp
 from .config import BuilderConfig, BuilderStats
 from .deadletter import DeadLetters
 
@@ -49,6 +50,13 @@ class Consumption:
         self.new_since_retrain = 0
         #: Per partition, the next offset the resumed snapshot had consumed: below it, replay.
         self._replay_until: dict[int, int] = {}
+        #: Per partition, where reading starts (None: the log's beginning or end, resolved from
+        #: the watermarks in :meth:`start`). A partition nothing was read from yet is recorded
+        #: here in a manifest, never at its end (unless reading started there).
+        self._starts: dict[int, int | None] = {}
+        self._from_end: set[int] = set()
+        self.catch_up = CatchUp()
+        self._caught_up_logged = False
         self._bad_log = RateLimitedLog(log)
 
     # -- start ---------------------------------------------------------------------------------
@@ -75,15 +83,20 @@ class Consumption:
                 recorded_id,
                 topic_id,
             )
+            self._starts = dict.fromkeys(partitions)
             return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         if manifest is None:
             start = OFFSET_BEGINNING if self.config.from_beginning else OFFSET_END
+            self._starts = dict.fromkeys(partitions)
+            if start == OFFSET_END:
+                self._from_end = set(partitions)
             return [TopicPartition(topic, p, start) for p in partitions]
         recorded = {int(p): pos for p, pos in manifest.get("partitions", {}).items()}
         assignment = []
         for p in partitions:
             pos = recorded.get(p)
             if pos is None:  # a partition created after the snapshot: all of it is new
+                self._starts[p] = None
                 assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
                 continue
             last = LastRecord.from_dict(pos.get("last_record"))
@@ -93,6 +106,7 @@ class Consumption:
             if last is not None:
                 start = min(start, last.offset)
             self.positions.start_at(p, start, verify=last)
+            self._starts[p] = start
             self._replay_until[p] = int(pos["next_offset"])
             assignment.append(TopicPartition(topic, p, start))
         log.info(
@@ -102,6 +116,90 @@ class Consumption:
             self._replay_until,
         )
         return assignment
+
+    def start(self, consumer: Any) -> None:
+        """Note where each assigned partition starts and what must be read before the first
+        publication: its high watermark now (and, resuming, the replayed range)."""
+        for p in sorted(self._starts):
+            low, high = self._watermarks(consumer, p)
+            if p in self._from_end:
+                # No backlog, and the start is the consumer's resolved position (a watermark
+                # read before a fetch can be too low on some brokers).
+                continue
+            if self._starts[p] is None and low is not None:
+                self._starts[p] = low
+            start = self._starts[p]
+            self.catch_up.expect(
+                p,
+                start=start if start is not None else (low or 0),
+                low=low or 0,
+                high=high,
+                replay_until=self._replay_until.get(p, 0),
+            )
+        self._check_catch_up(consumer)
+        if not self.caught_up:
+            log.info(
+                "reading the backlog before the first publication: %s",
+                self.catch_up.progress(self.next_offsets())["behind"],
+            )
+
+    def _watermarks(self, consumer: Any, partition: int) -> tuple[int | None, int | None]:
+        """(low, high) of ``partition`` from the broker, or (None, None) if it did not answer."""
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.config.topic, partition), timeout=5.0, cached=False
+            )
+        except Exception as exc:  # KafkaException, or a timeout: the fetch responses will tell
+            log.warning("could not read the watermarks of partition %d: %s", partition, exc)
+            return None, None
+        return int(low), int(high)
+
+    def _fetched_high(self, consumer: Any, partition: int) -> int | None:
+        """The high watermark the last fetch response reported (None: none yet)."""
+        if consumer is None:
+            return None
+        try:
+            high = consumer.get_watermark_offsets(
+                TopicPartition(self.config.topic, partition), cached=True
+            )[1]
+        except Exception:  # KafkaException: nothing fetched yet
+            return None
+        return int(high) if high >= 0 else None
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the backlog (and the resumed snapshot's range) has been read."""
+        return self.catch_up.caught_up(self.next_offsets())
+
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition, the next offset to read: where reading starts if nothing was read."""
+        starts = {p: s for p, s in self._starts.items() if s is not None}
+        return {**starts, **self.positions.next_offset}
+
+    def _check_catch_up(self, consumer: Any) -> None:
+        if self.catch_up.unconfirmed():
+            self.catch_up.observe(cached_high_watermarks(consumer, self.config.topic))
+
+    def track(self, consumer: Any) -> bool:
+        """Confirm targets with fetched watermarks; True the first time the builder catches up."""
+        if self._caught_up_logged:
+            return False
+        self._check_catch_up(consumer)
+        if not self.caught_up:
+            return False
+        self._caught_up_logged = True
+        log.info(
+            "caught up with the backlog: %d events read (%d of them replayed); publishing from "
+            "now on",
+            self.stats.consumed,
+            self.stats.replayed,
+        )
+        return True
+
+    def added_partitions(self, partitions: list[int]) -> None:
+        """Partitions created while reading: read from their beginning, never awaited."""
+        for p in partitions:
+            self._starts.setdefault(p, None)
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -179,6 +277,9 @@ class Consumption:
         self.stats.lost_window_events += dropped
         self.positions.forget(partition)
         self._replay_until.pop(partition, None)
+        self._starts[partition] = None  # the new log's beginning (resolved when recorded)
+        self._from_end.discard(partition)
+        self.catch_up.forget(partition, high=self._fetched_high(consumer, partition))
         self.new_since_retrain += dropped  # the window changed: a retrain is due
         log.error(
             "partition %d of topic %s was reset: %s; dropped its %d window events from the lost "
@@ -212,19 +313,20 @@ class Consumption:
     # -- what a snapshot records ---------------------------------------------------------------
 
     def manifest_positions(self, consumer: Any, matrix: WindowMatrix) -> dict[str, dict[str, Any]]:
-        """Per partition: the window's oldest offset, the next offset, the last record read."""
-        nxt = self.positions.next_offset
-        assigned = consumer.assignment()
-        unknown = [tp for tp in assigned if tp.partition not in nxt]
-        if unknown:  # nothing consumed there yet: ask where the consumer stands
-            for tp in consumer.position(unknown):
-                if tp.offset >= 0:
-                    nxt[tp.partition] = tp.offset
-                else:  # not resolved yet: the high watermark (a lower bound on some brokers)
-                    _, high = consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
-                    nxt[tp.partition] = high
+        """Per partition: the window's oldest offset, the next offset, the last record read.
+
+        A partition nothing was read from yet is recorded where reading it starts (its log's
+        beginning, or the resumed position), never at its end unless the builder started from
+        the end: a restarted builder then reads it, and a live one sees no false reset. Only
+        positions really read go into the live position tracker.
+        """
+        for tp in consumer.assignment():
+            p = tp.partition
+            unread = p not in self.positions.next_offset and self._starts.get(p) is None
+            if tp.topic == self.config.topic and unread:
+                self._starts[p] = self._resolve_start(consumer, p)
         positions: dict[str, dict[str, Any]] = {}
-        for p, offset in sorted(nxt.items()):
+        for p, offset in sorted(self.next_offsets().items()):
             entry: dict[str, Any] = {
                 "window_start": matrix.partition_starts.get(p, offset),
                 "next_offset": offset,
@@ -234,3 +336,12 @@ class Consumption:
                 entry["last_record"] = last.to_dict()
             positions[str(p)] = entry
         return positions
+
+    def _resolve_start(self, consumer: Any, partition: int) -> int | None:
+        """Where reading ``partition`` starts, once the consumer knows (None: not yet)."""
+        tp = TopicPartition(self.config.topic, partition)
+        (resolved,) = consumer.position([tp])
+        if resolved.offset >= 0:
+            return int(resolved.offset)
+        low, high = self._watermarks(consumer, partition)
+        return high if partition in self._from_end else low

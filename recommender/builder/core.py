@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
@@ -115,6 +115,7 @@ class ModelBuilder:
     def _loop(self, consumer: Any, stop: threading.Event) -> None:
         partitions = topic_partitions(consumer, self.config.topic)
         consumer.assign(self._resume(partitions))
+        self.consumption.start(consumer)
         known = set(partitions)
         now = time.monotonic()
         next_refresh = now + _PARTITION_REFRESH_SECONDS
@@ -123,10 +124,13 @@ class ModelBuilder:
             messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
             if messages:
                 self.consumption.ingest(messages, consumer)
-            caught_up = len(messages) < self.config.batch_size
+            if self.consumption.track(consumer):
+                self.publisher.changed.set()
+            backlog_read = self.consumption.caught_up
+            caught_up = backlog_read and len(messages) < self.config.batch_size
             self._reap_retrain()
-            if self._due_for_retrain() and self._running is None:
-                self._start_retrain(consumer)
+            if self._due_for_retrain(backlog_read) and self._running is None:
+                self._start_retrain(consumer, partial=not backlog_read)
             published = self.stats.retrains_published
             if self.tuner.due(published=published, caught_up=caught_up) and len(self.window):
                 self.tuner.start(self.window.events(), published=published)
@@ -155,6 +159,7 @@ class ModelBuilder:
                 self.config.topic,
                 added,
             )
+            self.consumption.added_partitions(added)
             consumer.incremental_assign(
                 [TopicPartition(self.config.topic, p, OFFSET_BEGINNING) for p in added]
             )
@@ -162,7 +167,9 @@ class ModelBuilder:
 
     # -- retraining ----------------------------------------------------------------------------
 
-    def _due_for_retrain(self) -> bool:
+    def _due_for_retrain(self, backlog_read: bool) -> bool:
+        if not backlog_read and not self.config.partial_models:
+            return False  # a model of part of the backlog would skew every user it misses
         fresh = self.consumption.new_since_retrain
         wanted = self.publisher.retrain_at
         if wanted is not None and time.monotonic() >= wanted and len(self.window):
@@ -179,7 +186,7 @@ class ModelBuilder:
         config = self.config
         return min(config.gate_max_events, int(len(self.window) * config.gate_holdout))
 
-    def _start_retrain(self, consumer: Any) -> None:
+    def _start_retrain(self, consumer: Any, *, partial: bool) -> None:
         holdout_from = self.publisher.holdout_from()
         size = self._holdout_size() if holdout_from is not None else 0
         matrix = self.window.matrix(holdout_from=holdout_from, max_holdout=size)
@@ -191,6 +198,7 @@ class ModelBuilder:
             self.consumption.topic_id,
             publisher.params,
             publisher.params_source,
+            partial=partial,
         )
         publisher.retrain_at = None
         self.consumption.new_since_retrain = 0
@@ -201,8 +209,15 @@ class ModelBuilder:
             log.debug("compacted the id vocabularies")
 
     def _reap_retrain(self) -> None:
-        if self._running is not None and self._running.done():
-            self._running = None
+        running = self._running
+        if running is None or not running.done():
+            return
+        self._running = None
+        exc = None if running.cancelled() else running.exception()
+        if exc is not None:  # the worker logs what it expects; nothing may vanish unlogged
+            self.stats.retrains_failed += 1
+            log.error("retrain failed unexpectedly, keeping the current model: %s", one_line(exc))
+            log.debug("retrain failure", exc_info=exc)
 
     def status(self) -> dict[str, Any]:
         """The builder's status document (see :meth:`SnapshotStore.write_status`)."""
@@ -211,6 +226,7 @@ class ModelBuilder:
             "pid": os.getpid(),
             "topic": self.config.topic,
             "window": {"events": len(self.window), "max_events": self.config.window_events},
+            "backlog": self.consumption.catch_up.progress(self.consumption.next_offsets()),
             "retraining": self._running is not None,
             **self.publisher.status(),
             "tuning": self.tuner.status(),

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import SnapshotError, TrainingAborted, TrainingError
+from ..errors import SnapshotError, TrainingAborted, TrainingError, one_line
 from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot
 from ..training import (
@@ -47,6 +47,8 @@ class RetrainJob:
     topic_id: str | None = None
     params: AlsParams | None = None  # None: the publisher's current settings
     params_source: str | None = None
+    #: Started before the backlog was read (``--partial-models``): marked so in the manifest.
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class ServingModel:
     model: GateModel
     positions: dict[int, int]
     created_at: float
+    #: Built from part of the backlog: never held against a model of all of it.
+    partial: bool = False
 
 
 def _positions(partitions: dict[str, Any]) -> dict[int, int]:
@@ -111,6 +115,7 @@ class Publisher:
                 ),
                 _positions(manifest.get("partitions", {})),
                 float(manifest.get("created_at", time.time())),
+                partial=manifest.get("partial") is True,
             )
             self._resume_settings(manifest)
             return manifest
@@ -153,7 +158,7 @@ class Publisher:
 
     def holdout_from(self) -> dict[int, int] | None:
         """Offsets from which events are unseen by the serving model (None: no gate)."""
-        if self.config.max_quality_drop is None or self.serving is None:
+        if self.config.max_quality_drop is None or self.serving is None or self.serving.partial:
             return None
         return self.serving.positions
 
@@ -171,6 +176,16 @@ class Publisher:
         params = job.params or self.params
         verdict: GateVerdict | None = None
         forced = False
+        serving = self.serving
+        if self.config.max_quality_drop is not None and serving is not None and serving.partial:
+            verdict = GateVerdict(
+                "abstain",
+                "the serving model was built from part of the backlog (--partial-models): it is "
+                "not held against this one",
+                "NDCG@10",
+                0,
+                max_drop=self.config.max_quality_drop,
+            )
         try:
             if self.holdout_from() is not None and matrix.train_items is None:
                 verdict = GateVerdict(
@@ -312,6 +327,7 @@ class Publisher:
             "training_seconds": round(factors.seconds, 4),
             "device": self.config.device,
             "quality": quality,
+            "partial": job.partial,
             # Counters as of this retrain's start, this publication included.
             "builder": {
                 **job.stats,
@@ -322,14 +338,21 @@ class Publisher:
                 "consecutive_refusals_before": self.consecutive_refusals,
             },
         }
-        version = max(self.version, self.store.highest_version()) + 1
         try:
+            version = max(self.version, self.store.highest_version()) + 1
             where = publish_snapshot(
                 self.store, version, snapshot_arrays(matrix, factors), manifest
             )
-        except Exception:
+        except Exception as exc:
             self.stats.retrains_failed += 1
-            log.exception("could not publish the snapshot; the current model stays")
+            self.stats.publication_failures += 1
+            log.error(
+                "could not publish the snapshot to %s (%s); the current model stays, the next "
+                "retrain tries again",
+                self.store.location,
+                one_line(exc),
+            )
+            log.debug("publication failure", exc_info=True)
             return
         self.version = version
         self.stats.retrains_published += 1
@@ -344,6 +367,7 @@ class Publisher:
             ),
             _positions(job.partitions),
             time.time(),
+            partial=job.partial,
         )
         publish_seconds = time.perf_counter() - started
         try:
