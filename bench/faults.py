@@ -38,6 +38,7 @@ from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
 from recommender.events import format_event  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.producer import produce_values  # noqa: E402
+from recommender.snapshot import load_published  # noqa: E402
 from recommender.store import LocalStore  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
 
@@ -110,7 +111,7 @@ def latest_manifest(model_dir: Path) -> dict | None:
 
 def window_pairs(model_dir: Path) -> dict:
     store = LocalStore(model_dir)
-    snapshot = store.load(store.latest() or 0)
+    snapshot = load_published(store, store.latest() or 0)
     indptr, indices = snapshot.arrays["seen_indptr"], snapshot.arrays["seen_indices"]
     weights = snapshot.arrays["seen_weights"]
     return {
@@ -172,7 +173,7 @@ def kills(kafka: KafkaSettings, rounds: int, report: list[str]) -> None:
     )
     daemon.stop()
     store = LocalStore(model_dir)
-    loads = sum(1 for v in store.versions() if store.load(v))
+    loads = sum(1 for v in store.versions() if load_published(store, v))
     identical = window_pairs(model_dir) == newest_pairs(kafka, topic, 4, 20_000)
     resumed = daemon.output().count("resuming from snapshot")
     report.append(
@@ -295,7 +296,7 @@ def broker_restarts(restarts: int, report: list[str]) -> None:
                 and m["window"]["events"] == 600
                 and all(
                     u.startswith(f"gen{k}-")
-                    for u in LocalStore(model_dir).load(m["version"]).user_ids
+                    for u in load_published(LocalStore(model_dir), m["version"]).user_ids
                 )
             ),
             120,

@@ -43,7 +43,7 @@ from recommender.events import parse_values  # noqa: E402
 from recommender.index import AnnSettings, ExactTopK, GraphTopK  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.model import RecommenderModel  # noqa: E402
-from recommender.snapshot import publish_snapshot  # noqa: E402
+from recommender.snapshot import load_published, publish_snapshot  # noqa: E402
 from recommender.store import LocalStore  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
 from recommender.training import AlsParams, snapshot_arrays, train_als  # noqa: E402
@@ -151,7 +151,7 @@ def part_scale(configs: list[tuple[int, int, int]], seconds: float, rounds: int)
             publish_snapshot(store, 1, snapshot_arrays(matrix, factors), {"topic": "bench"})
             size = sum(f.stat().st_size for f in store.path_of(1).iterdir()) / 2**20
             started = time.perf_counter()
-            model = RecommenderModel(store.load(1))
+            model = RecommenderModel(load_published(store, 1))
             load_s = time.perf_counter() - started
             user_ids = list(model.user_ids)
             sample = factors.user_factors[np.random.default_rng(3).integers(0, len(user_ids), 1000)]

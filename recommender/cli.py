@@ -85,6 +85,7 @@ def run_build(args: argparse.Namespace) -> int:
         partial_models=args.partial_models,
         store=_store(args),
         keep=args.keep,
+        lock_ttl=args.lock_ttl,
         params=params,
         dead_letter_topic=args.dead_letter_topic,
         pinned=frozenset(given),

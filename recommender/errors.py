@@ -3,6 +3,7 @@
 __all__ = [
     "BrokerError",
     "ConfigError",
+    "LockLost",
     "RecommenderError",
     "SnapshotError",
     "TrainingAborted",
@@ -21,6 +22,15 @@ class ConfigError(RecommenderError):
 
 class SnapshotError(RecommenderError):
     """A snapshot is missing, partial, corrupt or inconsistent."""
+
+
+class LockLost(SnapshotError):
+    """This writer no longer holds (or cannot confirm it holds) a store's writer lock: it must
+    not publish. ``taken`` is True when another writer holds the lock now."""
+
+    def __init__(self, message: str, *, taken: bool) -> None:
+        super().__init__(message)
+        self.taken = taken
 
 
 class TrainingError(RecommenderError):

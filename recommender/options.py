@@ -165,6 +165,14 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="with no snapshot yet, read the topic from the beginning (default: from the end)",
     )
     parser.add_argument(
+        "--lock-ttl",
+        type=duration,
+        default=60.0,
+        help="the store's writer lock is refreshed every sixth of this and may be taken over by "
+        "another builder once not refreshed for this long (default 60s); this builder stops "
+        "publishing after half of it without a refresh",
+    )
+    parser.add_argument(
         "--partial-models",
         action="store_true",
         help="publish models while the backlog found at start is still being read (marked "

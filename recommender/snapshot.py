@@ -1,11 +1,12 @@
 """The snapshot format: named ``.npy`` arrays plus a ``manifest.json``; writing and verifying one.
 
-Neutral about where snapshots live (see :mod:`recommender.store`): this module writes a snapshot's
-files into a local directory and verifies a local directory's files. The manifest lists every
-array with its SHA-256, dtype and shape; loading checks all of them, and every array's *values*
-(finite factors of bounded size, in-range indices, weights and popularity in their domains), so a
-snapshot that passes can be served without a request ever meeting a NaN. Nothing is pickled:
-arrays are loaded with ``allow_pickle=False``.
+Where snapshots live is :mod:`recommender.store`'s business (it moves named files and a manifest,
+and knows nothing of what they mean): this module writes a snapshot's files into a local
+directory, verifies a local directory's files, and reads published snapshots through a store.
+The manifest lists every array with its SHA-256, dtype and shape; loading checks all of them,
+and every array's *values* (finite factors of bounded size, in-range indices, weights and
+popularity in their domains), so a snapshot that passes can be served without a request ever
+meeting a NaN. Nothing is pickled: arrays are loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import SnapshotError
 from .events import MAX_PAIR_WEIGHT
-
-if TYPE_CHECKING:
-    from .store import SnapshotStore
+from .store import MANIFEST_NAME, MAX_MANIFEST_BYTES, SnapshotStore, WriterLease, as_store
 
 __all__ = [
     "ARRAY_DTYPES",
@@ -39,18 +38,18 @@ __all__ = [
     "Snapshot",
     "decode_ids",
     "encode_ids",
+    "load_published",
     "load_snapshot",
     "parse_manifest",
     "publish_snapshot",
     "read_manifest",
+    "read_published_manifest",
     "snapshot_in_memory",
     "write_snapshot_files",
+    "writer_of",
 ]
 
 FORMAT_VERSION: Final = 1
-MANIFEST_NAME: Final = "manifest.json"
-#: A manifest is a few kilobytes; anything this big is not one (and is not read whole).
-MAX_MANIFEST_BYTES: Final = 8 << 20
 #: Largest factor magnitude accepted: ALS factors are O(1); scores of factors this size still fit
 #: float32 comfortably, so no score can overflow to infinity.
 MAX_FACTOR: Final = 1e6
@@ -154,17 +153,40 @@ def publish_snapshot(
     version: int,
     arrays: Mapping[str, np.ndarray],
     manifest: Mapping[str, Any],
+    *,
+    lease: WriterLease | None = None,
 ) -> str:
     """Write a snapshot and publish it atomically as ``version``; returns where it went.
 
-    ``store`` is a :class:`~recommender.store.SnapshotStore` or a local model directory.
+    ``store`` is a :class:`~recommender.store.SnapshotStore` or a local model directory;
+    ``lease``: the writer's lock, checked before anything becomes visible (its owner and fencing
+    token go into the manifest's ``store.writer``).
     """
-    from .store import as_store
-
     target = as_store(store)
+    if lease is not None:
+        store_section = dict(manifest.get("store") or {})
+        manifest = {**manifest, "store": {**store_section, "writer": lease.to_dict()}}
     with target.staging() as staged:
         write_snapshot_files(staged, version, arrays, manifest)
-        return target.commit(staged, version)
+        return target.commit(staged, version, lease=lease)
+
+
+def read_published_manifest(store: SnapshotStore, version: int) -> dict[str, Any]:
+    """The validated manifest of ``version`` in ``store`` (raises SnapshotError)."""
+    where = f"{store.location}/v{version}"
+    return parse_manifest(store.manifest_bytes(version), where, version=version)
+
+
+def load_published(store: SnapshotStore, version: int, *, mmap: bool = True) -> Snapshot:
+    """Load and verify ``version`` of ``store`` (raises SnapshotError)."""
+    return load_snapshot(store.local_copy(version), mmap=mmap, version=version)
+
+
+def writer_of(manifest: Mapping[str, Any]) -> tuple[str | None, int]:
+    """(store id, fencing token) a manifest was published with ((None, 0) for older ones)."""
+    section = manifest.get("store") or {}
+    writer = section.get("writer") or {}
+    return section.get("id"), int(writer.get("token") or 0)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -193,6 +215,9 @@ def _check_manifest(manifest: object) -> str | None:
     for key in ("params", "window", "builder"):
         if not isinstance(manifest.get(key, {}), dict):
             return f"{key} is not an object"
+    problem = _check_store_section(manifest.get("store"))
+    if problem:
+        return problem
     newest_weight = manifest.get("window", {}).get("newest_weight", 1.0)
     if not _is_number(newest_weight) or not 0 < newest_weight < 1e6:
         return "window.newest_weight is not a positive number"
@@ -224,6 +249,21 @@ def _check_manifest(manifest: object) -> str | None:
         for key in ("window_start", "next_offset"):
             if not _is_int(pos.get(key)) or pos[key] < 0:
                 return f"partitions.{p}.{key} is not an offset"
+    return None
+
+
+def _check_store_section(section: object) -> str | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        return "store is not an object"
+    if not isinstance(section.get("id") or "", str):
+        return "store.id is not a string"
+    writer = section.get("writer")
+    if writer is not None and not (
+        isinstance(writer, dict) and _is_int(writer.get("token")) and writer["token"] >= 0
+    ):
+        return "store.writer.token is not a fencing token"
     return None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import RecommenderError, SnapshotError
 from .kafka import KafkaSettings
+from .snapshot import read_published_manifest
 from .store import SnapshotStore, as_store, snapshot_name
 
 __all__ = ["builder_summary", "describe_age", "render_status"]
@@ -183,7 +184,7 @@ def render_status(
         )
     version = snapshots[-1]
     try:
-        m = store.read_manifest(version)
+        m = read_published_manifest(store, version)
     except SnapshotError as exc:
         raise RecommenderError(str(exc)) from exc
     window, params, builder = m.get("window", {}), m.get("params", {}), m.get("builder", {})

@@ -32,6 +32,8 @@ class BuilderConfig:
     #: Publish models before the backlog seen at start is read (marked partial; default: wait).
     partial_models: bool = False
     keep: int = 3
+    #: The store's writer lock may be taken over once not refreshed for this many seconds.
+    lock_ttl: float = 60.0
     params: AlsParams = field(default_factory=AlsParams)
     #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
     device: Literal["cpu", "gpu"] = "cpu"
@@ -77,6 +79,8 @@ class BuilderConfig:
             raise ConfigError("--half-life must be positive")
         if self.keep < 1:
             raise ConfigError("--keep must be at least 1")
+        if not 1 <= self.lock_ttl <= 3600:
+            raise ConfigError("--lock-ttl must be from 1 to 3600 seconds")
         if self.max_quality_drop is not None and not 0 <= self.max_quality_drop < 1:
             raise ConfigError("--max-quality-drop must be from 0 to below 1 (or off)")
         if not 0 < self.gate_holdout < 0.5:

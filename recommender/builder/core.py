@@ -18,8 +18,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, LockLost, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
+from ..store import WriterLease
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
@@ -90,11 +91,6 @@ class ModelBuilder:
             log.info(
                 "no snapshot in %s: reading %s from %s", store.location, self.config.topic, where
             )
-        elif manifest.get("topic") != self.config.topic:
-            raise ConfigError(
-                f"the snapshots in {store.location} were built from topic "
-                f"{manifest.get('topic')!r}, not {self.config.topic!r}: use another --model-dir"
-            )
         return self.consumption.assignment(
             partitions, manifest, topic_id(self._admin, self.config.topic)
         )
@@ -103,16 +99,27 @@ class ModelBuilder:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and retrain until ``stop`` is set; then shut down cleanly."""
-        with self.config.store.writer_lock():
+        store = self.config.store
+        with store.writer_lock(ttl=self.config.lock_ttl) as lease:
+            self.publisher.lease = lease
+            try:
+                self.publisher.store_id = store.identity(create=True)
+            except Exception as exc:
+                raise ConfigError(f"cannot write to {store.location}: {one_line(exc)}") from None
             consumer = self.kafka.consumer(
                 **{"auto.offset.reset": "earliest"}, **self.health.client_config("builder")
             )
             try:
-                self._loop(consumer, stop)
+                self._loop(consumer, stop, lease)
             finally:
                 self._shutdown(consumer)
+            if lease.lost.is_set():
+                raise LockLost(
+                    f"{lease.lost_reason}: this builder stopped; one builder per store",
+                    taken=True,
+                )
 
-    def _loop(self, consumer: Any, stop: threading.Event) -> None:
+    def _loop(self, consumer: Any, stop: threading.Event, lease: WriterLease) -> None:
         partitions = topic_partitions(consumer, self.config.topic)
         consumer.assign(self._resume(partitions))
         self.consumption.start(consumer)
@@ -120,7 +127,7 @@ class ModelBuilder:
         now = time.monotonic()
         next_refresh = now + _PARTITION_REFRESH_SECONDS
         next_watermarks = now + _WATERMARK_CHECK_SECONDS
-        while not stop.is_set():
+        while not stop.is_set() and not lease.lost.is_set():
             messages = consumer.consume(self.config.batch_size, timeout=self.config.poll_timeout)
             if messages:
                 self.consumption.ingest(messages, consumer)

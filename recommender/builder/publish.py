@@ -18,9 +18,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import SnapshotError, TrainingAborted, TrainingError, one_line
+from ..errors import LockLost, TrainingAborted, TrainingError, one_line
 from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot
+from ..store import WriterLease
 from ..training import (
     AlsParams,
     TrainedFactors,
@@ -31,6 +32,7 @@ from ..training import (
 )
 from ..window import WindowMatrix
 from .config import BuilderConfig, BuilderStats
+from .resume import find_resumable
 
 __all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]
 
@@ -90,36 +92,35 @@ class Publisher:
         #: The tuner's last outcome, recorded in manifests (set by the tuner).
         self.tuning: dict[str, Any] | None = None
         self.changed = threading.Event()  # something a status document would show changed
+        #: The writer lock held while running (checked at every commit; set by the builder).
+        self.lease: WriterLease | None = None
+        #: The store's id, recorded in every manifest: readers see a store whose history changed.
+        self.store_id: str | None = None
 
     # -- start ---------------------------------------------------------------------------------
 
     def resume(self) -> dict[str, Any] | None:
-        """The manifest of the newest snapshot that loads and verifies, if any. Unreadable newer
-        ones are quarantined (moved aside once, logged, counted), never a reason to stop. The
+        """The manifest of the snapshot to resume from, if any (see :mod:`.resume`); the
         settings it was trained with become the current ones (a restart keeps a tuned setting)."""
-        for version in reversed(self.store.versions()):
-            try:
-                snapshot = self.store.load(version, mmap=False)
-            except SnapshotError as exc:
-                self._quarantine(version, str(exc))
-                continue
-            manifest = snapshot.manifest
-            params = manifest.get("params", {})
-            self.serving = ServingModel(
-                GateModel(
-                    snapshot.item_ids,
-                    snapshot.arrays["item_factors"],
-                    snapshot.arrays["popularity"],
-                    float(params.get("alpha", 1.0)),
-                    float(params.get("regularization", 0.0)),
-                ),
-                _positions(manifest.get("partitions", {})),
-                float(manifest.get("created_at", time.time())),
-                partial=manifest.get("partial") is True,
-            )
-            self._resume_settings(manifest)
-            return manifest
-        return None
+        snapshot = find_resumable(self.store, self.config.topic, self.stats)
+        if snapshot is None:
+            return None
+        manifest = snapshot.manifest
+        params = manifest.get("params", {})
+        self.serving = ServingModel(
+            GateModel(
+                snapshot.item_ids,
+                snapshot.arrays["item_factors"],
+                snapshot.arrays["popularity"],
+                float(params.get("alpha", 1.0)),
+                float(params.get("regularization", 0.0)),
+            ),
+            _positions(manifest.get("partitions", {})),
+            float(manifest.get("created_at", time.time())),
+            partial=manifest.get("partial") is True,
+        )
+        self._resume_settings(manifest)
+        return manifest
 
     def _resume_settings(self, manifest: dict[str, Any]) -> None:
         if manifest.get("params_source") != "tuned" or not self.config.tune:
@@ -135,15 +136,6 @@ class Publisher:
         log.info(
             "resuming with the tuned settings of snapshot v%d: %s", manifest["version"], self.params
         )
-
-    def _quarantine(self, version: int, reason: str) -> None:
-        self.stats.quarantined_snapshots += 1
-        try:
-            where = self.store.quarantine(version, reason)
-        except SnapshotError as exc:
-            log.error("unreadable snapshot v%d could not be moved aside: %s", version, exc)
-            return
-        log.error("moved unreadable snapshot v%d aside to %s: %s", version, where, reason)
 
     # -- settings (from the tuner) -------------------------------------------------------------
 
@@ -328,6 +320,7 @@ class Publisher:
             "device": self.config.device,
             "quality": quality,
             "partial": job.partial,
+            "store": {"id": self.store_id},
             # Counters as of this retrain's start, this publication included.
             "builder": {
                 **job.stats,
@@ -341,16 +334,22 @@ class Publisher:
         try:
             version = max(self.version, self.store.highest_version()) + 1
             where = publish_snapshot(
-                self.store, version, snapshot_arrays(matrix, factors), manifest
+                self.store, version, snapshot_arrays(matrix, factors), manifest, lease=self.lease
             )
         except Exception as exc:
             self.stats.retrains_failed += 1
             self.stats.publication_failures += 1
+            if isinstance(exc, LockLost) and exc.taken:
+                log.error("not published: %s", exc)  # the builder stops: see ModelBuilder.run
+                return
+            retry = self.config.retry_seconds
+            self.retrain_at = time.monotonic() + retry
             log.error(
-                "could not publish the snapshot to %s (%s); the current model stays, the next "
-                "retrain tries again",
+                "could not publish the snapshot to %s (%s); the current model stays, retrying "
+                "in %.0f s",
                 self.store.location,
                 one_line(exc),
+                retry,
             )
             log.debug("publication failure", exc_info=True)
             return

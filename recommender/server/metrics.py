@@ -228,8 +228,16 @@ class ServerMetrics:
         )
         self.swap_failures = Counter(
             "recommender_model_swap_failures",
-            "Snapshots rejected (corrupt, inconsistent, or built from another topic); each is "
-            "counted once and the last good model kept serving.",
+            "Snapshots rejected (corrupt, inconsistent, built from another topic, or published "
+            "by a builder that had lost the store's lock); each is counted once and the last good "
+            "model kept serving.",
+            registry=registry,
+        )
+        self.store_history_changes = Counter(
+            "recommender_store_history_changes",
+            "Times the snapshot store's history changed underneath (emptied, restored or "
+            "replaced: the served version gone, every published one older); the server then "
+            "serves the newest snapshot there.",
             registry=registry,
         )
         self.load_seconds = Histogram(

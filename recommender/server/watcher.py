@@ -3,6 +3,13 @@
 Versions are the numbers snapshots are published under (a snapshot whose manifest carries another
 number is refused, so a copied snapshot can never make the watcher reload in a loop). A snapshot
 that fails to load is logged and counted once, then skipped until a newer one arrives.
+
+The store's history can change underneath: emptied and written again from v1, restored from a
+backup, a directory replaced. When the served version is gone and every published one is older,
+or the newest snapshot names another store id, the watcher says so and follows the new history
+(it serves the newest snapshot there, whatever its number). Within one history, a snapshot whose
+writer's fencing token is below the served one's was published by a builder that had lost the
+store's lock: refused.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from ..errors import SnapshotError
 from ..index import AnnSettings
 from ..logs import RateLimitedLog
 from ..model import RecommenderModel
+from ..snapshot import load_published, writer_of
 from ..store import SnapshotStore
 from .state import CONFIG, COVERAGE, FRESH, HOLDER, METRICS, STORE, ServerConfig
 
@@ -35,7 +43,7 @@ def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> Reco
     """
     ann = AnnSettings(threshold=config.ann_threshold, exact=config.exact, ef_search=config.ann_ef)
     try:
-        model = RecommenderModel(store.load(version), ann=ann)
+        model = RecommenderModel(load_published(store, version), ann=ann)
     except SnapshotError:
         raise
     except Exception as exc:  # whatever a crafted snapshot provokes, it is one rejection
@@ -50,6 +58,28 @@ def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> Reco
     return model
 
 
+def _fenced(served: RecommenderModel | None, model: RecommenderModel) -> str | None:
+    """Why ``model`` must not replace ``served`` (a deposed writer's snapshot), or None."""
+    if served is None:
+        return None
+    (served_store, served_token), (store_id, token) = (
+        writer_of(served.manifest),
+        writer_of(model.manifest),
+    )
+    if store_id is not None and store_id == served_store and token < served_token:
+        return (
+            f"published by a builder that had lost the store's lock (fencing token {token}, "
+            f"the serving v{served.version} has {served_token})"
+        )
+    return None
+
+
+def _history_changed(current: int, versions: list[int]) -> bool:
+    """The served version is gone and every published one is older: the store was emptied,
+    restored or replaced."""
+    return bool(versions) and current > versions[-1] and current not in versions
+
+
 def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
     """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset)."""
     return app[FRESH].drop_covered(app[COVERAGE].positions(model))
@@ -57,8 +87,20 @@ def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
 
 async def _poll_once(app: web.Application, failed: set[int]) -> None:
     holder, metrics, store = app[HOLDER], app[METRICS], app[STORE]
-    current = holder.model.version if holder.model else 0
+    served = holder.model
+    current = served.version if served else 0
     versions = await asyncio.to_thread(store.versions)
+    changed = served is not None and _history_changed(current, versions)
+    if changed:
+        log.warning(
+            "the snapshot store's history changed (serving v%d, which is gone; newest there now "
+            "v%d): it was emptied, restored or replaced; following it",
+            current,
+            versions[-1],
+        )
+        metrics.store_history_changes.inc()
+        current = 0  # anything there now is newer than what we serve
+        failed.clear()
     loop = asyncio.get_running_loop()
     # Newest first; an older good snapshot is worth loading only if it beats what is served.
     for version in reversed(versions):
@@ -69,19 +111,35 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         started = time.perf_counter()
         try:
             model = await loop.run_in_executor(None, load_model, store, version, app[CONFIG])
+            fenced = None if changed else _fenced(served, model)
+            if fenced:
+                raise SnapshotError(fenced)
         except SnapshotError as exc:
             if version not in await asyncio.to_thread(store.versions):
                 log.debug("v%d was pruned while loading; looking again", version)
                 continue  # not a bad snapshot: the builder removed it meanwhile
             failed.add(version)
             metrics.swap_failures.inc()
-            log.error("rejected snapshot v%d, still serving v%d: %s", version, current, exc)
+            log.error(
+                "rejected snapshot v%d, still serving v%d: %s",
+                version,
+                served.version if served else 0,
+                exc,
+            )
             continue
         seconds = time.perf_counter() - started
         metrics.load_seconds.observe(seconds)
         metrics.swaps.inc()
-        holder.swap(model)
+        old = holder.swap(model)
         failed.difference_update([v for v in failed if v <= version])
+        if old is not None and writer_of(old.manifest)[0] != writer_of(model.manifest)[0]:
+            log.warning(
+                "v%d comes from another store history than v%d (store id %s, was %s)",
+                version,
+                old.version,
+                writer_of(model.manifest)[0],
+                writer_of(old.manifest)[0],
+            )
         # Swap first, then forget the fresh events the new model covers (off the loop: the store
         # may be large). Meanwhile a request may count such an event twice, never lose one.
         dropped = await asyncio.to_thread(_drop_covered, app, model)

@@ -1,5 +1,8 @@
 """Where snapshots live: a local directory, or an object-store prefix (see :func:`open_store`).
 
+Neutral: a store moves versioned sets of named files and their manifest; it imports nothing of
+:mod:`recommender.snapshot`, which gives the files their meaning.
+
 Local directories publish by rename (POSIX, NFS); object stores (``s3://``, ``gs://``, ``az://``)
 by writing the manifest last and only if absent (:mod:`.objects`).
 """
@@ -12,13 +15,17 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import ConfigError
-from .base import SnapshotStore, snapshot_name, version_of
+from .base import MANIFEST_NAME, MAX_MANIFEST_BYTES, SnapshotStore, snapshot_name, version_of
+from .lease import WriterLease
 from .local import LocalStore
 
 __all__ = [
+    "MANIFEST_NAME",
+    "MAX_MANIFEST_BYTES",
     "OBJECT_SCHEMES",
     "LocalStore",
     "SnapshotStore",
+    "WriterLease",
     "as_store",
     "open_store",
     "snapshot_name",

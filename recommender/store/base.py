@@ -1,22 +1,41 @@
-"""What every snapshot store offers: publish atomically, list, fetch locally, prune, quarantine."""
+"""What every store offers: publish a version's files atomically, list, fetch locally, prune,
+quarantine, one writer at a time.
+
+Neutral about what it holds: a *version* is a set of named files, one of which is its manifest
+(``manifest.json``, the commit point); :mod:`recommender.snapshot` says what the files mean.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
-from ..snapshot import Snapshot, load_snapshot
+from ..errors import SnapshotError
+from .lease import WriterLease
 
-__all__ = ["STATUS_NAME", "SnapshotStore", "parse_status", "snapshot_name", "version_of"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MAX_MANIFEST_BYTES",
+    "STATUS_NAME",
+    "SnapshotStore",
+    "parse_status",
+    "snapshot_name",
+    "version_of",
+]
 
+#: The file that publishes a version: written last (its presence is the commit).
+MANIFEST_NAME: Final = "manifest.json"
+#: A manifest is a few kilobytes; anything this big is not one (and is not read whole).
+MAX_MANIFEST_BYTES: Final = 8 << 20
 #: The builder's live status (refusals, tuning) between publications: readers poll it.
 STATUS_NAME: Final = "builder-status.json"
 MAX_STATUS_BYTES: Final = 1 << 20
+#: The store's identity: created once, so a store emptied, restored or replaced is recognised.
+IDENTITY_NAME: Final = "store-id"
 
 
 def parse_status(raw: bytes | None) -> dict[str, Any] | None:
@@ -45,12 +64,13 @@ def version_of(name: str) -> int | None:
 
 
 class SnapshotStore(ABC):
-    """A place for snapshots: a local directory or an object-store prefix.
+    """A place for versioned sets of files (snapshots): a local directory or an object-store
+    prefix.
 
-    Publication is atomic for readers: a snapshot is either listed by :meth:`versions` with all
-    its files in place, or not listed. A snapshot's *version* is the number it is published under;
-    its manifest must carry the same number (a copy under another number is refused when read).
-    One builder writes a store at a time (:meth:`writer_lock`); any number of servers read it.
+    Publication is atomic for readers: a version is either listed by :meth:`versions` with all
+    its files in place, or not listed. One writer at a time holds :meth:`writer_lock`, and
+    :meth:`commit` refuses to publish for a writer that no longer holds it; any number of readers
+    read the store.
     """
 
     #: Where the store is, for messages (a path or a URL).
@@ -63,27 +83,45 @@ class SnapshotStore(ABC):
         """Published snapshot versions, oldest first."""
 
     @abstractmethod
+    def manifest_bytes(self, version: int) -> bytes:
+        """The raw manifest of a published version, at most MAX_MANIFEST_BYTES + 1 bytes of it
+        (raises SnapshotError if it is gone or unreadable)."""
+
     def read_manifest(self, version: int) -> dict[str, Any]:
-        """The validated manifest of a published snapshot (raises SnapshotError)."""
+        """The manifest of a published version as a JSON object, unvalidated (raises
+        SnapshotError); :func:`recommender.snapshot.read_published_manifest` validates."""
+        raw = self.manifest_bytes(version)
+        where = f"{self.location}/{snapshot_name(version)}"
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise SnapshotError(f"{where}: manifest is over {MAX_MANIFEST_BYTES:,} bytes")
+        try:
+            manifest = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise SnapshotError(f"{where}: unreadable manifest: {str(exc)[:200]}") from None
+        if not isinstance(manifest, dict):
+            raise SnapshotError(f"{where}: bad manifest: not a JSON object")
+        return manifest
 
     @abstractmethod
     def local_copy(self, version: int) -> Path:
-        """A local directory holding the snapshot's files (the snapshot itself for a local
-        store; a verified download into a cache for an object store)."""
+        """A local directory holding the version's files (the version itself for a local
+        store; a download into a cache for an object store)."""
 
     def latest(self) -> int | None:
         found = self.versions()
         return found[-1] if found else None
 
-    def load(self, version: int, *, mmap: bool = True) -> Snapshot:
-        """Load and verify a published snapshot (raises SnapshotError)."""
-        return load_snapshot(self.local_copy(version), mmap=mmap, version=version)
+    @abstractmethod
+    def identity(self, *, create: bool = False) -> str | None:
+        """The store's id (None if it has none; ``create``: make one if absent). A store that
+        was emptied, restored or replaced has another id, or none."""
 
     # -- writing (one builder at a time) -------------------------------------------------------
 
     @abstractmethod
-    def writer_lock(self) -> AbstractContextManager[None]:
-        """Held by the one builder that writes here (raises ConfigError if another holds it)."""
+    def writer_lock(self, *, ttl: float = 60.0) -> AbstractContextManager[WriterLease]:
+        """Held by the one writer of this store (raises ConfigError if another holds it); a
+        lease not renewed for ``ttl`` seconds may be taken over by another writer."""
 
     @abstractmethod
     def highest_version(self) -> int:
@@ -95,9 +133,10 @@ class SnapshotStore(ABC):
         """A local directory to write a new snapshot's files into (removed afterwards)."""
 
     @abstractmethod
-    def commit(self, staged: Path, version: int) -> str:
-        """Publish the files of ``staged`` as ``version``, atomically; returns where it went.
-        Raises SnapshotError if the version exists."""
+    def commit(self, staged: Path, version: int, *, lease: WriterLease | None = None) -> str:
+        """Publish the files of ``staged`` (one of them MANIFEST_NAME) as ``version``,
+        atomically; returns where it went. Raises SnapshotError if the version exists, and
+        LockLost (before anything is visible to readers) if ``lease`` is no longer held."""
 
     @abstractmethod
     def prune(self, keep: int) -> list[int]:
@@ -119,11 +158,3 @@ class SnapshotStore(ABC):
     @abstractmethod
     def cleanup_incomplete(self) -> list[str]:
         """Remove what writers killed mid-publication left behind (call with the lock held)."""
-
-    def iter_manifests(self) -> Iterator[tuple[int, dict[str, Any] | Exception]]:
-        """Published versions, newest first, each with its manifest or the error reading it."""
-        for version in reversed(self.versions()):
-            try:
-                yield version, self.read_manifest(version)
-            except Exception as exc:  # reported to the caller, who decides
-                yield version, exc

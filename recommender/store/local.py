@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import ConfigError, SnapshotError
-from ..snapshot import read_manifest
+from ..errors import ConfigError, LockLost, SnapshotError
 from .base import (
+    IDENTITY_NAME,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
     MAX_STATUS_BYTES,
     STATUS_NAME,
     SnapshotStore,
@@ -25,6 +28,7 @@ from .base import (
     snapshot_name,
     version_of,
 )
+from .lease import WriterLease
 
 __all__ = ["LocalStore"]
 
@@ -33,6 +37,30 @@ _TRASH_PREFIX: Final = ".trash-"
 _QUARANTINE_PREFIX: Final = ".quarantine-"
 _QUARANTINED_RE: Final = re.compile(r"^\.quarantine-v(\d{12})-")
 LOCK_NAME: Final = ".builder.lock"
+
+
+class _FlockLease(WriterLease):
+    """An ``flock`` on ``root/.builder.lock``: exclusive while the file is the one we locked."""
+
+    def __init__(self, path: Path, handle: Any, owner: str, token: int) -> None:
+        super().__init__(owner, token)
+        self.path = path
+        self.handle = handle
+
+    def check(self) -> None:
+        # The kernel keeps the flock as long as we hold the file; but if the directory or the
+        # file was replaced (a restore, an operator's rm), another writer can lock the new file.
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(self.handle.fileno()).st_ino
+        except OSError:
+            same = False
+        if not same:
+            self.mark_lost(f"{self.path} was removed or replaced")
+            raise LockLost(
+                f"the writer lock {self.path} was removed or replaced (the model directory was "
+                "restored or replaced?): this builder stopped publishing; restart it",
+                taken=True,
+            )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -77,8 +105,32 @@ class LocalStore(SnapshotStore):
     def path_of(self, version: int) -> Path:
         return self.root / snapshot_name(version)
 
-    def read_manifest(self, version: int) -> dict[str, Any]:
-        return read_manifest(self.path_of(version), version=version)
+    def manifest_bytes(self, version: int) -> bytes:
+        path = self.path_of(version) / MANIFEST_NAME
+        try:
+            with path.open("rb") as f:
+                return f.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise SnapshotError(f"{path.parent}: unreadable manifest: {exc}") from exc
+
+    def identity(self, *, create: bool = False) -> str | None:
+        path = self.root / IDENTITY_NAME
+        try:
+            found = path.read_text(encoding="utf-8").strip()[:64]
+        except (OSError, UnicodeDecodeError):
+            found = ""
+        if found or not create:
+            return found or None
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{IDENTITY_NAME}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(uuid.uuid4().hex + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, path)  # create-if-absent: two creators agree on one id
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text(encoding="utf-8").strip()[:64] or None
 
     def local_copy(self, version: int) -> Path:
         path = self.path_of(version)
@@ -87,22 +139,33 @@ class LocalStore(SnapshotStore):
         return path
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
+    def writer_lock(self, *, ttl: float = 60.0) -> Iterator[WriterLease]:
+        """An exclusive ``flock`` (``ttl`` does not apply: the kernel releases the lock of a
+        process that dies). The file keeps the last fencing token for the next holder."""
+        path = self.root / LOCK_NAME
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            lock_file = (self.root / LOCK_NAME).open("w")
+            lock_file = path.open("a+", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"model dir {self.root} is not writable: {exc}") from exc
         try:
             try:
                 fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
+                lock_file.seek(0)
+                holder = lock_file.read(200).strip() or "unknown"
                 raise ConfigError(
-                    f"another builder is already running on {self.root}; stop it first"
+                    f"another builder is already running on {self.root} ({holder}); stop it first"
                 ) from exc
-            lock_file.write(f"{os.getpid()}\n")
+            lock_file.seek(0)
+            previous = lock_file.read(200).split()
+            token = int(previous[1]) + 1 if len(previous) > 1 and previous[1].isdigit() else 1
+            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            lock_file.seek(0)
+            lock_file.truncate()
+            lock_file.write(f"{owner} {token}\n")
             lock_file.flush()
-            yield
+            yield _FlockLease(path, lock_file, owner, token)
         finally:
             lock_file.close()
 
@@ -126,10 +189,12 @@ class LocalStore(SnapshotStore):
         finally:
             shutil.rmtree(staged, ignore_errors=True)
 
-    def commit(self, staged: Path, version: int) -> str:
+    def commit(self, staged: Path, version: int, *, lease: WriterLease | None = None) -> str:
         final = self.path_of(version)
         if final.exists():
             raise SnapshotError(f"snapshot {final} already exists")
+        if lease is not None:
+            lease.check()
         _fsync_dir(staged)
         os.rename(staged, final)
         _fsync_dir(self.root)

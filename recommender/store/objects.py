@@ -11,9 +11,10 @@ Readers download a snapshot's files into a local cache directory (verified again
 SHA-256 when loaded) and memory-map them from there, so several server processes on one machine
 share one copy.
 
-The single-builder rule is kept by a lock object, ``.builder.lock``, created only if absent and
-refreshed every 10 s; a lock not refreshed for 60 s is considered abandoned (a killed builder)
-and taken over. Endpoint and credentials come from the standard variables (``AWS_ENDPOINT_URL``,
+The single-builder rule is kept by a lock object, ``.builder.lock``, changed only by conditional
+writes (:mod:`.objlock`): refreshed every 10 s, taken over only once not refreshed for 60 s (a
+killed builder), checked before every publication, with a fencing token for every holder.
+Endpoint and credentials come from the standard variables (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``; ``GOOGLE_*``; ``AZURE_*``) and
 ``--store-option key=value``.
 """
@@ -26,19 +27,20 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from ..errors import ConfigError, SnapshotError
-from ..snapshot import MANIFEST_NAME, MAX_MANIFEST_BYTES, parse_manifest
+from ..errors import ConfigError, SnapshotError, one_line
 from .base import (
+    IDENTITY_NAME,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
     MAX_STATUS_BYTES,
     STATUS_NAME,
     SnapshotStore,
@@ -46,6 +48,8 @@ from .base import (
     snapshot_name,
     version_of,
 )
+from .lease import WriterLease
+from .objlock import ObjectLock, ObjectOps
 
 __all__ = ["ObjectStore"]
 
@@ -53,8 +57,10 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME: Final = ".builder.lock"
 QUARANTINE: Final = "quarantine"
-_LOCK_REFRESH: Final = 10.0
-_LOCK_STALE: Final = 60.0
+#: obstore retries a failing request for up to 3 minutes by default: a hung store would hold a
+#: publication (and the lock check before it) that long. Bounded here; --store-option can say
+#: otherwise for the client (timeout, connect_timeout).
+_RETRIES: Final = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
 _COMPLETE: Final = ".complete"  # marks a fully downloaded cache directory
 #: --store-option keys that configure the HTTP client; any other key configures the store itself
 #: (region, endpoint, access_key_id, virtual_hosted_style_request, ...).
@@ -92,7 +98,7 @@ class ObjectStore(SnapshotStore):
             client.setdefault("allow_http", "true")
         try:
             self._store = cast(Any, from_url)(
-                self.url, config=config or None, client_options=client
+                self.url, config=config or None, client_options=client, retry_config=_RETRIES
             )
         except Exception as exc:
             raise ConfigError(f"--model-dir {url!r}: {exc}") from exc
@@ -112,7 +118,7 @@ class ObjectStore(SnapshotStore):
             if limit is not None and result.meta["size"] > limit:
                 raise SnapshotError(f"{self.url}/{path}: {result.meta['size']:,} bytes, too big")
             return bytes(result.bytes())
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the latter for a 404
             return None
 
     def _put(self, path: str, data: bytes | Path, *, create: bool = False) -> None:
@@ -144,33 +150,46 @@ class ObjectStore(SnapshotStore):
                 found.append(version)
         return sorted(found)
 
-    def read_manifest(self, version: int) -> dict[str, Any]:
-        where = f"{self.url}/{snapshot_name(version)}"
+    def manifest_bytes(self, version: int) -> bytes:
         raw = self._get(f"{snapshot_name(version)}/{MANIFEST_NAME}", MAX_MANIFEST_BYTES)
         if raw is None:
-            raise SnapshotError(f"{where}: no manifest (pruned meanwhile?)")
-        return parse_manifest(raw, where, version=version)
+            raise SnapshotError(f"{self.url}/{snapshot_name(version)}: no manifest (pruned?)")
+        return raw
+
+    def identity(self, *, create: bool = False) -> str | None:
+        raw = self._get(IDENTITY_NAME, 256)
+        if raw is None and create:
+            import obstore
+            from obstore.exceptions import AlreadyExistsError
+
+            with contextlib.suppress(AlreadyExistsError):  # two creators agree on one id
+                obstore.put(self._store, IDENTITY_NAME, uuid.uuid4().hex.encode(), mode="create")
+            raw = self._get(IDENTITY_NAME, 256)
+        found = (raw or b"").decode("utf-8", "replace").strip()
+        return found or None
 
     def local_copy(self, version: int) -> Path:
-        """Download the snapshot's files into the cache (once), atomically: a half-downloaded
-        copy is never taken for a complete one."""
+        """Download the version's files into the cache (once), atomically: a half-downloaded
+        copy is never taken for a complete one. Every file under the version's prefix is
+        fetched; the manifest first, since its presence is what publishes the others."""
         import obstore
 
         name = snapshot_name(version)
         target = self.cache_dir / name
         if (target / _COMPLETE).exists():
             return target
-        manifest = self.read_manifest(version)
+        manifest = self.manifest_bytes(version)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.cache_dir))
         try:
-            for meta in manifest["files"].values():
-                with (staging / meta["file"]).open("wb") as sink:
-                    for chunk in obstore.get(self._store, f"{name}/{meta['file']}").stream(
-                        min_chunk_size=8 << 20
-                    ):
+            for path in self._objects_of(version):
+                file = path.rsplit("/", 1)[-1]
+                if file == MANIFEST_NAME or path.count("/") != 1:
+                    continue
+                with (staging / file).open("wb") as sink:
+                    for chunk in obstore.get(self._store, path).stream(min_chunk_size=8 << 20):
                         sink.write(chunk)
-            (staging / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+            (staging / MANIFEST_NAME).write_bytes(manifest)
             (staging / _COMPLETE).touch()
             try:
                 os.rename(staging, target)
@@ -180,7 +199,7 @@ class ObjectStore(SnapshotStore):
         except Exception as exc:
             if isinstance(exc, SnapshotError):
                 raise
-            raise SnapshotError(f"{self.url}/{name}: download failed: {exc}") from exc
+            raise SnapshotError(f"{self.url}/{name}: download failed: {one_line(exc)}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._trim_cache(keep=version)
@@ -200,44 +219,13 @@ class ObjectStore(SnapshotStore):
     # -- writing -------------------------------------------------------------------------------
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        from obstore.exceptions import AlreadyExistsError
-
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-        def body() -> bytes:
-            return json.dumps({"owner": owner, "refreshed_at": time.time()}).encode()
-
+    def writer_lock(self, *, ttl: float = 60.0) -> Iterator[WriterLease]:
+        lock = ObjectLock(ObjectOps(self._store, LOCK_NAME), self.url, ttl)
+        lock.acquire()
         try:
-            self._put(LOCK_NAME, body(), create=True)
-        except AlreadyExistsError:
-            held = parse_status(self._get(LOCK_NAME, MAX_STATUS_BYTES)) or {}
-            age = time.time() - float(held.get("refreshed_at", 0))
-            if age < _LOCK_STALE:
-                raise ConfigError(
-                    f"another builder ({held.get('owner')}) writes {self.url} (lock refreshed "
-                    f"{age:.0f} s ago); stop it first, or wait {_LOCK_STALE:.0f} s if it was killed"
-                ) from None
-            log.warning("taking over a lock abandoned %.0f s ago by %s", age, held.get("owner"))
-            self._put(LOCK_NAME, body())
-        except Exception as exc:
-            raise ConfigError(f"cannot write to {self.url}: {exc}") from exc
-        stop = threading.Event()
-
-        def refresh() -> None:
-            while not stop.wait(_LOCK_REFRESH):
-                with contextlib.suppress(Exception):
-                    self._put(LOCK_NAME, body())
-
-        thread = threading.Thread(target=refresh, name="store-lock", daemon=True)
-        thread.start()
-        try:
-            yield
+            yield lock
         finally:
-            stop.set()
-            thread.join(5)
-            with contextlib.suppress(Exception):
-                self._delete([LOCK_NAME])
+            lock.release()
 
     def highest_version(self) -> int:
         highest = 0
@@ -257,14 +245,18 @@ class ObjectStore(SnapshotStore):
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def commit(self, staged: Path, version: int) -> str:
+    def commit(self, staged: Path, version: int, *, lease: WriterLease | None = None) -> str:
         from obstore.exceptions import AlreadyExistsError
 
         name = snapshot_name(version)
         manifest = staged / MANIFEST_NAME
+        if lease is not None:
+            lease.check()
         for file in sorted(staged.iterdir()):
             if file != manifest:
                 self._put(f"{name}/{file.name}", file)
+        if lease is not None:  # the uploads may have taken long: still ours?
+            lease.check()
         try:
             self._put(f"{name}/{MANIFEST_NAME}", manifest.read_bytes(), create=True)
         except AlreadyExistsError as exc:

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from recommender.broker import EmbeddedBroker, free_port
 from recommender.events import format_event
 from recommender.kafka import KafkaSettings, create_topic
-from recommender.snapshot import load_snapshot
+from recommender.snapshot import load_published, load_snapshot
 from recommender.store import LocalStore
 
 from .conftest import (
@@ -454,7 +454,7 @@ def test_builders_killed_at_any_moment_resume_to_the_same_window(kafka, topic, d
     assert builder.stop() == 0
     store = LocalStore(model_dir)
     for version in store.versions():
-        store.load(version)
+        load_published(store, version)
     assert snapshot_pairs(model_dir) == newest_pairs(kafka, name, 2, 6000)
     assert manifest["builder"]["quality_rejections"] == 0
     assert builder.output().count("resuming from snapshot") >= 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from recommender.errors import ConfigError, SnapshotError
-from recommender.snapshot import load_snapshot
+from recommender.snapshot import load_published, load_snapshot, read_published_manifest
 from recommender.store import LocalStore, open_store
 
 from .helpers import block_events, publish_window
@@ -146,6 +146,10 @@ NESTED = "[" * 100_000 + "]" * 100_000
         lambda m: json.dumps({**m, "window": {"newest_weight": float("inf")}}),
         lambda m: json.dumps([m]),
         lambda m: " " * (9 << 20),
+        lambda m: json.dumps({**m, "store": "x"}),
+        lambda m: json.dumps({**m, "store": {"id": 3}}),
+        lambda m: json.dumps({**m, "store": {"writer": {"token": -1}}}),
+        lambda m: json.dumps({**m, "store": {"writer": {"token": "1"}}}),
     ],
 )
 def test_crafted_manifests_are_a_snapshot_error_never_a_crash(tmp_path, craft):
@@ -156,7 +160,7 @@ def test_crafted_manifests_are_a_snapshot_error_never_a_crash(tmp_path, craft):
     with pytest.raises(SnapshotError):
         load_snapshot(path)
     with pytest.raises(SnapshotError):
-        LocalStore(tmp_path).read_manifest(1)
+        read_published_manifest(LocalStore(tmp_path), 1)
 
 
 def test_a_snapshot_copied_to_another_number_is_refused(tmp_path):
@@ -168,8 +172,8 @@ def test_a_snapshot_copied_to_another_number_is_refused(tmp_path):
     store = LocalStore(tmp_path)
     assert store.versions() == [1, 9]
     with pytest.raises(SnapshotError, match="says version 1 but it is published as 9"):
-        store.load(9)
-    assert store.load(1).version == 1
+        load_published(store, 9)
+    assert load_published(store, 1).version == 1
 
 
 def test_quarantine_moves_a_snapshot_aside_and_keeps_its_number_used(tmp_path):
@@ -226,7 +230,7 @@ def test_a_reader_racing_a_writer_only_ever_sees_complete_snapshots(tmp_path):
             if latest is None:
                 continue
             try:
-                loaded.append(store.load(latest).version)
+                loaded.append(load_published(store, latest).version)
             except SnapshotError as exc:
                 # Pruning may delete a snapshot between listing and reading; never a partial one.
                 if store.latest() == latest:
@@ -275,6 +279,6 @@ def test_a_writer_killed_mid_publication_leaves_only_complete_snapshots(tmp_path
     published = store.versions()
     assert len(published) >= 2
     for version in published:
-        store.load(version)  # every published name loads and verifies
+        load_published(store, version)  # every published name loads and verifies
     store.cleanup_incomplete()
     assert all(not p.name.startswith(".") for p in tmp_path.iterdir())
