@@ -188,7 +188,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.data_file.is_file():
         raise RecommenderError(f"{args.data_file}: no such file")
     protocols = list(PROTOCOLS) if "all" in args.protocol else args.protocol
-    report = run_evaluation(
+    outcome = run_evaluation(
         EvaluateOptions(
             data_file=args.data_file,
             output_dir=args.output_dir,
@@ -208,7 +208,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     )
-    print(f"report: {report}")
+    print(f"report: {outcome.report}")
+    if outcome.failed:
+        log.error(
+            "failed: %s (the report has the others)",
+            "; ".join(f"{p}: {why}" for p, why in outcome.failed.items()),
+        )
+        return 1
     return 0
 
 

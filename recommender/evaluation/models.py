@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from ..training import AlsParams, train_als
 
-__all__ = ["SEED_ALS", "AlsModel", "ItemKnn", "Popularity", "Recommender", "top_k"]
+__all__ = ["SEED_ALS", "AlsModel", "ItemKnn", "Popularity", "Recommender", "likes_only", "top_k"]
 
 #: The seed's ALS settings.
 SEED_ALS = AlsParams(factors=20, regularization=0.1, iterations=20, alpha=15.0)
@@ -72,12 +72,19 @@ class Popularity:
 
 @dataclass
 class ItemKnn:
-    """implicit's item-item nearest neighbours: ``cosine`` or ``bm25`` weighting."""
+    """implicit's item-item nearest neighbours: ``cosine`` or ``bm25`` weighting.
+
+    The neighbours are learnt, and users scored, from likes only (positive weights): implicit's
+    kNN models read every weight as a non-negative confidence, so a dislike (negative) or a
+    neutral rating (0) would turn similarities negative or undefined. Every rated item still
+    counts as seen: it is never recommended back.
+    """
 
     kind: str = "cosine"
     neighbours: int = 100
     name: str = ""
-    _model: Any = None
+    _similarity: sp.csr_matrix | None = None
+    _likes: sp.csr_matrix | None = None
     _train: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
@@ -92,22 +99,35 @@ class ItemKnn:
             else CosineRecommender(K=self.neighbours)
         )
         started = time.perf_counter()
+        likes = likes_only(train)
         with warnings.catch_warnings():
             # implicit converts its own intermediate COO matrix and warns about it
             warnings.filterwarnings("ignore", message="Method expects CSR input")
-            model.fit(train, show_progress=False)
-        self._model, self._train = model, train
+            model.fit(likes, show_progress=False)
+        self._similarity, self._likes, self._train = model.similarity.tocsr(), likes, train
         return time.perf_counter() - started
 
     def recommend(self, users: IntArray, k: int) -> IntArray:
+        """As implicit scores: a user's likes times the item similarities; items no liked item
+        leads to are not recommended (-1 where fewer than ``k`` are reached)."""
+        assert self._similarity is not None and self._likes is not None
         assert self._train is not None
-        ids, _ = self._model.recommend(
-            users, self._train[users], N=k, filter_already_liked_items=True
-        )
-        ids = np.asarray(ids, dtype=np.int64).reshape(users.size, -1)
-        if ids.shape[1] < k:
-            ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
-        return ids
+        out = []
+        for lo in range(0, users.size, 1024):
+            batch = users[lo : lo + 1024]
+            reached = (self._likes[batch] @ self._similarity).tocsr()
+            scores = np.full(reached.shape, -np.inf, np.float32)
+            rows = np.repeat(np.arange(batch.size), np.diff(reached.indptr))
+            scores[rows, reached.indices] = reached.data
+            out.append(top_k(scores, self._train[batch], k))
+        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+def likes_only(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` without its non-positive entries (dislikes, neutral ratings)."""
+    likes = matrix.multiply(matrix > 0).tocsr()
+    likes.eliminate_zeros()
+    return likes.astype(np.float32)
 
 
 @dataclass

@@ -6,13 +6,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..training import AlsParams
 from .data import Interactions, to_matrix
-from .metrics import evaluate_lists
+from .metrics import evaluate_lists, user_scores
 from .models import AlsModel, Popularity, Recommender
 from .splits import Split, per_user_holdout, truth_sets
 
@@ -26,6 +28,13 @@ class ModelResult:
     name: str
     metrics: dict[int, dict[str, float]]
     train_seconds: float
+    #: Per k, each test user's NDCG@k (users in ascending code order, the same for every model
+    #: on a split), for paired comparisons.
+    user_ndcg: dict[int, npt.NDArray[np.float64]] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """What the report's JSON keeps: the means, not the per-user scores."""
+        return {"name": self.name, "metrics": self.metrics, "train_seconds": self.train_seconds}
 
 
 def evaluate_model(
@@ -50,7 +59,13 @@ def evaluate_model(
         int(u): [int(i) for i in row if i >= 0] for u, row in zip(users, lists, strict=True)
     }
     metrics = evaluate_lists(recommendations, truth, ks, split.train.n_items)
-    return ModelResult(model.name, metrics, seconds)
+    per_user = {
+        k: np.array(
+            [user_scores(recommendations[u], truth[u], k).ndcg for u in users.tolist()], np.float64
+        )
+        for k in ks
+    }
+    return ModelResult(model.name, metrics, seconds, per_user)
 
 
 @dataclass(frozen=True, slots=True)

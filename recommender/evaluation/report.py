@@ -30,6 +30,9 @@ class Report:
     ) -> None:
         self.output_dir, self.plots = output_dir, plots
         self.lines: list[str] = []
+        #: One line per protocol (its headline, or why it did not run), written at the top.
+        self.summary: list[str] = []
+        self._summary_at = 0
         self.json: dict[str, Any] = {
             "data": {
                 "file": str(data_file),
@@ -44,6 +47,20 @@ class Report:
 
     def md(self, *lines: str) -> None:
         self.lines.extend(lines)
+
+    def summary_here(self) -> None:
+        """Put the summary at this point of the Markdown (after the title and data line)."""
+        self._summary_at = len(self.lines)
+
+    def mark(self) -> tuple[int, int]:
+        """Where the Markdown and the summary stand now, for :meth:`discard_from`."""
+        return len(self.lines), len(self.summary)
+
+    def discard_from(self, mark: tuple[int, int]) -> None:
+        """Drop the Markdown and summary lines written since ``mark`` (a section that failed
+        half-way must not look complete)."""
+        del self.lines[max(mark[0], self._summary_at) :]
+        del self.summary[mark[1] :]
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         self.md("| " + " | ".join(header) + " |", "|" + " --- |" * len(header))
@@ -68,7 +85,11 @@ class Report:
         self.md(f"![{name}]({name})", "")
 
     def write(self) -> None:
-        (self.output_dir / "report.md").write_text("\n".join(self.lines) + "\n")
+        """(Re)write report.md and report.json with everything collected so far."""
+        at = self._summary_at
+        summary = ["## Summary", "", *[f"- {line}" for line in self.summary], ""]
+        lines = [*self.lines[:at], *(summary if self.summary else []), *self.lines[at:]]
+        (self.output_dir / "report.md").write_text("\n".join(lines) + "\n")
         (self.output_dir / "report.json").write_text(
             json.dumps(self.json, indent=2, default=_jsonable) + "\n"
         )

@@ -3,56 +3,41 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tqdm import tqdm
 
+from ..errors import RecommenderError
 from ..ratings import RatingScale
 from ..training import AlsParams
 from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
+from .headline import Headline, compare_with_strongest
 from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
-from .prequential import PrequentialResult, run_prequential
+from .options import PROTOCOLS, TITLES, EvaluateOptions, Protocol
+from .preconditions import check_options, plan_protocols
+from .prequential_section import prequential_section
 from .report import Report, params_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
 from .splits import Split, global_cutoff, per_user_holdout, truth_sets
 
-__all__ = ["EvaluateOptions", "Protocol", "run_evaluation"]
+__all__ = ["PROTOCOLS", "EvaluateOptions", "Evaluation", "Protocol", "run_evaluation"]
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["temporal", "global", "prequential", "seed"]
-PROTOCOLS: tuple[Protocol, ...] = ("temporal", "global", "prequential", "seed")
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Where the report is, and which asked-for protocols ran, were skipped or failed (with
+    why)."""
 
-@dataclass(frozen=True, kw_only=True)
-class EvaluateOptions:
-    data_file: Path
-    output_dir: Path
-    protocols: Sequence[Protocol] = ("temporal",)
-    ks: Sequence[int] = (10,)
-    min_rating: float | None = None
-    #: Map weights through this rating scale (likes, neutral, dislikes), as the builder's
-    #: --ratings does; models then learn from the weights instead of one per pair.
-    ratings: str | None = None
-    test_fraction: float = 0.2
-    cutoff: float = 0.9
-    search_budget: float = 60.0
-    #: Self-tuning budget of the "what the daemon serves" row (0: leave the row out).
-    daemon_budget: float = 90.0
-    windows: Sequence[int] = (5000, 20000, 0)
-    retrain_every: Sequence[int] = (1000, 5000)
-    #: Prequential half-lives (seconds of event time) to compare with the plain window.
-    half_lives: Sequence[float] = ()
-    seed: int = 42
-    plots: bool = True
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    report: Path
+    ran: list[Protocol]
+    skipped: dict[Protocol, str]
+    failed: dict[Protocol, str]
 
 
 def _baselines() -> list[Recommender]:
@@ -65,15 +50,21 @@ def _baselines() -> list[Recommender]:
     ]
 
 
+def _against(score: float, reference: float, how: str) -> str:
+    if reference <= 0:
+        return f"{how}: scores 0"
+    return f"{score / reference:.2f}x {how}"
+
+
 def _offline(
     report: Report,
     split: Split,
     name: str,
-    ks: Sequence[int],
     options: EvaluateOptions,
     note: str = "",
 ) -> AlsParams:
     """Baselines and tuned ALS on one split; returns the tuned settings."""
+    ks, k0 = options.ks, options.k0
     binary = options.ratings is None  # ratings: learn from the weights they map to
     truth = truth_sets(split)
     report.md(
@@ -89,8 +80,7 @@ def _offline(
 
     def scored(params: AlsParams, validation: Split) -> float:
         bar.update(1)
-        k = 10 if 10 in ks else ks[0]
-        return evaluate_model(AlsModel(params), validation, [k], binary=binary).metrics[k]["ndcg"]
+        return evaluate_model(AlsModel(params), validation, [k0], binary=binary).metrics[k0]["ndcg"]
 
     best, trials = search_als(
         split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
@@ -117,7 +107,6 @@ def _offline(
     results: list[ModelResult] = []
     for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
         results.append(evaluate_model(model, split, ks, binary=binary))
-    k0 = 10 if 10 in ks else ks[0]
     header = [
         "model",
         *[f"{m}@{k0}" for m in ("precision", "recall", "ndcg", "map")],
@@ -144,20 +133,25 @@ def _offline(
             ["model", *[f"NDCG@{k}" for k in ks]],
             [[r.name, *[r.metrics[k]["ndcg"] for k in ks]] for r in results],
         )
-    pop = results[0].metrics[k0]["ndcg"]
-    seed_ndcg = results[3].metrics[k0]["ndcg"]
-    tuned = results[-1].metrics[k0]["ndcg"]
+    ndcg = {m.name: r.metrics[k0]["ndcg"] for m, r in zip(models, results, strict=True)}
+    baselines = [r for m, r in zip(models, results, strict=True) if not isinstance(m, AlsModel)]
+    tuned = results[-1]
+    headline = compare_with_strongest(tuned, baselines, k0, label="tuned ALS", seed=options.seed)
     report.md(
-        f"Tuned ALS ({params_text(best)}; best of {len(trials)} trials scored on a validation "
-        f"split carved from the training events only): NDCG@{k0} {tuned:.4f} = "
-        f"{tuned / pop:.2f}x popularity and {tuned / seed_ndcg - 1:+.0%} vs the seed's settings.",
+        headline.text(),
+        "",
+        f"Tuned ALS: {params_text(best)}; best of {len(trials)} trials scored on a validation "
+        f"split carved from the training events only; NDCG@{k0} "
+        f"{_against(ndcg[tuned.name], ndcg['popularity'], 'popularity')} and "
+        f"{_against(ndcg[tuned.name], ndcg['ALS, seed settings'], 'the seed settings')}.",
         "",
     )
+    report.summary.append(headline.text(lead=f"**{name}**"))
     if daemon_note:
         daemon_ndcg = results[-2].metrics[k0]["ndcg"]
+        share = f"{daemon_ndcg / ndcg[tuned.name]:.0%}" if ndcg[tuned.name] > 0 else "-"
         report.md(
-            daemon_note + f" NDCG@{k0} {daemon_ndcg:.4f} = {daemon_ndcg / tuned:.0%} of the "
-            "full search's.",
+            daemon_note + f" NDCG@{k0} {daemon_ndcg:.4f} = {share} of the full search's.",
             "",
         )
 
@@ -172,7 +166,8 @@ def _offline(
     report.plot(f"ndcg_vs_k_{name.split()[0].lower()}.png", draw)
     report.json[name] = {
         "split": split.description,
-        "models": [asdict(r) for r in results],
+        "models": [r.summary() for r in results],
+        "headline": headline.to_dict(),
         "search": [
             {"params": t.params, "validation_ndcg": t.ndcg, "seconds": t.seconds} for t in trials
         ],
@@ -181,167 +176,50 @@ def _offline(
     return best
 
 
-def _prequential(
-    report: Report, data: Interactions, params: AlsParams, options: EvaluateOptions
-) -> None:
-    n = 10 if 10 in options.ks else options.ks[0]
-    report.md(
-        "## Prequential stream replay",
-        "",
-        f"Events replayed {'in a seeded shuffle' if data.timestamps is None else 'in time order'}"
-        f" through the daemons' own window, retrain and fold-in code; before each event is "
-        f"learned, the user's top-{n} is asked for (fresh events since the last retrain "
-        f"folded in, as the server does) and a hit recorded if the event's item is in it. "
-        f"ALS: {params_text(params)}.",
-        "",
-    )
-    rows, results = [], []
-    total = len(data) * len(options.windows) * len(options.retrain_every)
-    with tqdm(total=total, desc="prequential", unit="ev", disable=not options.progress) as bar:
-        for window in options.windows:
-            for every in options.retrain_every:
-                size = window or len(data)
-                started = time.perf_counter()
-                result = run_prequential(
-                    data,
-                    window_events=size,
-                    retrain_every=every,
-                    params=params,
-                    n=n,
-                    seed=options.seed,
-                    progress=bar.update,
-                )
-                results.append(result)
-                rows.append(
-                    [
-                        f"{size:,}" + (" (all)" if not window else ""),
-                        f"{every:,}",
-                        result.recall,
-                        result.hits.size,
-                        result.retrains,
-                        result.train_seconds,
-                        time.perf_counter() - started,
-                    ]
-                )
-    report.table(
-        [
-            "window events",
-            "retrain every",
-            f"recall@{n}",
-            "events scored",
-            "retrains",
-            "train s (total)",
-            "replay s",
-        ],
-        rows,
-    )
-
-    def curves(ax: Any) -> None:
-        for r in results:
-            x, y = r.curve()
-            ax.plot(x, y, label=f"window {r.window_events:,}, retrain every {r.retrain_every:,}")
-        ax.set_xlabel("event in the stream")
-        ax.set_ylabel(f"recall@{n} (per slice)")
-        ax.set_title("Prequential recall over the stream")
-        ax.legend(fontsize=7)
-
-    report.plot("prequential_over_time.png", curves)
-
-    def by_window(ax: Any) -> None:
-        for every in options.retrain_every:
-            pts = [
-                (r.window_events, r.recall, r.train_seconds)
-                for r in results
-                if r.retrain_every == every
-            ]
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                label=f"retrain every {every:,}",
-            )
-            for w, rec, secs in pts:
-                ax.annotate(f"{secs:.0f} s", (w, rec), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel("window length (events); labels: total retrain seconds")
-        ax.set_ylabel(f"recall@{n}")
-        ax.set_title("Quality vs window length, with retrain cost")
-        ax.legend(fontsize=8)
-
-    report.plot("prequential_by_window.png", by_window)
-    if options.half_lives:
-        best = max(results, key=lambda r: r.recall)
-        report.json["prequential_decay"] = _decay(report, data, params, options, best)
-    report.json["prequential"] = [
-        {
-            "window_events": r.window_events,
-            "retrain_every": r.retrain_every,
-            "n": r.n,
-            "recall": r.recall,
-            "events_scored": int(r.hits.size),
-            "retrains": r.retrains,
-            "train_seconds": r.train_seconds,
-            "curve": [list(map(float, c)) for c in r.curve()],
-        }
-        for r in results
-    ]
-
-
-def _decay(
-    report: Report,
-    data: Interactions,
-    params: AlsParams,
-    options: EvaluateOptions,
-    plain: PrequentialResult,
-) -> list[dict[str, float]]:
-    """The best plain replay again with each ``--half-lives`` value (the builder's decay)."""
-    report.md("### Time decay (`--half-life`)", "")
-    if data.timestamps is None:
-        report.md("This file has no event times, so there is no age to decay by.", "")
-        return []
-    rows: list[list[object]] = [["none (plain window)", plain.recall, "-"]]
-    found = [{"half_life_seconds": 0.0, "recall": plain.recall}]
-    for seconds in options.half_lives:
-        result = run_prequential(
-            data,
-            window_events=plain.window_events,
-            retrain_every=plain.retrain_every,
-            params=params,
-            n=plain.n,
-            seed=options.seed,
-            half_life_ms=max(1, int(seconds * 1000)),
-        )
-        change = f"{result.recall / plain.recall - 1:+.0%}" if plain.recall else "-"
-        rows.append([f"{seconds / 86400:g} days", result.recall, change])
-        found.append({"half_life_seconds": seconds, "recall": result.recall})
-    report.md(
-        f"The best replay above (window {plain.window_events:,}, retrain every "
-        f"{plain.retrain_every:,}), once per half-life of event time.",
-        "",
-    )
-    report.table(["half-life", f"recall@{plain.n}", "vs plain window"], rows)
-    return found
-
-
-def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
+def _seed(report: Report, rated: Interactions, options: EvaluateOptions) -> None:
     from . import seed_protocol
 
-    cv_users, test_users = seed_protocol_split(data)
+    cv_users, test_users = seed_protocol_split(rated)
     grid = default_grid(options.seed)
-    report.md("## The seed's protocol", "", (seed_protocol.__doc__ or "").split("\n\n", 1)[1], "")
+    report.md(f"## {TITLES['seed']}", "", (seed_protocol.__doc__ or "").split("\n\n", 1)[1], "")
+    if options.ratings is not None:
+        report.md("It judges the file's own ratings, not the weights `--ratings` maps them to.", "")
     with tqdm(total=len(grid) * 5, desc="seed protocol: CV", disable=not options.progress) as bar:
-        cv = cross_validate(data, cv_users, grid, seed=options.seed, progress=lambda: bar.update(1))
+        cv = cross_validate(
+            rated, cv_users, grid, seed=options.seed, progress=lambda: bar.update(1)
+        )
     report.table(
         ["ALS setting (5-fold CV on the first users)", "mean F-measure"],
         [[params_text(p), f] for p, f in cv],
     )
     best = max(cv, key=lambda pf: pf[1])[0]
     models = [*_baselines(), AlsModel(best, name="ALS, best in CV")]
-    rows = []
+    rows, scores = [], []
     for model in tqdm(models, desc="seed protocol: test", disable=not options.progress):
-        s = score_seed(model, data, test_users, seed=options.seed)
+        s = score_seed(model, rated, test_users, seed=options.seed)
+        scores.append(s)
         rows.append([model.name, s.accuracy, s.precision, s.recall, s.f_measure, s.users])
     report.table(["model", "accuracy", "precision@10", "recall", "F-measure", "test users"], rows)
+    strongest = max(
+        (i for i, m in enumerate(models) if not isinstance(m, AlsModel)),
+        key=lambda i: scores[i].f_measure,
+    )
+    headline = Headline(
+        metric="F-measure",
+        candidate="ALS (best in CV)",
+        baseline=models[strongest].name,
+        candidate_score=scores[-1].f_measure,
+        baseline_score=scores[strongest].f_measure,
+        users=scores[-1].users,
+    )
+    report.md(
+        headline.text(),
+        "",
+        "(No interval: the F-measure comes from totals over users, not a mean of per-user "
+        "scores, so the paired bootstrap over users does not apply.)",
+        "",
+    )
+    report.summary.append(headline.text(lead=f"**{TITLES['seed']}**"))
     report.json["seed_protocol"] = {
         "cv": [{"params": p, "f_measure": f} for p, f in cv],
         "test": [
@@ -354,14 +232,65 @@ def _seed(report: Report, data: Interactions, options: EvaluateOptions) -> None:
             )
             for r in rows
         ],
+        "headline": headline.to_dict(),
     }
 
 
-def run_evaluation(options: EvaluateOptions) -> Path:
-    """Run everything asked for; returns the path of the Markdown report."""
-    data = read_interactions(options.data_file, min_rating=options.min_rating)
-    if options.ratings is not None:
-        data = with_rating_scale(data, RatingScale.parse(options.ratings))
+def _read(options: EvaluateOptions) -> tuple[Interactions, Interactions]:
+    """(the events as the models learn them, the same events with the file's own ratings)."""
+    try:
+        rated = read_interactions(options.data_file, min_rating=options.min_rating)
+    except ValueError as exc:  # an empty or malformed file: a one-line error, not a traceback
+        where = str(options.data_file)
+        raise RecommenderError(str(exc) if where in str(exc) else f"{where}: {exc}") from None
+    if options.ratings is None:
+        return rated, rated
+    scale = RatingScale.parse(options.ratings)
+    return with_rating_scale(rated, scale), rated.subset(scale.weights(rated.weights)[1])
+
+
+def _run(
+    protocol: Protocol,
+    report: Report,
+    data: Interactions,
+    rated: Interactions,
+    options: EvaluateOptions,
+    tuned: AlsParams | None,
+) -> AlsParams | None:
+    """Run one protocol into ``report``; returns the per-user holdout's tuned settings (which
+    the prequential replay then uses), else ``tuned`` unchanged."""
+    if protocol == "temporal":
+        split = per_user_holdout(data, fraction=options.test_fraction, seed=options.seed)
+        return _offline(report, split, TITLES["temporal"], options)
+    if protocol == "global":
+        split = global_cutoff(data, quantile=options.cutoff)
+        trained_users = set(split.train.users.tolist())
+        cold = {u for u in truth_sets(split) if u not in trained_users}
+        note = (
+            f"{len(cold):,} of these test users have no training event (cold start): every "
+            "model answers them with the popularity fallback, as the server does."
+        )
+        _offline(report, split, TITLES["global"], options, note)
+    elif protocol == "prequential":
+        prequential_section(report, data, tuned or AlsParams(random_seed=options.seed), options)
+    else:
+        _seed(report, rated, options)
+    return tuned
+
+
+def run_evaluation(options: EvaluateOptions) -> Evaluation:
+    """Run every asked-for protocol that the data allows, writing the report after each.
+
+    Raises
+    ------
+    ConfigError
+        An option is out of range.
+    RecommenderError
+        The file cannot be read, or no asked-for protocol can run on it (nothing is written).
+    """
+    check_options(options)
+    data, rated = _read(options)
+    plan = plan_protocols(data, rated, options)  # before any long computation
     report = Report(
         output_dir=options.output_dir, plots=options.plots, data_file=options.data_file,
         seed=options.seed, data=data,
@@ -374,23 +303,38 @@ def run_evaluation(options: EvaluateOptions) -> Path:
         "`recommender/evaluation/metrics.py`.",
         "",
     )
+    report.summary_here()
+    for protocol, reason in plan.skipped.items():
+        log.warning("not running the %s protocol: %s", protocol, reason)
+        report.summary.append(f"**{TITLES[protocol]}** (`{protocol}`): not run: {reason}.")
+    ran: list[Protocol] = []
+    failed: dict[Protocol, str] = {}
+
+    def record() -> None:
+        report.json["protocols"] = {"ran": ran, "skipped": plan.skipped, "failed": failed}
+        report.write()
+
     tuned: AlsParams | None = None
-    for protocol in options.protocols:
-        if protocol == "temporal":
-            split = per_user_holdout(data, fraction=options.test_fraction, seed=options.seed)
-            tuned = _offline(report, split, "Per-user holdout", options.ks, options)
-        elif protocol == "global":
-            split = global_cutoff(data, quantile=options.cutoff)
-            trained_users = set(split.train.users.tolist())
-            cold = {u for u in truth_sets(split) if u not in trained_users}
-            note = (
-                f"{len(cold):,} of these test users have no training event (cold start): every "
-                "model answers them with the popularity fallback, as the server does."
-            )
-            _offline(report, split, "Global time cut-off", options.ks, options, note)
-        elif protocol == "prequential":
-            _prequential(report, data, tuned or AlsParams(random_seed=options.seed), options)
-        elif protocol == "seed":
-            _seed(report, data, options)
-    report.write()
-    return options.output_dir / "report.md"
+    for protocol in plan.runnable:
+        mark = report.mark()
+        try:
+            tuned = _run(protocol, report, data, rated, options, tuned)
+        except KeyboardInterrupt:
+            _abandon(report, mark, protocol, "interrupted")
+            record()
+            raise
+        except Exception as exc:  # the other protocols' results must still be written
+            log.exception("the %s protocol failed", protocol)
+            failed[protocol] = f"{type(exc).__name__}: {exc}"
+            _abandon(report, mark, protocol, f"failed ({failed[protocol]})")
+        else:
+            ran.append(protocol)
+        record()
+    return Evaluation(options.output_dir / "report.md", ran, plan.skipped, failed)
+
+
+def _abandon(report: Report, mark: tuple[int, int], protocol: Protocol, what: str) -> None:
+    """Replace a half-written section by a line saying what happened to it."""
+    report.discard_from(mark)
+    report.md(f"## {TITLES[protocol]}", "", f"Not completed: {what}.", "")
+    report.summary.append(f"**{TITLES[protocol]}** (`{protocol}`): not completed: {what}.")

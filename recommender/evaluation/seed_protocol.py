@@ -29,9 +29,27 @@ from ..training import AlsParams
 from .data import Interactions, to_matrix
 from .models import AlsModel, Recommender
 
-__all__ = ["SeedScores", "cross_validate", "score_seed", "seed_protocol_split"]
+__all__ = [
+    "FOLDS",
+    "HIDDEN_FRACTION",
+    "LIKED_ABOVE",
+    "TEST_USERS",
+    "SeedScores",
+    "cross_validate",
+    "score_seed",
+    "seed_protocol_split",
+]
 
 log = logging.getLogger(__name__)
+
+#: The last this many users (by id) are the test set.
+TEST_USERS = 1000
+#: Share of each evaluated user's ratings hidden from the model.
+HIDDEN_FRACTION = 0.2
+#: Cross-validation folds over the other users.
+FOLDS = 5
+#: A hidden rating above this (out of 10) makes a recommendation correct.
+LIKED_ABOVE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +73,7 @@ def _user_order(data: Interactions) -> list[int]:
 
 
 def seed_protocol_split(
-    data: Interactions, *, test_users: int = 1000
+    data: Interactions, *, test_users: int = TEST_USERS
 ) -> tuple[list[int], list[int]]:
     """(cross-validation users, test users) by user id order."""
     order = _user_order(data)
@@ -65,7 +83,10 @@ def seed_protocol_split(
 
 
 def _hide(
-    data: Interactions, users: Sequence[int], rng: np.random.Generator, fraction: float = 0.2
+    data: Interactions,
+    users: Sequence[int],
+    rng: np.random.Generator,
+    fraction: float = HIDDEN_FRACTION,
 ) -> npt.NDArray[np.bool_]:
     """Mask of hidden events: ``fraction`` of each listed user's ratings."""
     hidden = np.zeros(len(data), bool)
@@ -103,11 +124,11 @@ def score_seed(
     judged = correct = liked = 0
     for u, row in zip(evaluated.tolist(), lists, strict=True):
         theirs = ratings[u]
-        liked += sum(1 for w in theirs.values() if w > 5)
+        liked += sum(1 for w in theirs.values() if w > LIKED_ABOVE)
         for item in row.tolist():
             if item in theirs:
                 judged += 1
-                correct += theirs[item] > 5
+                correct += theirs[item] > LIKED_ABOVE
     recommended = evaluated.size * k
     precision = correct / recommended if recommended else 0.0
     recall = correct / liked if liked else 0.0
@@ -122,7 +143,7 @@ def cross_validate(
     cv_users: Sequence[int],
     grid: Sequence[AlsParams],
     *,
-    folds: int = 5,
+    folds: int = FOLDS,
     seed: int = 42,
     progress: Callable[[], None] | None = None,
 ) -> list[tuple[AlsParams, float]]:
