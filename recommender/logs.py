@@ -7,8 +7,9 @@ import logging
 import sys
 import time
 from typing import Literal
+from urllib.parse import quote
 
-__all__ = ["LogFormat", "RateLimitedLog", "configure_logging"]
+__all__ = ["LogFormat", "RateLimitedLog", "SecretFilter", "configure_logging", "hide_secret"]
 
 LogFormat = Literal["text", "json"]
 
@@ -21,8 +22,8 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info:  # exc_text first: a SecretFilter may have cleaned it
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -63,3 +64,44 @@ class RateLimitedLog:
         self._last[key] = now
         suffix = f" (+{held} more like it since the last line)" if held else ""
         self.logger.warning(message + suffix, *args)
+
+
+class SecretFilter(logging.Filter):
+    """Replace a secret (and its URL-quoted form) by ``***`` in every record it sees.
+
+    On a handler it sees every record that handler writes, whichever logger made it: the
+    message with its arguments, the traceback and the stack. Libraries put secrets where we do
+    not look: httpx logs each request's URL, and a Telegram bot's token is part of its URLs.
+    """
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self._secrets = sorted({secret, quote(secret, safe="")}, key=len, reverse=True)
+        self._tracebacks = logging.Formatter()
+
+    def _clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
+        return True
+
+
+def hide_secret(secret: str) -> None:
+    """Keep ``secret`` out of every line the root logger's handlers write (call it after
+    :func:`configure_logging`, which replaces those handlers)."""
+    if not secret:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretFilter(secret))

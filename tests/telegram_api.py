@@ -160,6 +160,11 @@ class FakeTelegram:
         assert self._loop is not None and self._arrived is not None
         self._loop.call_soon_threadsafe(self._arrived.set)
 
+    def queue_raw(self, update: dict[str, Any]) -> None:
+        """Hand out ``update`` as it is (given the next ``update_id``): a malformed update, or
+        one of a kind the library does not know, as Telegram may send."""
+        self._queue(dict(update))
+
     def user_says(self, chat: int, text: str) -> None:
         """A user sends ``text`` in a private chat (commands get their ``bot_command`` entity)."""
         user = {"id": chat, "is_bot": False, "first_name": "Tester"}

@@ -8,18 +8,18 @@ forgivingly against the catalogue; unknown ones are reported) and answers a top 
 
 It talks to a recommender server through its seed-001 chat API (:mod:`.client`), so ratings go
 through Kafka like every other event, and to Telegram at ``telegram_url`` (a local server that
-speaks the Bot API in the tests).
+speaks the Bot API in the tests). :mod:`.runner` runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiohttp
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -30,12 +30,15 @@ from telegram.ext import (
     filters,
 )
 
+from ..logs import RateLimitedLog
 from .client import ServerClient, ServerError
-from .parsing import parse_ratings
+from .parsing import MAX_TEXT, parse_ratings
+from .updates import UpdatesRequest
 
-__all__ = ["BotSettings", "build_application", "run_bot"]
+__all__ = ["BotSettings", "build_application"]
 
 log = logging.getLogger(__name__)
+errors = RateLimitedLog(log)  # one line per kind of failure and 10 s, however many updates fail
 
 TELEGRAM_URL: Final = "https://api.telegram.org/bot"
 TYPED_SCALE: Final = "1..10"
@@ -50,12 +53,19 @@ HELP: Final = (
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BotSettings:
-    token: str
+    token: str = field(repr=False)  # a credential: never in a repr that might be logged
     server_url: str
     api_token: str | None = None
     telegram_url: str = TELEGRAM_URL
     top_n: int = 3
     typed_top_n: int = 10
+
+
+async def _say(context: ContextTypes.DEFAULT_TYPE, chat: int, text: str, **kwargs: Any) -> None:
+    """Send ``text``, cut to what Telegram takes (it refuses longer messages outright)."""
+    if len(text) > MAX_TEXT:
+        text = text[: MAX_TEXT - 1] + "\u2026"
+    await context.bot.send_message(chat, text, **kwargs)
 
 
 def _client(context: ContextTypes.DEFAULT_TYPE) -> ServerClient:
@@ -94,8 +104,8 @@ async def _ask(chat: int, context: ContextTypes.DEFAULT_TYPE, item: dict[str, An
     text = str(item.get("title") or item["id"])
     if item.get("url"):
         text += f"\n{item['url']}"
-    await context.bot.send_message(
-        chat, text, reply_markup=_rating_keyboard(_remember(context, str(item["id"])))
+    await _say(
+        context, chat, text, reply_markup=_rating_keyboard(_remember(context, str(item["id"])))
     )
 
 
@@ -103,7 +113,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert update.effective_chat is not None
     known = await _client(context).register(update.effective_chat.id)
     greeting = "Welcome back!" if known else "Hello!"
-    await context.bot.send_message(update.effective_chat.id, f"{greeting} {HELP}")
+    await _say(context, update.effective_chat.id, f"{greeting} {HELP}")
 
 
 async def rate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -112,7 +122,7 @@ async def rate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         item = await _client(context).unrated(chat)
     except ServerError as exc:
-        await context.bot.send_message(chat, f"Nothing to rate right now: {exc}")
+        await _say(context, chat, f"Nothing to rate right now: {exc}")
         return
     await _ask(chat, context, item)
 
@@ -138,13 +148,14 @@ async def recommend(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     answer = await _client(context).recommend(chat, context.application.bot_data["top_n"])
     if not answer["movies"]:
         have, need = answer.get("ratings", 0), answer.get("needed", 0)
-        await context.bot.send_message(
+        await _say(
+            context,
             chat,
             f"Rate at least {need} items first (you have rated {have}): send /rate, or type "
             "a few ratings like: Naruto 9, Bleach 7",
         )
         return
-    await context.bot.send_message(chat, "For you:\n" + _links(answer["movies"]))
+    await _say(context, chat, "For you:\n" + _links(answer["movies"]))
 
 
 async def search(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -152,16 +163,16 @@ async def search(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat.id
     title = " ".join(context.args or []).strip()
     if not title:
-        await context.bot.send_message(chat, "Send /search and a title, e.g. /search Toy Story")
+        await _say(context, chat, "Send /search and a title, e.g. /search Toy Story")
         return
     found = await _client(context).find(title, 5)
     if not found:
-        await context.bot.send_message(chat, f"I know no title like \u201c{title}\u201d.")
+        await _say(context, chat, f"I know no title like \u201c{title}\u201d.")
         return
     await _ask(chat, context, found[0])
     if len(found) > 1:
         others = ", ".join(str(item.get("title")) for item in found[1:])
-        await context.bot.send_message(chat, f"Not that one? Also: {others}")
+        await _say(context, chat, f"Not that one? Also: {others}")
 
 
 async def typed_ratings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -171,7 +182,7 @@ async def typed_ratings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     chat = update.effective_chat.id
     ratings, unreadable = parse_ratings(message.text)
     if not ratings:
-        await context.bot.send_message(chat, HELP)
+        await _say(context, chat, HELP)
         return
     client = _client(context)
     rated, unknown, off_scale = [], [], []
@@ -198,7 +209,7 @@ async def typed_ratings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         await _await_fold_in(client, chat, len(rated))
         top = await client.personal_top(chat, context.application.bot_data["typed_top_n"])
         lines.append(f"Your top {len(top)}:\n" + _links(top))
-    await context.bot.send_message(chat, "\n".join(lines))
+    await _say(context, chat, "\n".join(lines))
 
 
 async def _await_fold_in(client: ServerClient, chat: int, at_least: int) -> None:
@@ -210,31 +221,42 @@ async def _await_fold_in(client: ServerClient, chat: int, at_least: int) -> None
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    log.warning("while handling an update: %s", context.error)
+    error = context.error
+    errors.warning(
+        type(error).__name__, "while handling an update: %s: %.300s", type(error).__name__, error
+    )
+    log.debug("the failure in full", exc_info=error)
     if isinstance(update, Update) and update.effective_chat is not None:
-        reason = context.error if isinstance(context.error, ServerError) else "an internal error"
-        await context.bot.send_message(update.effective_chat.id, f"Sorry, that failed: {reason}")
+        reason = error if isinstance(error, ServerError) else "an internal error"
+        try:
+            await _say(context, update.effective_chat.id, f"Sorry, that failed: {reason}")
+        except TelegramError as exc:  # else the library logs a traceback for each
+            log.debug("could not say so: %s", exc)
 
 
-def build_application(settings: BotSettings) -> Application:
-    async def open_client(app: Application) -> None:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
-        app.bot_data["session"] = session
-        app.bot_data["client"] = ServerClient(settings.server_url, session, settings.api_token)
-        app.bot_data["top_n"] = settings.top_n
-        app.bot_data["typed_top_n"] = settings.typed_top_n
+def build_application(
+    settings: BotSettings, client: ServerClient, updates: UpdatesRequest | None = None
+) -> Application:
+    """The bot's application, not yet initialized, answering from ``client``'s server.
 
-    async def close_client(app: Application) -> None:
-        await app.bot_data["session"].close()
-
+    Parameters
+    ----------
+    settings
+        The token, Telegram's URL and the sizes of the tops.
+    client
+        The recommender server's client.
+    updates
+        The request object for ``getUpdates`` (by default a new :class:`.UpdatesRequest`, which
+        skips updates the library cannot read).
+    """
     app = (
         ApplicationBuilder()
         .token(settings.token)
         .base_url(settings.telegram_url)
-        .post_init(open_client)
-        .post_shutdown(close_client)
+        .get_updates_request(updates or UpdatesRequest())
         .build()
     )
+    app.bot_data.update(client=client, top_n=settings.top_n, typed_top_n=settings.typed_top_n)
     app.add_handler(CommandHandler(["start", "help"], start))
     app.add_handler(CommandHandler("rate", rate))
     app.add_handler(CommandHandler("recommend", recommend))
@@ -243,9 +265,3 @@ def build_application(settings: BotSettings) -> Application:
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, typed_ratings))
     app.add_error_handler(on_error)
     return app
-
-
-def run_bot(settings: BotSettings) -> None:
-    """Poll Telegram until SIGINT/SIGTERM."""
-    log.info("bot polling %s, recommending from %s", settings.telegram_url, settings.server_url)
-    build_application(settings).run_polling(allowed_updates=Update.ALL_TYPES)

@@ -3,14 +3,21 @@ a real recommender server on a real broker."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 
+from recommender.broker import free_port
 from tests.telegram_api import FakeTelegram
 
-from .conftest import get_json, with_film_catalogue
+from .conftest import ROOT, get_json, with_film_catalogue
 
 TOKEN = "123456:TEST-token"
 CHAT = 5151
+HELP_START = "I recommend things to you"
 
 
 @pytest.fixture
@@ -77,7 +84,12 @@ def test_search_a_title_to_rate_it(telegram, bot):
     at, found = telegram.wait_for("sendMessage", lambda p: "reply_markup" in p)
     assert found["text"].startswith("Film 12\n")
     telegram.user_says(CHAT, "/search zzzz qqqq")
-    telegram.wait_for("sendMessage", lambda p: "I know no title like" in p["text"], after=at)
+    at, _ = telegram.wait_for(
+        "sendMessage", lambda p: "I know no title like" in p["text"], after=at
+    )
+    telegram.user_says(CHAT, "/search " + "zq " * 1362)  # the answer quotes it: over 4,096
+    _, long = telegram.wait_for("sendMessage", lambda p: "I know no" in p["text"], after=at + 1)
+    assert len(long["text"]) == 4096 and long["text"].endswith("\u2026")
 
 
 def test_typed_ratings_rate_several_titles_forgivingly_and_answer_a_top_10(telegram, bot):
@@ -94,3 +106,105 @@ def test_typed_ratings_rate_several_titles_forgivingly_and_answer_a_top_10(teleg
     items = get_json(f"{base}/users/{CHAT}/items")[1]["fresh"]
     assert {e["item"] for e in items} == {"i3", "i5"}
     assert all(e["weight"] > 0 for e in items)  # a 9 and an 8 on 1..10 are likes
+
+
+# -- failures: at the start, in updates, in what users type ------------------------------------
+
+
+def run_bot_once(telegram_url: str, token: str, *extra: str) -> tuple[int, str]:
+    """Run ``recommender bot`` to its end (at DEBUG: every line this project can log)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "recommender", "bot", "--telegram-url", telegram_url, *extra],
+        cwd=ROOT,
+        env={**os.environ, "TELEGRAM_BOT_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_one_error_line(output: str, says: str) -> None:
+    errors = [line for line in output.splitlines() if " ERROR " in line]
+    assert errors and says in errors[-1], output
+    assert len(errors) == 1 and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_wrong_token_is_one_line_and_exit_code_2(telegram, fmt):
+    wrong = "654321:WRONG-token"
+    code, output = run_bot_once(telegram.url, wrong, "--log-level", "DEBUG", "--log-format", fmt)
+    assert code == 2, output
+    says = "Telegram refused the token: check --token / $TELEGRAM_BOT_TOKEN (BotFather)"
+    if fmt == "text":
+        assert_one_error_line(output, says)
+    else:
+        assert says in output and "Traceback" not in output and '"level": "error"' in output
+    assert wrong not in output and "654321%3AWRONG" not in output
+
+
+def test_an_unreachable_telegram_is_one_line_and_exit_code_2():
+    url = f"http://127.0.0.1:{free_port()}/bot"  # nothing listens there
+    code, output = run_bot_once(url, TOKEN, "--log-level", "DEBUG")
+    assert code == 2, output
+    assert_one_error_line(output, f"cannot reach Telegram at {url} (")
+    assert "check the network or --telegram-url" in output and TOKEN not in output
+
+
+@pytest.fixture(params=["text", "json"])
+def lone_bot(request, daemons, telegram):
+    """The bot at DEBUG with no recommender server (it answers what needs none)."""
+    server = f"http://127.0.0.1:{free_port()}"
+    args = ["--server", server, "--telegram-url", telegram.url, "--log-level", "DEBUG"]
+    process = daemons(
+        "bot", ["bot", *args, "--log-format", request.param], env={"TELEGRAM_BOT_TOKEN": TOKEN}
+    )
+    telegram.wait_for("getUpdates", lambda p: True, timeout=30)
+    yield process
+    stopped = process.proc.returncode is not None  # by the test
+    assert stopped or process.proc.poll() is None, process.output()
+
+
+#: Updates python-telegram-bot cannot turn into an Update (each wedged polling before).
+BAD_UPDATES = [
+    {"message": {"message_id": 1, "date": "garbage", "chat": {"id": CHAT, "type": "private"}}},
+    {"message": "garbage"},
+    {"callback_query": {"id": "q", "from": {"id": CHAT}, "chat_instance": "c", "data": "r:1:5"}},
+]
+
+
+def test_the_token_is_in_no_log_line(telegram, lone_bot):
+    telegram.user_says(CHAT, "hello")
+    at, _ = telegram.wait_for("sendMessage", lambda p: p["text"].startswith(HELP_START))
+    telegram.user_says(CHAT, "/start")  # the server is unreachable: an error, and a reply
+    at, _ = telegram.wait_for("sendMessage", lambda p: "Sorry, that failed" in p["text"], after=at)
+    telegram.queue_raw(BAD_UPDATES[0])
+    telegram.user_says(CHAT, "Naruto 9")
+    telegram.wait_for("sendMessage", lambda p: "unreachable" in p["text"], after=at + 1)
+    assert lone_bot.stop(signal.SIGTERM) == 0
+    output = lone_bot.output()
+    assert "DEBUG" in output or '"level": "debug"' in output  # every level was on
+    assert "skipped update" in output and "bot stopped (1 unreadable updates skipped)" in output
+    assert TOKEN not in output and "123456%3ATEST-token" not in output
+
+
+def test_a_bad_update_is_skipped_and_the_next_one_answered(telegram, lone_bot):
+    for update in BAD_UPDATES:
+        telegram.queue_raw(update)
+    telegram.user_says(CHAT, "hello")
+    at, _ = telegram.wait_for("sendMessage", lambda p: p["text"].startswith(HELP_START))
+    telegram.queue_raw(BAD_UPDATES[0])
+    telegram.user_says(CHAT, "hello again")
+    telegram.wait_for("sendMessage", lambda p: p["text"].startswith(HELP_START), after=at + 1)
+    polls = sum(1 for method, _ in telegram.calls if method == "getUpdates")
+    assert polls < 20  # no loop fetching the same batch (it made thousands of calls a second)
+    skipped = [line for line in lone_bot.output().splitlines() if "skipped update" in line]
+    assert len(skipped) == 1 and "4 skipped so far" not in skipped[0]  # one line, rate limited
+
+
+def test_long_adversarial_messages_are_answered(telegram, lone_bot):
+    telegram.user_says(CHAT, "1" * 4095 + "x")  # 1.3 s in the old parser's regex
+    at, _ = telegram.wait_for("sendMessage", lambda p: p["text"].startswith(HELP_START))
+    telegram.user_says(CHAT, "Naruto 9, " + "1" * 4000 + "x")
+    _, reply = telegram.wait_for("sendMessage", lambda p: "Sorry" in p["text"], after=at + 1)
+    assert "unreachable" in reply["text"]  # it read Naruto 9 and asked the server
