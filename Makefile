@@ -5,20 +5,30 @@ PORT ?= 8000
 RATE ?= 2000
 DATASET ?= synthetic
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One venv, two stamps: the demo needs the runtime dependencies only (`.`); the tests, lint and
+# type checks add the development tools (`.[dev]`) to the same venv.
+RUNTIME := $(VENV)/.runtime
+DEV := $(VENV)/.dev
 
 .PHONY: demo test test-deps lint typecheck bench venv clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-venv: $(STAMP)
+$(RUNTIME): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# .[dev] includes everything `.` installs, so it also brings the runtime stamp up to date.
+$(DEV): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(RUNTIME) $@
+
+venv: $(DEV)
 
 ## The whole system on this machine: broker, builder, server, synthetic traffic. Ctrl-C stops it.
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/recommender demo --port $(PORT) --rate $(RATE) --dataset $(DATASET)
 
 ## Debian's Chromium for the browser test (root installs it; others are told how).
@@ -33,19 +43,19 @@ test-deps:
 
 ## The whole test suite: lint, types, unit and integration tests (real broker, real processes,
 ## a real browser).
-test: $(STAMP) test-deps
+test: $(DEV) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy recommender
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy recommender
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/run.py
 
 clean:
