@@ -28,7 +28,9 @@ $(DEV): setup.cfg pyproject.toml | $(BIN)/python
 venv: $(DEV)
 
 ## The whole system on this machine: broker, builder, server, synthetic traffic. Ctrl-C stops it.
+## DATASET=movielens downloads MovieLens first when no copy is here (`recommender datasets`).
 demo: $(RUNTIME)
+	@if [ "$(DATASET)" != synthetic ]; then $(BIN)/recommender datasets fetch --if-missing $(DATASET); fi
 	$(BIN)/recommender demo --port $(PORT) --rate $(RATE) --dataset $(DATASET)
 
 ## Debian's Chromium for the browser test (root installs it; others are told how).
