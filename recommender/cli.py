@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .datasets.command import add_datasets_command
 from .errors import RecommenderError
 from .kafka import KafkaSettings
 from .logs import configure_logging
@@ -381,6 +382,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_common(demo)
     demo.set_defaults(run=run_demo)
+
+    add_datasets_command(commands)
     return parser
 
 

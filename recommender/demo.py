@@ -18,10 +18,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from .broker import EmbeddedBroker, port_is_free
-from .datasets import RATING_SCALES
+from .datasets import RATING_SCALES, DatasetName, datasets_dir
 from .errors import RecommenderError
 from .kafka import KafkaSettings, create_topic
 
@@ -99,6 +99,16 @@ class _Children:
 
 def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C; returns the exit code."""
+    if options.dataset != "synthetic":
+        # Checked before anything starts: a missing data set is the newcomer's usual first error.
+        needs = cast(
+            "list[DatasetName]", [options.dataset, REPLAY.get(options.dataset, options.dataset)]
+        )
+        if any(datasets_dir(name) is None for name in needs):
+            raise RecommenderError(
+                f"the {options.dataset} data set is not on this machine: "
+                f"`recommender datasets fetch {options.dataset}` gets it or says how"
+            )
     if not port_is_free(options.port):
         raise RecommenderError(
             f"port {options.port} is taken; stop what uses it or pass --port (make demo PORT=...)"

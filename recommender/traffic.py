@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import datasets_dir, load_interactions, load_items
+from .datasets import DatasetName, datasets_dir, load_interactions, load_items
 from .events import format_event
 from .kafka import KafkaSettings, create_topic
 from .logs import configure_logging
@@ -46,11 +46,12 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _dataset_or_exit(name: str) -> None:
-    if datasets_dir() is None:
+def _dataset_or_exit(name: DatasetName) -> None:
+    if datasets_dir(name) is None:
         sys.exit(
-            f"the {name} data set needs ../shared/datasets (or $RECOMMENDER_DATASETS); "
-            "it is not on this machine: use --dataset synthetic"
+            f"the {name} data set is not in ../shared/datasets (or $RECOMMENDER_DATASETS): "
+            f"`recommender datasets fetch {name.split('-')[0]}` gets it or says how; "
+            "or use --dataset synthetic"
         )
 
 

@@ -159,6 +159,58 @@ def openapi_document(max_n: int) -> dict[str, Any]:
             "/health": get("The process is alive", [], "Status"),
             "/ready": get("A model is loaded", [], "Status"),
             "/model": get("The serving snapshot's manifest", [], "ModelInfo"),
+            "/": {
+                "get": {
+                    "summary": "The original API given userId= (recommendationsNumber=), "
+                    "else the live web page",
+                    "parameters": [
+                        param(
+                            "userId", ID, "User id (without it and recommendationsNumber: the page)"
+                        ),
+                        param(
+                            "recommendationsNumber",
+                            {"type": "integer", "minimum": 1, "maximum": max_n, "default": 10},
+                            "How many",
+                        ),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Recommended item ids, or the page",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/OriginalAnswer"}
+                                },
+                                "text/html": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **ERRORS,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format 0.0.4)",
+                    "responses": {
+                        "200": {
+                            "description": "Success",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": ERRORS["401"],
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "Success",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": ERRORS["401"],
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -173,6 +225,14 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                     },
                 },
                 "ScoredItem": scored,
+                "OriginalAnswer": {
+                    "type": "object",
+                    "required": ["user_id", "recommended_items"],
+                    "properties": {
+                        "user_id": {"type": "string"},
+                        "recommended_items": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
                 **SEED_SCHEMAS,
                 "Event": {
                     "type": "object",

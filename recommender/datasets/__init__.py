@@ -1,8 +1,9 @@
 """Readers for the shared interaction data sets (MovieLens ml-latest-small, anime), replay order.
 
-The data sets are not part of the project: they live in ``../shared/datasets`` (or
-``$RECOMMENDER_DATASETS``). Callers must cope with their absence (:func:`datasets_dir` returns
-None) and fall back to synthetic data.
+The data sets are not part of the project: they live in ``$RECOMMENDER_DATASETS``,
+``../shared/datasets`` or the user's data folder (:func:`search_path`), where ``recommender
+datasets fetch`` puts them (:mod:`recommender.datasets.fetch`). Callers must cope with their
+absence (:func:`datasets_dir` returns None) and fall back to synthetic data.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ __all__ = [
     "Replay",
     "dataset_file",
     "datasets_dir",
+    "default_root",
     "load_interactions",
     "load_items",
+    "search_path",
 ]
 
 DatasetName = Literal["movielens", "anime", "anime-ratings"]
@@ -59,24 +62,56 @@ class ItemInfo:
     extra: dict[str, str]
 
 
-def datasets_dir() -> Path | None:
-    """Where the shared data sets are, or None on a machine without them."""
+#: The source checkout this package runs from (an editable install), if it is one.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "recommender" / "datasets"
+
+
+def search_path() -> list[Path]:
+    """The folders looked in for data sets, first match wins: ``$RECOMMENDER_DATASETS``,
+    ``shared/datasets`` next to the checkout and next to the current folder, the user's data
+    folder (``$XDG_DATA_HOME/recommender/datasets``)."""
     env = os.environ.get("RECOMMENDER_DATASETS")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parent.parent
-    candidates += [here.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
-    for path in candidates:
-        if (path / "movielens-latest-small" / "ratings.csv").is_file():
+    candidates += [
+        _CHECKOUT.parent / "shared" / "datasets",
+        Path.cwd().parent / "shared" / "datasets",
+        _user_data_dir(),
+    ]
+    return list(dict.fromkeys(candidates))  # the checkout's and the cwd's are often the same
+
+
+def default_root() -> Path:
+    """Where ``recommender datasets fetch`` puts data sets: ``$RECOMMENDER_DATASETS`` if set,
+    else ``../shared/datasets`` next to a source checkout, else the user's data folder."""
+    env = os.environ.get("RECOMMENDER_DATASETS")
+    if env:
+        return Path(env)
+    if (_CHECKOUT / "setup.cfg").is_file() and (_CHECKOUT / "recommender").is_dir():
+        return _CHECKOUT.parent / "shared" / "datasets"
+    return _user_data_dir()
+
+
+def datasets_dir(name: DatasetName = "movielens") -> Path | None:
+    """The first folder of :func:`search_path` that holds data set ``name``, or None on a
+    machine without it."""
+    for path in search_path():
+        if dataset_file(name, path).is_file():
             return path
     return None
 
 
-def _require(root: Path | None) -> Path:
-    root = root or datasets_dir()
+def _require(root: Path | None, name: DatasetName) -> Path:
+    root = root or datasets_dir(name)
     if root is None:
         raise FileNotFoundError(
-            "the shared data sets are not on this machine (looked for ../shared/datasets and "
-            "$RECOMMENDER_DATASETS); use synthetic traffic instead"
+            f"the {name} data set is not on this machine (looked for ../shared/datasets and "
+            f"$RECOMMENDER_DATASETS): `recommender datasets fetch {name.split('-')[0]}` gets it "
+            "or says how; or use synthetic traffic"
         )
     return root
 
@@ -84,7 +119,7 @@ def _require(root: Path | None) -> Path:
 def dataset_file(name: DatasetName, root: Path | None = None) -> Path:
     """The interactions file of a shared data set (anime: the "watched" history; anime-ratings:
     the 1..10 ratings)."""
-    root = _require(root)
+    root = _require(root, name)
     if name == "movielens":
         return root / "movielens-latest-small" / "ratings.csv"
     if name == "anime-ratings":
@@ -105,7 +140,7 @@ def load_interactions(
     MovieLens: by timestamp (stable, so ties keep file order). Anime (``anime_history.dat``, no
     timestamps): shuffled with ``seed``. ``min_rating`` keeps only ratings at or above it.
     """
-    from .evaluation.data import read_interactions  # the one reader of interaction files
+    from ..evaluation.data import read_interactions  # the one reader of interaction files
 
     data = read_interactions(dataset_file(name, root), min_rating=min_rating)
     if data.timestamps is not None:
@@ -126,7 +161,7 @@ def load_interactions(
 
 def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]:
     """Item metadata: MovieLens titles with IMDb links, or anime names."""
-    root = _require(root)
+    root = _require(root, name)
     if name == "movielens":
         base = root / "movielens-latest-small"
         with (base / "links.csv").open(newline="", encoding="utf-8") as f:
