@@ -69,10 +69,17 @@ def builder_summary(
             for k in ("adopted", "reason", "trials", "pruned", "seconds", "best", "started_at")
         }
         tuning["trail"] = last_session.get("trail", [])[:5]
+    live_counters = live.get("counters") if live is not None else None
+    failures = live_counters if isinstance(live_counters, dict) else counters
     return {
         "settings": settings,
         "gate": gate,
         "tuning": tuning,
+        "failures": {
+            key: int(failures.get(key) or 0)
+            for key in ("retrains_failed", "publication_failures", "quarantined_snapshots")
+        },
+        "backlog": live.get("backlog") if live is not None else None,
         "builder_seen_seconds_ago": None if age is None else round(age, 1),
     }
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from ..errors import ConfigError, LockLost, one_line
+from ..errors import ConfigError, LockLost, RecommenderError, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
 from ..store import WriterLease
 from ..window import InteractionWindow
@@ -82,10 +82,18 @@ class ModelBuilder:
 
     def _resume(self, partitions: list[int]) -> list[TopicPartition]:
         store = self.config.store
-        for leftover in store.cleanup_incomplete():
-            log.info("removed an incomplete snapshot left by a killed writer: %s", leftover)
-        manifest = self.publisher.resume()
-        self.publisher.version = store.highest_version()
+        try:
+            for leftover in store.cleanup_incomplete():
+                log.info("removed an incomplete snapshot left by a killed writer: %s", leftover)
+            manifest = self.publisher.resume()
+            self.publisher.version = store.highest_version()
+        except RecommenderError:
+            raise
+        except Exception as exc:  # the store's client: unreachable, denied, ...
+            raise ConfigError(
+                f"cannot read the snapshots in {store.location}: {one_line(exc)}; is the store "
+                "reachable, and are the credentials right?"
+            ) from None
         if manifest is None:
             where = "the beginning" if self.config.from_beginning else "the end"
             log.info(

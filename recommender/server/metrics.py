@@ -138,6 +138,19 @@ class _StateCollector(Collector):
             "started).",
             gate.get("abstentions") or 0,
         )
+        failures = summary["failures"]
+        yield _gauge(
+            "recommender_builder_retrains_failed",
+            "Retrains that failed or could not be published (since the builder started; from "
+            "its status document, else the serving manifest).",
+            failures["retrains_failed"],
+        )
+        yield _gauge(
+            "recommender_builder_publication_failures",
+            "Of those, snapshots the store did not take (unreachable, or the writer lock could "
+            "not be confirmed).",
+            failures["publication_failures"],
+        )
         tuning = summary["tuning"]
         yield _gauge(
             "recommender_tuning_running",

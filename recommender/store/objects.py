@@ -49,7 +49,7 @@ from .base import (
     version_of,
 )
 from .lease import WriterLease
-from .objlock import ObjectLock, ObjectOps
+from .objlock import ObjectLock, ObjectOps, retry_transient
 
 __all__ = ["ObjectStore"]
 
@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 LOCK_NAME: Final = ".builder.lock"
 QUARANTINE: Final = "quarantine"
 #: obstore retries a failing request for up to 3 minutes by default: a hung store would hold a
-#: publication (and the lock check before it) that long. Bounded here; --store-option can say
-#: otherwise for the client (timeout, connect_timeout).
-_RETRIES: Final = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
+#: publication (and the lock check before it) that long. Bounded to 20 s here (backoff from
+#: 100 ms); --store-option can say otherwise for the client (timeout, connect_timeout).
+_RETRIES: Final = {"max_retries": 10, "retry_timeout": timedelta(seconds=20)}
 _COMPLETE: Final = ".complete"  # marks a fully downloaded cache directory
 #: --store-option keys that configure the HTTP client; any other key configures the store itself
 #: (region, endpoint, access_key_id, virtual_hosted_style_request, ...).
@@ -157,6 +157,9 @@ class ObjectStore(SnapshotStore):
         return raw
 
     def identity(self, *, create: bool = False) -> str | None:
+        return retry_transient(lambda: self._identity(create=create))
+
+    def _identity(self, *, create: bool) -> str | None:
         raw = self._get(IDENTITY_NAME, 256)
         if raw is None and create:
             import obstore

@@ -29,17 +29,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from ..errors import ConfigError, LockLost, one_line
+from ..errors import ConfigError, LockLost, RecommenderError, one_line
 from ..logs import RateLimitedLog
 from .lease import WriterLease
 
-__all__ = ["ObjectLock", "ObjectOps"]
+__all__ = ["ObjectLock", "ObjectOps", "retry_transient"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOCK_BYTES: Final = 64 << 10
+T = TypeVar("T")
 
 
 class ObjectOps:
@@ -86,6 +87,24 @@ class ObjectOps:
         return str(result["e_tag"])
 
 
+def retry_transient(action: Callable[[], T], *, attempts: int = 5, delay: float = 0.5) -> T:
+    """``action()``, tried again (after 0.5, 1, 2, 4 s) while it fails with anything but our
+    own errors: obstore does not retry a conditional put whose connection broke, and a store
+    that flaps at start-up should not stop a builder."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except RecommenderError:
+            raise
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise
+            log.info("store request failed (%s); trying again in %.1f s", one_line(exc), delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
 def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, allow_nan=False).encode()
 
@@ -120,7 +139,7 @@ class ObjectLock(WriterLease):
     def acquire(self) -> None:
         """Take the lock or raise ConfigError saying who holds it."""
         try:
-            self._acquire()
+            retry_transient(self._acquire)
         except ConfigError:
             raise
         except Exception as exc:
@@ -137,6 +156,9 @@ class ObjectLock(WriterLease):
         if e_tag is None:
             found = self.ops.get()
             held, held_tag = found if found is not None else ({}, "")
+            if found is not None and held.get("owner") == self.owner:
+                self._e_tag, self._confirmed_at = held_tag, time.monotonic()
+                return  # our own create went through; only its answer was lost
             age = self.clock() - float(held.get("refreshed_at") or 0)
             if found is not None and not held.get("released") and age < self.ttl:
                 raise ConfigError(
@@ -201,11 +223,25 @@ class ObjectLock(WriterLease):
             self._e_tag = e_tag
             self._confirmed_at = time.monotonic()
 
+    def _ours(self, found: tuple[dict[str, Any], str] | None) -> bool:
+        """Whether the lock object read is ours after all: a write of ours whose answer was
+        lost changed its ETag (so a retried conditional write is refused), not its owner."""
+        if found is None:
+            return False
+        body, e_tag = found
+        mine = body.get("owner") == self.owner and body.get("token") == self.token
+        if mine and not body.get("released"):
+            self._e_tag, self._confirmed_at = e_tag, time.monotonic()
+            return True
+        return False
+
     def _taken(self) -> None:
         try:
             found = self.ops.get()
-        except Exception:
-            found = None
+        except Exception:  # cannot tell: try again at the next refresh
+            return
+        if self._ours(found):
+            return
         holder = found[0].get("owner") if found is not None else None
         reason = f"another builder ({holder or 'unknown'}) took over the lock of {self.where}"
         if not self.lost.is_set():
@@ -229,7 +265,9 @@ class ObjectLock(WriterLease):
                 raise LockLost(
                     f"cannot confirm the lock of {self.where}: {one_line(exc)}", taken=False
                 ) from None
-            if found is not None and found[1] == self._e_tag:
+            if (found is not None and found[1] == self._e_tag) or self._ours(found):
                 return
             self._taken()
+        if not self.lost.is_set():
+            raise LockLost(f"cannot confirm the lock of {self.where}", taken=False)
         raise LockLost(f"{self.lost_reason}: this builder stopped publishing", taken=True)
