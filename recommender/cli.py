@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .datasets.command import add_datasets_command
-from .errors import RecommenderError
+from .errors import RecommenderError, one_line
 from .kafka import KafkaSettings
 from .logs import configure_logging
 from .options import (
@@ -26,6 +26,7 @@ from .options import (
     build_parser_for_server,
     duration_list,
     int_list,
+    port_number,
 )
 
 __all__ = ["main"]
@@ -114,6 +115,18 @@ def run_serve(args: argparse.Namespace) -> int:
     from .store import LocalStore
 
     store = _store(args)  # a bad location is an error now, not in every worker later
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        raise RecommenderError(
+            f"--model-dir {store.location}: no such directory; start the builder first (it "
+            "creates it), or fix the path"
+        )
+    try:
+        store.versions()
+    except Exception as exc:
+        raise RecommenderError(
+            f"cannot read the snapshot store {store.location}: {one_line(exc)}; check "
+            "--model-dir, the credentials and that the store is reachable"
+        ) from None
     poll = args.poll_interval or (0.25 if isinstance(store, LocalStore) else 2.0)
     if args.max_n < 1 or args.workers < 1:
         raise RecommenderError("--max-n and --workers must be at least 1")
@@ -147,6 +160,8 @@ def run_serve(args: argparse.Namespace) -> int:
             ann_ef=args.ann_ef,
             exact=args.exact,
             min_ratings=args.min_ratings,
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
     )
     return 0
@@ -268,7 +283,7 @@ def make_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=run_serve)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker")
-    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--port", type=port_number, default=9092)
     broker.add_argument("--host", default="127.0.0.1")
     broker.add_argument(
         "--storage",
@@ -370,7 +385,7 @@ def make_parser() -> argparse.ArgumentParser:
     bot.set_defaults(run=run_bot_command)
 
     demo = commands.add_parser("demo", help="broker + builder + server + synthetic traffic")
-    demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    demo.add_argument("--port", type=port_number, default=8000, help="HTTP port (default 8000)")
     demo.add_argument("--broker-port", type=int, default=0, help="default: a free port")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="model dir and logs")
     demo.add_argument("--rate", type=float, default=2000.0, help="synthetic events per second")

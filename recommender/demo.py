@@ -116,6 +116,7 @@ def run_demo(options: DemoOptions) -> int:
     workdir = options.workdir.resolve()
     model_dir = workdir / "model"
     shutil.rmtree(model_dir, ignore_errors=True)  # the broker starts empty: so must the model
+    model_dir.mkdir(parents=True)  # the server starts before the builder has written anything
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,6 +24,7 @@ __all__ = [
     "duration_list",
     "int_list",
     "optional_duration",
+    "port_number",
     "positive_float",
     "quality_drop",
 ]
@@ -77,6 +78,17 @@ def add_model_dir(parser: argparse.ArgumentParser) -> None:
         help="where snapshots from an object store are downloaded "
         "(default ~/.cache/recommender/...)",
     )
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535 (0 where a free port is meant is not accepted here)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -297,7 +309,7 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
 def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
     add_model_dir(parser)
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port_number, default=8000)
     parser.add_argument("--max-n", type=int, default=1000, help="largest n a client may ask for")
     parser.add_argument(
         "--poll-interval",

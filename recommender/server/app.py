@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
-import multiprocessing
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from ..blas import limit_blas_threads
 from ..catalog import Catalog
 from ..fresh import FreshEvents
 from ..kafka import BrokerHealth, parse_overrides
@@ -22,6 +17,7 @@ from .batching import ScoreBatcher
 from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
+from .processes import run_server
 from .routes import routes
 from .seed_api import ChatState
 from .seed_api import routes as seed_routes
@@ -174,49 +170,3 @@ def create_app(config: ServerConfig) -> web.Application:
     app.cleanup_ctx.append(snapshot_watcher)
     app.cleanup_ctx.append(kafka_clients)
     return app
-
-
-def _serve_one(config: ServerConfig, reuse_port: bool) -> None:
-    limit_blas_threads()  # see recommender.blas: one BLAS thread serves faster here
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        reuse_port=reuse_port,
-    )
-
-
-def run_server(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM. With ``workers`` > 1, pre-fork that many processes sharing
-    the port (SO_REUSEPORT: the kernel spreads connections); each hot-swaps on its own, and the
-    memory-mapped snapshot arrays are shared between them through the page cache."""
-    log.info(
-        "serving on http://%s:%d with %d worker(s), snapshots from %s",
-        config.host,
-        config.port,
-        config.workers,
-        config.model_dir,
-    )
-    if config.workers <= 1:
-        _serve_one(config, reuse_port=False)
-        return
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_serve_one, args=(config, True), name=f"server-{k}")
-        for k in range(config.workers)
-    ]
-    for worker in workers:
-        worker.start()
-
-    def forward(signum: int, frame: object) -> None:
-        for worker in workers:
-            if worker.is_alive() and worker.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for worker in workers:
-        worker.join()

@@ -45,7 +45,10 @@ def _json_event(event: object) -> bytes | str:
         return "bad_weight"
     if ":" in user or ":" in item:
         return "extra_field"
-    return format_event(user, item, None if weight is None else float(weight))
+    try:
+        return format_event(user, item, None if weight is None else float(weight))
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") decodes from JSON, encodes nowhere
+        return "not_utf8"
 
 
 def decode_body(content_type: str, body: bytes) -> list[bytes | str]:

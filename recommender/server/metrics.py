@@ -1,12 +1,18 @@
-"""Prometheus metrics of one server process (prometheus-client, a registry per app).
+"""Prometheus metrics of the server (prometheus-client, a registry per app).
 
 Counters are updated where things happen; everything that is a *state* (the serving model, the
 fresh-event store, the catalogue, the broker connection) is read once per scrape by a collector,
 so a scrape costs one look at each, whatever the number of series.
+
+With ``--workers N`` the counters and histograms of every worker are summed in each scrape
+(prometheus-client's multiprocess mode: the parent sets ``PROMETHEUS_MULTIPROC_DIR``), so a
+scrape that reaches any worker sees the whole server; state gauges are the answering worker's,
+and ``recommender_worker_info{worker}`` says which one that was.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -282,11 +288,38 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
-        registry.register(_StateCollector(model, fresh, catalog, health, builder_status))
+        self._state = _StateCollector(model, fresh, catalog, health, builder_status)
+        registry.register(self._state)
+        self._worker = os.environ.get("RECOMMENDER_WORKER")
+        self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")) and (
+            self._worker is not None
+        )
 
     def total(self, name: str, **labels: str) -> int:
         """The current value of one sample (0 before the first increment)."""
         return int(self.registry.get_sample_value(name, labels) or 0)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self._multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # every worker's counters and histograms, summed
+        registry.register(self._state)
+        info = GaugeMetricFamily(
+            "recommender_worker_info",
+            "The worker process that answered this scrape (its state gauges are shown).",
+            labels=["worker", "pid"],
+        )
+        info.add_metric([str(self._worker), str(os.getpid())], 1)
+        registry.register(_Fixed(info))
+        return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, *metrics: Metric) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from aiohttp import web
 from ..catalog import Catalog
 from ..fresh import FreshEvents
 from ..kafka import BrokerHealth, KafkaSettings
+from ..logs import LogFormat
 from ..model import RecommenderModel
 from ..store import SnapshotStore
 from .batching import ScoreBatcher
@@ -74,6 +76,9 @@ class ServerConfig:
     exact: bool = False
     #: The seed API's POST /recommend answers nothing below this many ratings.
     min_ratings: int = 10
+    #: How worker processes log (they start in fresh interpreters).
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
 
 
 class ModelHolder:
@@ -85,10 +90,13 @@ class ModelHolder:
         self.loaded_at: float | None = None
         #: The builder's live status document (refusals, tuning), read from the store.
         self.builder_status: dict[str, Any] | None = None
+        #: Set once a model is served (a worker process listens only from then on).
+        self.loaded = asyncio.Event()
 
     def swap(self, model: RecommenderModel) -> RecommenderModel | None:
         old, self.model = self.model, model
         self.loaded_at = time.time()
+        self.loaded.set()
         return old
 
 

@@ -80,6 +80,11 @@ def id_problem(value: str) -> str | None:
         return f"longer than {MAX_ID_CHARS} characters"
     if _FORBIDDEN.search(value):
         return "ids never contain ':', ',' or control characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON and percent-decoding let it through
+            return "is not valid Unicode text (a lone surrogate)"
     return None
 
 
@@ -147,4 +152,9 @@ def text_param(request: web.Request, name: str, *, max_length: int) -> str:
         bad_parameter(name, "must not be empty")
     if len(value) > max_length:
         bad_parameter(name, f"at most {max_length} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            bad_parameter(name, "is not valid Unicode text (a lone surrogate)")
     return value

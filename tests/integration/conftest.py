@@ -301,7 +301,10 @@ def with_film_catalogue(kafka: KafkaSettings, system, server_args: list[str]) ->
 
 
 def server_command(model_dir, port, *extra):
-    """``recommender serve`` arguments for a model dir and a loopback port."""
+    """``recommender serve`` arguments for a model dir (created: a server refuses a folder that
+    does not exist) and a loopback port."""
+    if "://" not in str(model_dir):
+        Path(model_dir).mkdir(parents=True, exist_ok=True)
     return ["serve", "--model-dir", str(model_dir), "--port", str(port), *extra]
 
 
