@@ -149,6 +149,7 @@ def run_serve(args: argparse.Namespace) -> int:
             items_topic=args.items_topic,
             catalog_only=args.catalog_only,
             fresh_memory=args.fresh_memory,
+            chat_memory=args.chat_memory,
             max_fresh_users=args.max_fresh_users,
             max_fresh_per_user=args.max_fresh_per_user,
             enable_ingest=args.enable_ingest,

@@ -360,6 +360,14 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         "recently active users' fresh events are dropped (counted in /metrics)",
     )
     live.add_argument(
+        "--chat-memory",
+        type=byte_size,
+        default=48 << 20,
+        metavar="SIZE",
+        help="memory for the chat API's registrations (a quarter, shared by --workers) and its "
+        "per-user 'asked recently' lists (the rest, per process); default 48MiB",
+    )
+    live.add_argument(
         "--max-fresh-users", type=int, help="also bound the users with fresh events (LRU)"
     )
     live.add_argument(

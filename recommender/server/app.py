@@ -14,6 +14,7 @@ from ..fresh import FreshEvents
 from ..kafka import BrokerHealth, parse_overrides
 from ..store import open_store
 from .batching import ScoreBatcher
+from .chat_state import AskedMemory, Registrations, SharedRegistry
 from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
@@ -127,8 +128,11 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
         ingest.close()
 
 
-def create_app(config: ServerConfig) -> web.Application:
-    """Build the application for ``config`` (background tasks start with the app)."""
+def create_app(
+    config: ServerConfig, *, chat_registry: SharedRegistry | None = None
+) -> web.Application:
+    """Build the application for ``config`` (background tasks start with the app);
+    ``chat_registry``: registration tables shared by worker processes."""
     # Long id lists, percent-encoded, can exceed aiohttp's default 8 KiB request line.
     app = web.Application(
         middlewares=[observe, authorize],
@@ -166,7 +170,15 @@ def create_app(config: ServerConfig) -> web.Application:
 
     app.add_routes(routes)
     app.add_routes(seed_routes)
-    app[CHAT] = ChatState()
+    registrations = Registrations(config.chat_memory // 4, shared=chat_registry)
+    app[CHAT] = ChatState(
+        registrations=registrations, asked=AskedMemory(max_bytes=config.chat_memory * 3 // 4)
+    )
+    app.on_cleanup.append(lambda app: _close(registrations))
     app.cleanup_ctx.append(snapshot_watcher)
     app.cleanup_ctx.append(kafka_clients)
     return app
+
+
+async def _close(registrations: Registrations) -> None:
+    registrations.close()

@@ -9,6 +9,7 @@
   and answers 503 on ``/ready`` until a model is loaded.
 - Workers die with their parent: a parent-death signal (Linux ``prctl``) and, everywhere, a watch
   of the parent's pid; a SIGKILLed parent leaves nothing serving stale state behind.
+- Workers share the chat API's registrations (shared memory: :mod:`.chat_state`).
 - Workers count into one set of Prometheus counters (prometheus-client's multiprocess mode in a
   folder the parent creates and removes): ``/metrics`` from any worker sums every worker's
   counters and histograms; state gauges (model version, fresh events, ...) are those of the
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from ..blas import limit_blas_threads
 from ..errors import ConfigError
+from .chat_state import Registrations, SharedRegistry
 from .state import HOLDER, ServerConfig
 
 __all__ = ["check_port", "run_server"]
@@ -81,8 +83,14 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def _serve(config: ServerConfig, *, reuse_port: bool, parent: int | None) -> None:
-    app: web.Application = _create_app(config)
+async def _serve(
+    config: ServerConfig,
+    *,
+    reuse_port: bool,
+    parent: int | None,
+    chat_registry: SharedRegistry | None = None,
+) -> None:
+    app: web.Application = _create_app(config, chat_registry)
     # A few seconds for requests in flight (run_app's default of 60 s let keep-alive clients
     # hold a stopping server).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
@@ -127,13 +135,18 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(_PARENT_WATCH_SECONDS)
 
 
-def _create_app(config: ServerConfig) -> web.Application:
-    from .app import create_app  # app imports this module's check_port
+def _create_app(config: ServerConfig, chat_registry: SharedRegistry | None) -> web.Application:
+    from .app import create_app  # app imports this module (run_server)
 
-    return create_app(config)
+    return create_app(config, chat_registry=chat_registry)
 
 
-def _serve_process(config: ServerConfig, reuse_port: bool, parent: int | None) -> None:
+def _serve_process(
+    config: ServerConfig,
+    reuse_port: bool,
+    parent: int | None,
+    chat_registry: SharedRegistry | None = None,
+) -> None:
     """A process's main: serve until SIGINT/SIGTERM (or, for a worker, its parent's death)."""
     if parent is not None:
         _die_with_parent(parent)
@@ -142,7 +155,9 @@ def _serve_process(config: ServerConfig, reuse_port: bool, parent: int | None) -
         configure_logging(config.log_level, config.log_format)
     limit_blas_threads()  # see recommender.blas: one BLAS thread serves faster here
     try:
-        asyncio.run(_serve(config, reuse_port=reuse_port, parent=parent))
+        asyncio.run(
+            _serve(config, reuse_port=reuse_port, parent=parent, chat_registry=chat_registry)
+        )
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
@@ -163,6 +178,7 @@ def run_server(config: ServerConfig) -> None:
         return
     metrics_dir = tempfile.mkdtemp(prefix="recommender-metrics-")
     context = multiprocessing.get_context("spawn")
+    registry, memory = Registrations.create_shared(config.chat_memory // 4, context.Lock())
     workers: list[Any] = []
     try:
         for k in range(config.workers):
@@ -170,7 +186,9 @@ def run_server(config: ServerConfig) -> None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             os.environ[WORKER_ENV] = str(k)
             worker = context.Process(
-                target=_serve_process, args=(config, True, os.getpid()), name=f"server-{k}"
+                target=_serve_process,
+                args=(config, True, os.getpid(), registry),
+                name=f"server-{k}",
             )
             worker.start()
             workers.append(worker)
@@ -187,6 +205,8 @@ def run_server(config: ServerConfig) -> None:
             worker.join()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        memory.close()
+        memory.unlink()
     codes = [w.exitcode for w in workers]
     if any(code == 2 for code in codes):
         raise ConfigError("a worker could not start (see its message above)")

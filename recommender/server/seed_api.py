@@ -14,16 +14,15 @@
 Chat ids arrive as JSON numbers or strings. Ratings are on the seed's 1..5 scale unless the body
 says otherwise (``"scale": "1..10"``, for the anime flow); they are converted linearly onto the
 rating scale the builder declared (``--ratings``), or, without one, into weights as ``1..5`` maps
-them (1 -> -2, a dislike; 3 -> 0, seen; 5 -> +2). Registrations and the "asked recently" memory
-live in the server process (bounded; a restart forgets them, which costs nothing: a user with
-events is known from Kafka).
+them (1 -> -2, a dislike; 3 -> 0, seen; 5 -> +2). Registrations (shared by ``--workers``) and
+the "asked recently" memory (per process) are bounded by memory (:mod:`.chat_state`); a restart
+forgets them, which costs nothing: a user with events is known from Kafka.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict, deque
 from typing import Any, Final, cast
 
 import numpy as np
@@ -33,6 +32,7 @@ from ..errors import ConfigError
 from ..events import format_event
 from ..model import RecommenderModel
 from ..ratings import RatingScale
+from .chat_state import AskedMemory, Registrations
 from .ingest import Ingest
 from .routes import answer_query
 from .state import CATALOG, CHAT, CONFIG, FRESH, HOLDER, INGEST
@@ -58,32 +58,23 @@ class BadRequest(Exception):
 
 
 class ChatState:
-    """Registrations and recently asked items, per server process, bounded (LRU)."""
+    """Registrations (bounded, shared by worker processes) and recently asked items (per
+    process, bounded): see :mod:`.chat_state`."""
 
-    def __init__(self, *, max_users: int = 1_000_000, remember: int = 20, seed: int = 0) -> None:
-        self.max_users = max_users
-        self.remember = remember
-        self._registered: OrderedDict[str, None] = OrderedDict()
-        self._asked: OrderedDict[str, deque[str]] = OrderedDict()
+    def __init__(
+        self,
+        *,
+        registrations: Registrations | None = None,
+        asked: AskedMemory | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.registrations = registrations or Registrations()
+        self.asked = asked or AskedMemory()
         self._rng = np.random.default_rng(seed)
 
     def register(self, user: str) -> bool:
         """Register ``user``; returns whether they were registered already."""
-        known = user in self._registered
-        self._registered[user] = None
-        self._registered.move_to_end(user)
-        while len(self._registered) > self.max_users:
-            self._registered.popitem(last=False)
-        return known
-
-    def asked(self, user: str) -> deque[str]:
-        asked = self._asked.get(user)
-        if asked is None:
-            asked = self._asked[user] = deque(maxlen=self.remember)
-            while len(self._asked) > self.max_users:
-                self._asked.popitem(last=False)
-        self._asked.move_to_end(user)
-        return asked
+        return self.registrations.register(user)
 
     def pick_unrated(
         self, model: RecommenderModel, user: str, fresh: list[tuple[str, float]], allowed: Any
@@ -93,7 +84,7 @@ class ChatState:
         when the model can place them), never one asked recently; drawn at random with weights
         that favour popular items (some exploration)."""
         seen = {item for item, _ in model.seen_items(user)} | {item for item, _ in fresh}
-        recent = set(self.asked(user))
+        recent = self.asked.recent(user)
         popular = [s.item for s in model.popular(_POPULAR_POOL)]
         personal: list[str] = []
         if seen:
@@ -115,7 +106,7 @@ class ChatState:
                 ranks = np.arange(1, len(candidates) + 1, dtype=np.float64)
                 weights = 1.0 / np.sqrt(ranks)
                 pick = candidates[int(self._rng.choice(len(candidates), p=weights / weights.sum()))]
-                self.asked(user).append(pick)
+                self.asked.add(user, pick)
                 return pick
         return None
 

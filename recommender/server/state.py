@@ -62,6 +62,8 @@ class ServerConfig:
     items_topic: str | None = None
     catalog_only: bool = False
     fresh_memory: int = 256 << 20
+    #: The chat API's memory: a quarter for registrations, the rest for "asked recently".
+    chat_memory: int = 48 << 20
     max_fresh_users: int | None = None
     max_fresh_per_user: int = 200
     enable_ingest: bool = False
@@ -110,7 +112,5 @@ COVERAGE = web.AppKey("coverage", Coverage)
 HEALTH = web.AppKey("health", BrokerHealth)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
-INGEST = web.AppKey("ingest", object)
-CHAT = web.AppKey(
-    "chat", object
-)  # the seed API's ChatState (see seed_api.py)  # an Ingest when --enable-ingest (see ingest.py)
+INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)
+CHAT = web.AppKey("chat", object)  # the seed API's ChatState (see seed_api.py)

@@ -3,6 +3,7 @@ count into one set of metrics; and ``serve``'s operator mistakes are one line an
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -49,6 +50,14 @@ def _requests_total(base: str, route: str) -> tuple[float, str]:
     return total, worker
 
 
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
 def test_workers_listen_once_ready_and_share_their_counters(daemons, tmp_path, http_port):
     model_dir = tmp_path / "model"
     server = daemons(
@@ -71,6 +80,9 @@ def test_workers_listen_once_ready_and_share_their_counters(daemons, tmp_path, h
         assert total == 30
         seen.add(worker)
     assert seen <= {"0", "1"} and seen
+    # Chat registrations are one set for both workers: a user is new exactly once.
+    answers = [_post(f"{base}/register", {"chat_id": 4242})["exists"] for _ in range(20)]
+    assert answers == [0] + [1] * 19
     assert server.stop() == 0
 
 

@@ -34,3 +34,64 @@ def test_past_the_popular_items_it_asks_from_the_rest_of_the_catalogue(model, mo
 def test_nothing_left_to_ask_is_none(model):
     everything = [(item, 4.0) for item in model.item_ids]
     assert ChatState().pick_unrated(model, "completist", everything, lambda item: True) is None
+
+
+# -- bounded memory ----------------------------------------------------------------------------
+
+
+def test_registrations_take_fixed_memory_and_remember_the_newest_users():
+    from recommender.server.chat_state import Registrations
+
+    registrations = Registrations(64 << 10)  # 4,095 slots a generation
+    assert registrations.register("alice") is False
+    assert registrations.register("alice") is True
+    for k in range(20_000):  # far more users than fit: old generations are dropped
+        registrations.register(f"user-{k}")
+    assert registrations.register("user-19999") is True  # the newest are remembered
+    assert registrations.register("alice") is False  # the oldest are forgotten, not leaked
+    recent = [f"user-{k}" for k in range(20_000 - registrations.slots // 4, 20_000)]
+    assert all(registrations.register(u) for u in recent)
+
+
+def _register_in_child(registry, users, out):
+    from recommender.server.chat_state import Registrations
+
+    registrations = Registrations(shared=registry)
+    out.put([registrations.register(u) for u in users])
+    registrations.close()
+
+
+def test_registrations_in_shared_memory_are_one_set_for_every_process():
+    import multiprocessing
+
+    from recommender.server.chat_state import Registrations
+
+    context = multiprocessing.get_context("spawn")
+    registry, memory = Registrations.create_shared(1 << 20, context.Lock())
+    try:
+        mine = Registrations(shared=registry)
+        assert mine.register("bob") is False
+        out = context.Queue()
+        child = context.Process(target=_register_in_child, args=(registry, ["bob", "carol"], out))
+        child.start()
+        assert out.get(timeout=30) == [True, False]  # bob is known there, carol is new
+        child.join(30)
+        assert mine.register("carol") is True  # and carol, registered there, is known here
+        mine.close()
+    finally:
+        memory.close()
+        memory.unlink()
+
+
+def test_asked_memory_stays_within_its_budget():
+    from recommender.server.chat_state import AskedMemory
+
+    asked = AskedMemory(remember=3, max_bytes=100_000)
+    for k in range(10_000):
+        asked.add(f"user-{k}", f"item-{k % 7}")
+    assert asked.bytes <= 100_000 and 0 < len(asked) < 10_000
+    asked.add("user-9999", "a")
+    asked.add("user-9999", "b")
+    asked.add("user-9999", "c")
+    asked.add("user-9999", "d")
+    assert asked.recent("user-9999") == {"b", "c", "d"}
