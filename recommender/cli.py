@@ -89,6 +89,7 @@ def run_build(args: argparse.Namespace) -> int:
         keep=args.keep,
         lock_ttl=args.lock_ttl,
         params=params,
+        model=args.model,
         dead_letter_topic=args.dead_letter_topic,
         pinned=frozenset(given),
         device=resolve_device(args.device),

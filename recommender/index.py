@@ -11,9 +11,10 @@ Filtering stays exact: the graph is asked for ``n + offset`` plus the number of 
 leaves out (seen, excluded, outside the catalogue), and asked again for four times as many when
 filtering leaves too few; past max(256, 1 % of the catalogue) every item is scored instead (deep
 in the ranking a graph is both slower and less exact than a scan). So ``n``
-items always come back when they exist. Similar items (cosine) are always scored exactly: an
-inner-product graph is a poor source of cosine neighbours (measured: 17 % overlap with the exact
-top 10 on ALS-like factors), and a second graph would double the memory. Pure: numpy and faiss.
+items always come back when they exist. Similar items (cosine, in the model family) are always
+scored exactly: an inner-product graph is a poor source of cosine neighbours (measured: 17 %
+overlap with the exact top 10 on ALS-like factors), and a second graph would double the memory.
+Pure: numpy and faiss.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AnnSettings", "ExactTopK", "GraphTopK", "TopK", "make_top_k"]
+__all__ = ["AnnSettings", "ExactTopK", "GraphTopK", "TopK", "make_top_k", "select_top"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class AnnSettings:
     links: int = 16
 
 
-def _select(scores: FloatArray, n: int) -> IntArray:
+def select_top(scores: FloatArray, n: int) -> IntArray:
     """Positions of the ``n`` best finite scores, best first (banned ones are -inf)."""
     size = scores.size
     n = min(n, size)
@@ -85,7 +86,6 @@ class ExactTopK:
 
     def __init__(self, item_factors: FloatArray, *, factor_major: bool = True) -> None:
         self.item_factors = item_factors
-        self.norms = np.linalg.norm(item_factors, axis=1).astype(np.float32)
         self._factor_major: FloatArray | None = None
         if factor_major and item_factors.size <= MAX_FACTOR_MAJOR:
             self._factor_major = np.ascontiguousarray(item_factors.T, dtype=np.float32)
@@ -114,15 +114,7 @@ class ExactTopK:
             scores = self.score_many(vector[None, :])[0]
         if banned.size:
             scores[banned] = -np.inf
-        cols = _select(scores, n)
-        return cols, scores[cols]
-
-    def similar(self, col: int, n: int) -> tuple[IntArray, FloatArray]:
-        """Columns closest to ``col`` by cosine of the factors (``col`` itself left out)."""
-        scores = np.asarray(self.item_factors @ self.item_factors[col], dtype=np.float32)
-        scores /= np.maximum(self.norms * max(float(self.norms[col]), 1e-12), 1e-12)
-        scores[col] = -np.inf
-        cols = _select(scores, n)
+        cols = select_top(scores, n)
         return cols, scores[cols]
 
 

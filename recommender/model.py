@@ -1,13 +1,17 @@
-"""A loaded snapshot, ready to answer queries: scoring, filtering, fold-in, similarity.
+"""A loaded snapshot, ready to answer queries: histories, scoring, filtering, similarity.
 
 Pure: numpy and scipy only. A :class:`RecommenderModel` is immutable once built, so a server can
-swap models by replacing one reference while in-flight requests finish on the old one.
+swap models by replacing one reference while in-flight requests finish on the old one. It serves
+every model family (:mod:`recommender.models`) the same way: a request becomes a *history* (the
+user's window items, their fresh events, their newest liked items in order), the family scores
+it, and the seen, disliked and excluded items are left out here.
 
 Answering is split in three steps so that a server can score many requests in one matrix product:
 :meth:`RecommenderModel.query_for_user` / :meth:`~RecommenderModel.query_for_items` resolve a
-request into a :class:`Query` (a user vector, or none for the popularity fallback, and the columns
-to leave out); :meth:`~RecommenderModel.score_many` scores vectors; :meth:`~RecommenderModel.answer`
-picks the top items. :meth:`~RecommenderModel.recommend` does all three for one request.
+request into a :class:`Query` (what to score, or nothing for the popularity fallback, and the
+columns to leave out); :meth:`~RecommenderModel.score_many` scores a batch;
+:meth:`~RecommenderModel.answer` picks the top items. :meth:`~RecommenderModel.recommend` does
+all three for one request.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .events import clip_pair_weights
-from .foldin import MAX_FOLD_IN_ITEMS, FoldIn, solve_symmetric
-from .index import AnnSettings, make_top_k
+from .foldin import MAX_FOLD_IN_ITEMS, FoldIn
+from .index import AnnSettings, ExactTopK, make_top_k, select_top
+from .models import MAX_RECENT, FittedModel, History, LatentModel, family_of, model_class
 from .ratings import RatingScale
 from .snapshot import Snapshot
 
@@ -69,25 +74,32 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A resolved request: whom to score (``vector``; None: popularity) and what to leave out."""
+    """A resolved request: what to score (``vector`` for a latent family such as ALS, else
+    ``history``; neither: popularity) and what to leave out."""
 
     vector: FloatArray | None
     banned: IntArray
     n: int
     offset: int
     source: AnswerSource
+    history: History | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.vector is not None or self.history is not None
 
 
 class RecommenderModel:
-    """Scores items for users of one snapshot.
+    """Answers queries from one snapshot, whatever its model family.
 
     Parameters
     ----------
     snapshot : Snapshot
         A loaded, verified snapshot (see :func:`recommender.snapshot.load_snapshot`).
     ann : AnnSettings, optional
-        When to find top items with an approximate graph instead of scoring every item (None:
-        always exact). The graph is built here: construct models off the request path.
+        For latent families: when to find top items with an approximate graph instead of
+        scoring every item (None: always exact). The graph is built here: construct models off
+        the request path.
     """
 
     def __init__(self, snapshot: Snapshot, *, ann: AnnSettings | None = None) -> None:
@@ -97,8 +109,6 @@ class RecommenderModel:
         self.manifest: dict[str, Any] = snapshot.manifest
         self.user_ids = snapshot.user_ids
         self.item_ids = snapshot.item_ids
-        self.user_factors: FloatArray = arrays["user_factors"]
-        self.item_factors: FloatArray = arrays["item_factors"]
         self.user_index = {user: row for row, user in enumerate(self.user_ids)}
         self.item_index = {item: col for col, item in enumerate(self.item_ids)}
         self.seen = sp.csr_matrix(
@@ -110,21 +120,28 @@ class RecommenderModel:
         self.popular_order = np.lexsort((np.arange(self.popularity.size), -self.popularity))
         self.recent_popularity: FloatArray = arrays["recent_popularity"]
         self.recent_order = np.lexsort((np.arange(self.popularity.size), -self.recent_popularity))
-        params = self.manifest.get("params", {})
+        self.recent_indptr = arrays.get("recent_indptr")
+        self.recent_items = arrays.get("recent_items")
         #: The rating scale events are given in, if the builder declared one.
         self.ratings = RatingScale.from_dict(self.manifest.get("ratings"))
         #: Weight multiplier of an event at the window's newest time (with a half-life; else
         #: 1): fresh events are newer still, so they weigh at least as much (see the window).
         self.fresh_weight = float(self.manifest.get("window", {}).get("newest_weight", 1.0))
-        self.alpha = float(params.get("alpha", 1.0))
-        self.regularization = float(params.get("regularization", 0.0))
-        # What every fold-in shares (ALS's YᵀY + λI), computed once per snapshot.
-        self.folding = FoldIn(
-            self.item_factors, alpha=self.alpha, regularization=self.regularization
+        self.family = family_of(self.manifest)
+        model_section = self.manifest.get("model") or {}
+        params = model_section.get("params") or self.manifest.get("params", {})
+        cls = model_class(self.family)
+        self.fitted: FittedModel = cls.from_arrays(
+            {name: arrays[name] for name in cls.ARRAYS}, params, len(self.item_ids)
         )
-        #: How top items are found: every item scored, or an HNSW graph (large catalogues).
-        self.top_k = make_top_k(self.item_factors, ann)
-        self._user_norms: FloatArray | None = None
+        self.latent = isinstance(self.fitted, LatentModel)
+        #: How top items are found: for latent families every item scored, or an HNSW graph
+        #: (large catalogues); other families score every item.
+        self.top_k: ExactTopK | None = (
+            make_top_k(self.fitted.item_vectors, ann)
+            if isinstance(self.fitted, LatentModel)
+            else None
+        )
         self.positions: dict[int, int] = {
             int(p): int(pos["next_offset"])
             for p, pos in self.manifest.get("partitions", {}).items()
@@ -140,7 +157,33 @@ class RecommenderModel:
 
     @property
     def factors(self) -> int:
-        return int(self.item_factors.shape[1])
+        """Latent dimensions (0 for families without a latent space)."""
+        if isinstance(self.fitted, LatentModel):
+            return int(self.fitted.item_vectors.shape[1])
+        return 0
+
+    @property
+    def approximate(self) -> bool:
+        """Whether top items come from a graph (then scoring every item is work for a thread)."""
+        return self.top_k is not None and self.top_k.approximate
+
+    # ALS's arrays, for callers that know they serve ALS (tests, benchmarks, the seed API).
+    @property
+    def user_factors(self) -> FloatArray:
+        return self._latent().user_vectors
+
+    @property
+    def item_factors(self) -> FloatArray:
+        return self._latent().item_vectors
+
+    @property
+    def folding(self) -> FoldIn:
+        return self._latent().folding  # type: ignore[attr-defined]
+
+    def _latent(self) -> LatentModel:
+        if not isinstance(self.fitted, LatentModel):
+            raise AttributeError(f"a {self.family} model has no factors")
+        return self.fitted
 
     def knows_user(self, user: str) -> bool:
         return user in self.user_index
@@ -173,32 +216,51 @@ class RecommenderModel:
             (c for c in (index.get(item) for item in items) if c is not None), dtype=np.int64
         )
 
-    def _history(
-        self, user: str | None, fresh: Sequence[tuple[str, float]]
-    ) -> tuple[IntArray, FloatArray]:
-        """The user's window items plus fresh events, as distinct columns and summed weights."""
+    def _recent_row(self, row: int) -> IntArray:
+        if self.recent_indptr is None or self.recent_items is None:
+            return np.zeros(0, np.int64)
+        lo, hi = self.recent_indptr[row], self.recent_indptr[row + 1]
+        return np.asarray(self.recent_items[lo:hi], dtype=np.int64)
+
+    def history(self, user: str | None, fresh: Sequence[tuple[str, float]] = ()) -> History:
+        """The user's window items plus fresh events (distinct columns, summed weights), and
+        their newest liked items in order (window, then fresh)."""
         cols: list[IntArray] = []
         weights: list[FloatArray] = []
+        recent: list[IntArray] = []
         row = None if user is None else self.user_index.get(user)
         if row is not None:
             c, w = self._seen_row(row)
             cols.append(c)
             weights.append(np.asarray(w, dtype=np.float32))
+            recent.append(self._recent_row(row))
+        priority = np.zeros(0, np.int64)
         if fresh:
             index = self.item_index
             scale = self.fresh_weight
             known = [(index[item], weight * scale) for item, weight in fresh if item in index]
             if known:
-                cols.append(np.array([c for c, _ in known], dtype=np.int64))
-                weights.append(np.array([w for _, w in known], dtype=np.float32))
+                priority = np.array([c for c, _ in known], dtype=np.int64)
+                cols.append(priority)
+                fresh_weights = np.array([w for _, w in known], dtype=np.float32)
+                weights.append(fresh_weights)
+                recent.append(priority[fresh_weights > 0])
         if not cols:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return History(np.zeros(0, np.int64), np.zeros(0, np.float32), row=row)
         all_cols, all_weights = np.concatenate(cols), np.concatenate(weights)
         distinct, inverse = np.unique(all_cols, return_inverse=True)
         summed = clip_pair_weights(np.bincount(inverse.ravel(), weights=all_weights))
-        return distinct, summed
+        ordered = np.concatenate(recent)[-MAX_RECENT:] if recent else np.zeros(0, np.int64)
+        return History(
+            distinct,
+            summed.astype(np.float32),
+            recent=ordered,
+            row=row,
+            fresh=bool(priority.size),
+            priority=priority,
+        )
 
-    # -- fold-in -------------------------------------------------------------------------------
+    # -- fold-in (latent families) ---------------------------------------------------------------
 
     def fold_in(
         self, cols: IntArray, weights: FloatArray, *, priority: IntArray | None = None
@@ -207,6 +269,19 @@ class RecommenderModel:
         return self.folding.vector(cols, weights, priority=priority)
 
     # -- queries -------------------------------------------------------------------------------
+
+    def _query(
+        self, history: History, n: int, offset: int, banned: list[IntArray], source: AnswerSource
+    ) -> Query:
+        likes = bool((history.weights > 0).any()) or history.recent.size > 0
+        if isinstance(self.fitted, LatentModel):
+            vector = self.fitted.vector(history) if likes or history.row is not None else None
+            if vector is None:
+                return Query(None, np.concatenate(banned), n, offset, "popular")
+            return Query(vector, np.concatenate(banned), n, offset, source)
+        if not likes:
+            return Query(None, np.concatenate(banned), n, offset, "popular")
+        return Query(None, np.concatenate(banned), n, offset, source, history)
 
     def query_for_user(
         self,
@@ -220,55 +295,50 @@ class RecommenderModel:
     ) -> Query:
         """Resolve a recommendation request for ``user``.
 
-        ``fresh`` are the user's events newer than this snapshot (item, weight). With any, the
-        user's vector is folded in from window and fresh events (``fold-in``); otherwise a known
-        user is scored with their trained factors (``personalised``) and anyone else gets the
-        most popular items (``popular``). Seen items (window and fresh) are left out when
-        ``filter_seen``; ``exclude`` always is, and so are items the user dislikes. Should a
-        fold-in have no finite solution (or the user like nothing yet), the trained factors (or
-        popularity) answer instead: never an error.
+        ``fresh`` are the user's events newer than this snapshot (item, weight). With any known
+        to the model, the answer is computed from window and fresh events (``fold-in``);
+        otherwise a known user is answered from the window (``personalised``: ALS uses the
+        trained factors) and anyone else gets the most popular items (``popular``). Seen items
+        (window and fresh) are left out when ``filter_seen``; ``exclude`` always is, and so are
+        items the user dislikes. Should nothing be computable (a fold-in without a finite
+        solution, a user who likes nothing yet), the trained factors or popularity answer:
+        never an error.
         """
-        banned = [self.columns(exclude)]
-        row = self.user_index.get(user)
-        vector: FloatArray | None = None
-        source: AnswerSource = "popular"
-        cols, weights = self._history(user, fresh) if fresh else (None, None)
-        if cols is not None and weights is not None and cols.size:
-            vector = self.fold_in(cols, weights, priority=self.columns(item for item, _ in fresh))
-            source = "fold-in"
-            banned.append(cols if filter_seen else cols[weights < 0])
-        elif row is not None:
-            seen, seen_weights = self._seen_row(row)
-            banned.append(seen if filter_seen else seen[seen_weights < 0])
-        if vector is None and row is not None:
-            vector, source = self.user_factors[row], "personalised"
-        elif vector is None:
+        history = self.history(user, fresh)
+        seen = history.cols if filter_seen else history.cols[history.weights < 0]
+        source: AnswerSource = "fold-in" if history.fresh else "personalised"
+        if history.row is None and not history.fresh:
             source = "popular"
-        return Query(vector, np.concatenate(banned), n, offset, source)
+        return self._query(history, n, offset, [self.columns(exclude), seen], source)
 
     def query_for_items(
         self, items: Sequence[str], n: int, *, exclude: Iterable[str] = (), offset: int = 0
     ) -> Query:
-        """Recommendations for an anonymous session that touched ``items`` (nothing is stored)."""
+        """Recommendations for an anonymous session that touched ``items`` (in that order;
+        nothing is stored)."""
         cols = self.columns(items)
-        banned = np.concatenate((self.columns(exclude), cols))
-        if cols.size == 0:
-            return Query(None, banned, n, offset, "popular")
+        banned = [self.columns(exclude), cols]
         distinct = np.unique(cols)
-        vector = self.fold_in(distinct, np.ones(distinct.size, dtype=np.float32))
-        return Query(vector, banned, n, offset, "popular" if vector is None else "fold-in")
+        history = History(
+            distinct,
+            np.ones(distinct.size, dtype=np.float32),
+            recent=cols[-MAX_RECENT:],
+            fresh=True,
+            priority=distinct,
+        )
+        return self._query(history, n, offset, banned, "fold-in")
 
-    def score_many(self, vectors: FloatArray) -> FloatArray:
-        """Scores of every item for each row of ``vectors`` (users x items, fresh and writable).
+    def score_many(self, keys: Sequence[FloatArray | History]) -> FloatArray:
+        """Scores of every item for each key (a latent family's vector, or a history): one
+        batch (rows x items, fresh and writable). One matrix product for a batch reads the
+        model once instead of once per request (see :class:`~recommender.index.ExactTopK`)."""
+        if self.top_k is not None:
+            return self.top_k.score_many(np.stack([np.asarray(k) for k in keys]))
+        return self.fitted.score([k for k in keys if isinstance(k, History)])
 
-        One matrix product for a batch reads the item factors once instead of once per user
-        (see :class:`~recommender.index.ExactTopK` for the measurements).
-        """
-        return self.top_k.score_many(vectors)
-
-    def score(self, vector: FloatArray) -> FloatArray:
-        """Scores of every item for one user vector (fresh and writable)."""
-        return self.top_k.score_many(np.asarray(vector, dtype=np.float32)[None, :])[0]
+    def score(self, key: FloatArray | History) -> FloatArray:
+        """Scores of every item for one key (fresh and writable)."""
+        return self.score_many([key])[0]
 
     def answer(
         self, query: Query, scores: FloatArray | None = None, *, excluded: IntArray | None = None
@@ -282,11 +352,18 @@ class RecommenderModel:
         if excluded is not None and excluded.size:
             banned = np.concatenate((banned, excluded))
         wanted = query.n + query.offset
-        if query.vector is None:
-            items = self._popular(wanted, banned)
-        else:
+        if query.vector is not None and self.top_k is not None:
             cols, found = self.top_k.top(query.vector, wanted, banned, scores)
             items = self._scored(cols, found)
+        elif query.history is not None:
+            if scores is None:
+                scores = self.fitted.score([query.history])[0]
+            if banned.size:
+                scores[banned] = -np.inf
+            cols = select_top(scores, wanted)
+            items = self._scored(cols, scores[cols])
+        else:
+            items = self._popular(wanted, banned)
         return Answer(items[query.offset :], query.source)
 
     def recommend(
@@ -335,53 +412,41 @@ class RecommenderModel:
     # -- similarity and explanations -----------------------------------------------------------
 
     def similar_items(self, item: str, n: int) -> list[ScoredItem] | None:
-        """Items closest to ``item`` by cosine of their factors (None: unknown item)."""
+        """Items most similar to ``item`` as the model family sees them (ALS: cosine of the
+        factors); None: unknown item."""
         col = self.item_index.get(item)
         if col is None:
             return None
-        return self._scored(*self.top_k.similar(col, n))
+        return self._scored(*self.fitted.similar_items(col, n))
+
+    @property
+    def has_user_vectors(self) -> bool:
+        return self.fitted.has_user_vectors
 
     def similar_users(self, user: str, n: int) -> list[ScoredItem] | None:
-        """Users closest to ``user`` by cosine of their factors (None: unknown user)."""
+        """Users closest to ``user`` by cosine of their vectors (None: unknown user). Only for
+        families with user vectors (see :attr:`has_user_vectors`)."""
         row = self.user_index.get(user)
-        if row is None:
+        if row is None or not isinstance(self.fitted, LatentModel):
             return None
-        if self._user_norms is None:
-            self._user_norms = np.linalg.norm(self.user_factors, axis=1).astype(np.float32)
-        norms = self._user_norms * max(float(self._user_norms[row]), 1e-12)
-        scores = np.asarray(self.user_factors @ self.user_factors[row], dtype=np.float32)
-        scores /= np.maximum(norms, 1e-12)
-        scores[row] = -np.inf
-        k = min(n, self.n_users - 1)
-        if k <= 0:
-            return []
-        top = np.argpartition(scores, -k)[-k:]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [ScoredItem(self.user_ids[r], float(scores[r])) for r in top.tolist()]
+        rows, scores = self.fitted.similar_users(row, min(n, self.n_users - 1))
+        return [
+            ScoredItem(self.user_ids[r], float(s))
+            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+        ]
 
     def explain(
         self, user: str, item: str, n: int, *, fresh: Sequence[tuple[str, float]] = ()
     ) -> tuple[float, list[Contribution]] | None:
-        """Which of the user's items contributed most to ``item``'s score, as in implicit's
-        ``explain``: score = Σ_j c_j · y_itemᵀ A⁻¹ y_j, with A the user's normal-equation matrix.
-
-        Returns (score, top-n contributions), or None when the item or the user's history is
-        unknown.
-        """
+        """Which of the user's items contributed most to ``item``'s score (ALS: as implicit's
+        ``explain``). Returns (score, top-n contributions), or None when the item or the user's
+        history is unknown."""
         col = self.item_index.get(item)
-        cols, weights = self._history(user, fresh)
-        if col is None or cols.size == 0:
+        history = self.history(user, fresh)
+        if col is None or history.cols.size == 0:
             return None
-        a, _ = self.folding.system(cols, weights)
-        y = np.asarray(self.item_factors[cols], dtype=np.float64)
-        wanted = np.asarray(self.item_factors[col], np.float64)
-        target = solve_symmetric(a, wanted)
-        if target is None:  # no finite A⁻¹: fall back to plain similarity of the factors
-            target = wanted
-        # As implicit's explain: dislikes and neutral ratings contribute nothing.
-        contributions = self.alpha * np.maximum(weights.astype(np.float64), 0.0) * (y @ target)
-        order = np.argsort(-contributions, kind="stable")[:n]
-        top = [
-            Contribution(self.item_ids[cols[k]], float(contributions[k])) for k in order.tolist()
+        score, cols, contributions = self.fitted.explain(history, col, n)
+        return score, [
+            Contribution(self.item_ids[c], float(v))
+            for c, v in zip(cols.tolist(), contributions.tolist(), strict=True)
         ]
-        return float(contributions.sum()), top

@@ -30,6 +30,12 @@ __all__ = [
 ]
 
 
+def _family_names() -> list[str]:
+    from .models import FAMILIES
+
+    return sorted(FAMILIES)
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument(
@@ -285,6 +291,13 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         default=3600.0,
         metavar="DURATION",
         help="... or this long after the last session, whichever comes first (default 1h)",
+    )
+    parser.add_argument(
+        "--model",
+        default="auto",
+        metavar="auto|FAMILY",
+        help="the model family: auto (default: start with ALS, and let self-tuning choose a "
+        "family on evidence) or one of " + ", ".join(_family_names()) + " (pinned)",
     )
     als = parser.add_argument_group("ALS (given explicitly: pinned, tuning leaves them alone)")
     defaults = AlsParams()

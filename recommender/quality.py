@@ -33,8 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .foldin import FoldIn
+from .models import FittedModel, History, LatentModel, Sequences
 from .ranking import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
+from .window import recent_sequences
 
 __all__ = ["Decision", "GateModel", "GateVerdict", "compare_models", "served_rankings"]
 
@@ -44,13 +45,16 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class GateModel:
-    """What the gate needs of a model: its items, their factors and popularity, alpha and λ."""
+    """What the gate needs of a model: its items, the fitted model of any family, and the
+    popularity it falls back to."""
 
     item_ids: list[str]
-    item_factors: npt.NDArray[np.float32]
+    fitted: FittedModel
     popularity: npt.NDArray[np.number]
-    alpha: float
-    regularization: float
+
+    @property
+    def family(self) -> str:
+        return self.fitted.family
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,44 +92,62 @@ def served_rankings(
     users: IntArray,
     *,
     k: int = 10,
+    sequences: Sequences | None = None,
 ) -> IntArray:
     """Each user's top-k as the server would answer it from ``model``, in the columns of
-    ``item_ids`` (-1 for a recommended item outside them): fold-in from the user's rows of
-    ``train`` when they like an item the model knows, else the model's most popular items; the
-    user's ``train`` items are never recommended."""
+    ``item_ids`` (-1 for a recommended item outside them): computed from the user's rows of
+    ``train`` (and their newest liked items in order, ``sequences``, in the same columns) when
+    they like an item the model knows, else the model's most popular items; the user's
+    ``train`` items are never recommended."""
     index = {item: row for row, item in enumerate(model.item_ids)}
     to_model = np.fromiter((index.get(i, -1) for i in item_ids), np.int64, len(item_ids))
     to_window = np.full(len(model.item_ids), -1, np.int64)
     known = to_model >= 0
     to_window[to_model[known]] = np.flatnonzero(known)
-    folding = FoldIn(model.item_factors, alpha=model.alpha, regularization=model.regularization)
-    y = np.asarray(model.item_factors, dtype=np.float64)
-    vectors = np.zeros((users.size, y.shape[1]))
-    folded = np.zeros(users.size, dtype=bool)
-    for n, u in enumerate(users.tolist()):
-        lo, hi = train.indptr[u], train.indptr[u + 1]
-        cols = to_model[train.indices[lo:hi]]
-        mine = cols >= 0
-        x = folding.vector(cols[mine], train.data[lo:hi][mine].astype(np.float32))
-        if x is not None:
-            vectors[n], folded[n] = x, True
     popularity = np.asarray(model.popularity, dtype=np.float64)
     out = np.full((users.size, k), -1, np.int64)
     for lo in range(0, users.size, 256):
-        chunk = np.arange(lo, min(users.size, lo + 256))
-        scores = np.where(folded[chunk, None], vectors[chunk] @ y.T, popularity[None, :]).astype(
-            np.float64
-        )
+        chunk = users[lo : lo + 256]
+        histories = []
+        for u in chunk.tolist():
+            cols = to_model[train.indices[train.indptr[u] : train.indptr[u + 1]]]
+            weights = train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32)
+            mine = cols >= 0
+            recent = np.zeros(0, np.int64)
+            if sequences is not None:
+                recent = to_model[sequences.of(u)]
+                recent = recent[recent >= 0]
+            histories.append(
+                History(cols[mine], weights[mine], recent=recent, fresh=True, priority=cols[mine])
+            )
+        scores = _scores(model.fitted, histories, popularity)
         # Never recommend what the user already has (in model columns).
-        seen = train[users[chunk]]
+        seen = train[chunk]
         rows = np.repeat(np.arange(chunk.size), np.diff(seen.indptr))
         cols = to_model[seen.indices]
         mine = cols >= 0
         scores[rows[mine], cols[mine]] = -np.inf
         top = top_k_rows(scores, k)
         finite = np.isfinite(np.take_along_axis(scores, top, axis=1))
-        out[chunk, : top.shape[1]] = np.where(finite, to_window[top], -1)
+        out[lo : lo + chunk.size, : top.shape[1]] = np.where(finite, to_window[top], -1)
     return out
+
+
+def _scores(
+    fitted: FittedModel, histories: list[History], popularity: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Scores as the server answers: the model where it can, popularity where it cannot."""
+    if isinstance(fitted, LatentModel):
+        vectors, ok = fitted.vectors(histories)
+        item_vectors = np.asarray(fitted.item_vectors, dtype=np.float64)
+        scores = np.asarray(vectors, dtype=np.float64) @ item_vectors.T
+    else:
+        ok = np.array([bool((h.weights > 0).any()) or h.recent.size > 0 for h in histories])
+        scores = np.zeros((len(histories), popularity.size))
+        if ok.any():
+            scored = fitted.score([h for h, good in zip(histories, ok, strict=True) if good])
+            scores[ok] = scored
+    return np.where(ok[:, None], scores, popularity[None, :])
 
 
 def compare_models(
@@ -143,10 +165,12 @@ def compare_models(
     max_users: int = 2000,
     k: int = 10,
     seed: int = 0,
+    train_sequences: Sequences | None = None,
 ) -> GateVerdict:
     """Judge ``candidate`` against ``serving`` on the held-out events (window rows and columns,
-    in event-time order; ``train`` is the window without them). See the module documentation
-    for the rule."""
+    in event-time order; ``train`` is the window without them, ``train_sequences`` each user's
+    newest liked items there, for sequence-aware families). See the module documentation for
+    the rule."""
     metric = f"NDCG@{k}"
     shape = train.shape
     fresh = _fresh_history(holdout_users)
@@ -176,8 +200,13 @@ def compare_models(
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     user_truth = truth[users]
     scores = {}
+    sequences = None
+    if train_sequences is not None:  # the fresh half of the holdout continues each sequence
+        sequences = _continued(
+            train_sequences, holdout_users, holdout_items, holdout_weights, fresh
+        )
     for name, model in (("candidate", candidate), ("serving", serving)):
-        ranked = served_rankings(model, item_ids, history, users, k=k)
+        ranked = served_rankings(model, item_ids, history, users, k=k, sequences=sequences)
         scores[name] = per_user_metrics(ranked, user_truth, k)
     ndcg = paired_bootstrap(scores["candidate"][0], scores["serving"][0], seed=seed)
     recall = paired_bootstrap(scores["candidate"][1], scores["serving"][1], seed=seed)
@@ -208,6 +237,24 @@ def compare_models(
     return GateVerdict(
         "refuse" if refused else "accept", reason, metric, events, ndcg, recall, max_drop, details
     )
+
+
+def _continued(
+    sequences: Sequences,
+    users: IntArray,
+    items: IntArray,
+    weights: npt.NDArray[np.floating],
+    fresh: npt.NDArray[np.bool_],
+) -> Sequences:
+    """``sequences`` with each user's fresh liked held-out events appended, in time order."""
+    n_users = sequences.indptr.size - 1
+    liked = fresh & (weights > 0)
+    seq_users = np.repeat(np.arange(n_users), np.diff(sequences.indptr))
+    rows = np.concatenate((seq_users, users[liked])).astype(np.int64)
+    cols = np.concatenate((sequences.items.astype(np.int64), items[liked]))
+    order = np.arange(rows.size, dtype=np.int64)  # sequences first, then the holdout's order
+    zeros = np.zeros(rows.size, np.int64)
+    return recent_sequences(rows, cols, (zeros, order, zeros), np.ones(rows.size, bool), n_users)
 
 
 def _fresh_history(users: IntArray) -> npt.NDArray[np.bool_]:

@@ -27,15 +27,19 @@ import numpy.typing as npt
 
 from .errors import SnapshotError
 from .events import MAX_PAIR_WEIGHT
+from .models import FAMILIES, family_of, model_class
+from .models.base import MAX_FACTOR, ArraySpec
 from .store import MANIFEST_NAME, MAX_MANIFEST_BYTES, SnapshotStore, WriterLease, as_store
 
 __all__ = [
-    "ARRAY_DTYPES",
+    "COMMON_ARRAYS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MAX_FACTOR",
     "MAX_MANIFEST_BYTES",
+    "RECENT_ARRAYS",
     "Snapshot",
+    "array_specs",
     "decode_ids",
     "encode_ids",
     "load_published",
@@ -50,25 +54,36 @@ __all__ = [
 ]
 
 FORMAT_VERSION: Final = 1
-#: Largest factor magnitude accepted: ALS factors are O(1); scores of factors this size still fit
-#: float32 comfortably, so no score can overflow to infinity.
-MAX_FACTOR: Final = 1e6
 _FILE_RE: Final = re.compile(r"^[a-z_]{1,64}\.npy$")
 _SHA_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 
-#: The arrays every snapshot has, with the dtype and number of dimensions each must have.
-ARRAY_DTYPES: Final[dict[str, str]] = {
-    "user_factors": "float32",
-    "item_factors": "float32",
-    "user_ids": "uint8",
-    "item_ids": "uint8",
-    "seen_indptr": "int64",
-    "seen_indices": "int32",
-    "seen_weights": "float32",
-    "popularity": "int64",
-    "recent_popularity": "float32",
+#: The arrays every snapshot has, whatever its model family, with their dtype and dimensions.
+COMMON_ARRAYS: Final[dict[str, ArraySpec]] = {
+    "user_ids": ArraySpec("uint8", 1),
+    "item_ids": ArraySpec("uint8", 1),
+    "seen_indptr": ArraySpec("int64", 1),
+    "seen_indices": ArraySpec("int32", 1),
+    "seen_weights": ArraySpec("float32", 1),
+    "popularity": ArraySpec("int64", 1),
+    "recent_popularity": ArraySpec("float32", 1),
 }
-_NDIM: Final = {"user_factors": 2, "item_factors": 2}
+#: Each user's newest liked items in time order (see models.Sequences): in snapshots since model
+#: families (sequence-aware families answer from them); absent in older ones.
+RECENT_ARRAYS: Final[dict[str, ArraySpec]] = {
+    "recent_indptr": ArraySpec("int64", 1),
+    "recent_items": ArraySpec("int32", 1),
+}
+
+
+def array_specs(manifest: Mapping[str, Any]) -> dict[str, ArraySpec]:
+    """The arrays a snapshot of this manifest's model family has (the recent arrays included;
+    older snapshots may lack them). Raises SnapshotError for an unknown family."""
+    family = family_of(manifest)
+    try:
+        own = model_class(family).ARRAYS
+    except KeyError:
+        raise SnapshotError(f"unknown model family {family!r}") from None
+    return {**COMMON_ARRAYS, **RECENT_ARRAYS, **own}
 
 
 def encode_ids(ids: list[str]) -> npt.NDArray[np.uint8]:
@@ -98,6 +113,11 @@ class Snapshot:
     def version(self) -> int:
         return int(self.manifest["version"])
 
+    @property
+    def family(self) -> str:
+        """The model family that made it (see :func:`recommender.models.family_of`)."""
+        return family_of(self.manifest)
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -115,12 +135,15 @@ def write_snapshot_files(
     ``manifest`` holds the descriptive fields; ``version``, ``format``, ``created_at`` and
     ``files`` are added here.
     """
-    missing = set(ARRAY_DTYPES) ^ set(arrays)
+    specs = array_specs(manifest)
+    missing = set(specs) ^ set(arrays)
+    if not set(arrays) & set(RECENT_ARRAYS):  # optional (snapshots before model families)
+        missing -= set(RECENT_ARRAYS)
     if missing:
         raise SnapshotError(f"snapshot arrays do not match the format: {sorted(missing)}")
     files: dict[str, dict[str, Any]] = {}
     for name, array in arrays.items():
-        array = np.ascontiguousarray(array, dtype=ARRAY_DTYPES[name])
+        array = np.ascontiguousarray(array, dtype=specs[name].dtype)
         path = directory / f"{name}.npy"
         with path.open("wb") as f:
             np.save(f, array, allow_pickle=False)
@@ -129,7 +152,7 @@ def write_snapshot_files(
         files[name] = {
             "file": path.name,
             "sha256": _sha256(path),
-            "dtype": ARRAY_DTYPES[name],
+            "dtype": specs[name].dtype,
             "shape": list(array.shape),
         }
     now = time.time()
@@ -221,9 +244,23 @@ def _check_manifest(manifest: object) -> str | None:
     newest_weight = manifest.get("window", {}).get("newest_weight", 1.0)
     if not _is_number(newest_weight) or not 0 < newest_weight < 1e6:
         return "window.newest_weight is not a positive number"
+    model = manifest.get("model")
+    if model is not None and not (
+        isinstance(model, dict)
+        and isinstance(model.get("family"), str)
+        and isinstance(model.get("params", {}), dict)
+    ):
+        return "model is not an object with a family name and params"
+    family = family_of(manifest)
+    if family not in FAMILIES:
+        return f"unknown model family {family[:40]!r} (a newer builder's snapshot?)"
+    specs = array_specs(manifest)
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != set(ARRAY_DTYPES):
-        return f"files must name exactly the arrays {sorted(ARRAY_DTYPES)}"
+    required = set(specs) - set(RECENT_ARRAYS)
+    if not isinstance(files, dict) or not required <= set(files) <= set(specs):
+        return f"files must name exactly the arrays {sorted(specs)}"
+    if 0 < len(set(RECENT_ARRAYS) & set(files)) < len(RECENT_ARRAYS):
+        return f"files must name both or none of {sorted(RECENT_ARRAYS)}"
     for name, meta in files.items():
         if not isinstance(meta, dict):
             return f"files.{name} is not an object"
@@ -232,14 +269,15 @@ def _check_manifest(manifest: object) -> str | None:
             return f"files.{name}.file is not a plain .npy file name"
         if not isinstance(sha, str) or not _SHA_RE.match(sha):
             return f"files.{name}.sha256 is not a SHA-256 hex digest"
-        if meta.get("dtype") != ARRAY_DTYPES[name]:
-            return f"files.{name}.dtype must be {ARRAY_DTYPES[name]}"
+        if meta.get("dtype") != specs[name].dtype:
+            return f"files.{name}.dtype must be {specs[name].dtype}"
+        ndim = specs[name].ndim
         if (
             not isinstance(shape, list)
-            or len(shape) != _NDIM.get(name, 1)
+            or len(shape) != ndim
             or not all(_is_int(d) and d >= 0 for d in shape)
         ):
-            return f"files.{name}.shape is not a list of {_NDIM.get(name, 1)} sizes"
+            return f"files.{name}.shape is not a list of {ndim} sizes"
     partitions = manifest.get("partitions", {})
     if not isinstance(partitions, dict):
         return "partitions is not an object"
@@ -303,20 +341,15 @@ def read_manifest(path: Path, *, version: int | None = None) -> dict[str, Any]:
     return parse_manifest(raw, str(path), version=version)
 
 
-def _value_problems(arrays: Mapping[str, np.ndarray]) -> list[str]:
+def _value_problems(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[str]:
     """Everything wrong with the arrays' shapes and values (they have the right dtypes)."""
-    user_f, item_f = arrays["user_factors"], arrays["item_factors"]
-    n_users, n_items = user_f.shape[0], item_f.shape[0]
     indptr, indices = arrays["seen_indptr"], arrays["seen_indices"]
     weights = arrays["seen_weights"]
+    popularity, recent = arrays["popularity"], arrays["recent_popularity"]
+    n_users, n_items = max(int(indptr.shape[0]) - 1, 0), int(popularity.shape[0])
     problems = []
-    if user_f.shape[1] != item_f.shape[1]:
-        problems.append("factor shapes disagree")
-    for name, factors in (("user", user_f), ("item", item_f)):
-        if factors.size and not bool(np.all(np.abs(factors) <= MAX_FACTOR)):  # NaN fails too
-            problems.append(f"{name} factors are not finite numbers below {MAX_FACTOR:g}")
     if (
-        indptr.shape != (n_users + 1,)
+        indptr.shape[0] < 1
         or int(indptr[0]) != 0
         or int(indptr[-1]) != indices.size
         or bool((np.diff(indptr) < 0).any())
@@ -328,14 +361,26 @@ def _value_problems(arrays: Mapping[str, np.ndarray]) -> list[str]:
         problems.append("seen arrays differ in length")
     elif weights.size and not bool(np.all(np.abs(weights) <= MAX_PAIR_WEIGHT)):
         problems.append(f"seen_weights are not finite numbers within ±{MAX_PAIR_WEIGHT:g}")
-    popularity, recent = arrays["popularity"], arrays["recent_popularity"]
-    if popularity.shape != (n_items,) or recent.shape != (n_items,):
+    if recent.shape != (n_items,):
         problems.append("popularity does not match the items")
     else:
         if n_items and int(popularity.min()) < 0:
             problems.append("popularity is negative")
         if n_items and not bool(np.all((recent >= 0) & np.isfinite(recent))):
             problems.append("recent_popularity is not finite and >= 0")
+    if "recent_indptr" in arrays:
+        r_indptr, r_items = arrays["recent_indptr"], arrays["recent_items"]
+        if (
+            r_indptr.shape != (n_users + 1,)
+            or int(r_indptr[0]) != 0
+            or int(r_indptr[-1]) != r_items.size
+            or bool((np.diff(r_indptr) < 0).any())
+        ):
+            problems.append("recent_indptr does not match the users")
+        elif r_items.size and (int(r_items.min()) < 0 or int(r_items.max()) >= n_items):
+            problems.append("recent_items out of range")
+    own = {k: v for k, v in arrays.items() if k in model_class(family_of(manifest)).ARRAYS}
+    problems += model_class(family_of(manifest)).check_arrays(own, n_users, n_items)
     return problems
 
 
@@ -352,6 +397,7 @@ def load_snapshot(path: Path, *, mmap: bool = True, version: int | None = None) 
         Anything is missing, corrupt, inconsistent or out of its domain.
     """
     manifest = read_manifest(path, version=version)
+    specs = array_specs(manifest)
     arrays: dict[str, np.ndarray] = {}
     try:
         for name, meta in manifest["files"].items():
@@ -359,15 +405,18 @@ def load_snapshot(path: Path, *, mmap: bool = True, version: int | None = None) 
             if _sha256(file) != meta["sha256"]:
                 raise SnapshotError(f"{path}: checksum mismatch in {file.name}")
             array = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
-            if str(array.dtype) != ARRAY_DTYPES[name] or list(array.shape) != meta["shape"]:
+            if str(array.dtype) != specs[name].dtype or list(array.shape) != meta["shape"]:
                 raise SnapshotError(f"{path}: {file.name} has the wrong dtype or shape")
             arrays[name] = array
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from exc
-    problems = _value_problems(arrays)
+    try:
+        problems = _value_problems(manifest, arrays)
+    except (ValueError, IndexError, TypeError) as exc:  # whatever a crafted array provokes
+        problems = [f"inconsistent arrays ({exc})"]
     if problems:
         raise SnapshotError(f"{path}: {'; '.join(problems)}")
-    n_users, n_items = arrays["user_factors"].shape[0], arrays["item_factors"].shape[0]
+    n_users, n_items = arrays["seen_indptr"].shape[0] - 1, arrays["popularity"].shape[0]
     try:
         user_ids = decode_ids(arrays["user_ids"], n_users)
         item_ids = decode_ids(arrays["item_ids"], n_items)

@@ -16,6 +16,7 @@ from .blas import limit_blas_threads
 from .errors import ConfigError, TrainingAborted, TrainingError
 
 if TYPE_CHECKING:
+    from .models.base import FittedModel
     from .window import WindowMatrix
 
 __all__ = [
@@ -225,21 +226,29 @@ def check_factors(
         )
     if user_factors.shape[1] != item_factors.shape[1]:
         raise TrainingError("user and item factors have different widths")
-    from .snapshot import MAX_FACTOR
+    from .models.base import MAX_FACTOR
 
     for factors in (user_factors, item_factors):
         if factors.size and not bool(np.all(np.abs(factors) <= MAX_FACTOR)):  # NaN fails too
             raise TrainingError(f"ALS produced non-finite factors (or beyond {MAX_FACTOR:g})")
 
 
-def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, np.ndarray]:
-    """The arrays of a snapshot (see :mod:`recommender.snapshot`) for one trained window."""
+def snapshot_arrays(
+    matrix: WindowMatrix, model: FittedModel | TrainedFactors
+) -> dict[str, np.ndarray]:
+    """The arrays of a snapshot (see :mod:`recommender.snapshot`) for one trained window: the
+    window's (ids, seen items, popularity, each user's recent items) and the model's own
+    (``TrainedFactors``: ALS's factors)."""
+    from .models.als import AlsModel
+    from .models.base import Sequences
     from .snapshot import encode_ids
 
+    if isinstance(model, TrainedFactors):
+        model = AlsModel(model.user_factors, model.item_factors, {})
     seen = matrix.user_items
+    sequences = matrix.sequences or Sequences.empty(len(matrix.user_ids))
     return {
-        "user_factors": factors.user_factors,
-        "item_factors": factors.item_factors,
+        **model.arrays(),
         "user_ids": encode_ids(matrix.user_ids),
         "item_ids": encode_ids(matrix.item_ids),
         "seen_indptr": seen.indptr.astype(np.int64),
@@ -247,4 +256,6 @@ def snapshot_arrays(matrix: WindowMatrix, factors: TrainedFactors) -> dict[str, 
         "seen_weights": seen.data.astype(np.float32),
         "popularity": matrix.popularity,
         "recent_popularity": matrix.recent_popularity,
+        "recent_indptr": sequences.indptr.astype(np.int64),
+        "recent_items": sequences.items.astype(np.int32),
     }

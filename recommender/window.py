@@ -23,9 +23,10 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .events import ParsedBatch, clip_pair_weights
+from .models.base import MAX_RECENT, Sequences, TrainingData
 from .vocab import Vocabulary
 
-__all__ = ["InteractionWindow", "WindowEvents", "WindowMatrix", "pair_matrix"]
+__all__ = ["InteractionWindow", "WindowEvents", "WindowMatrix", "pair_matrix", "recent_sequences"]
 
 _NO_TIME = np.iinfo(np.int64).min
 #: The most an event at the window's newest time is multiplied by under a half-life.
@@ -83,6 +84,19 @@ class WindowMatrix:
     )
     train_items: sp.csr_matrix | None = None
     newest_weight: float = 1.0
+    #: Per user row, the newest liked items in event-time order (see models.Sequences); and
+    #: the same without the held-out events (None when there is no holdout).
+    sequences: Sequences | None = None
+    train_sequences: Sequences | None = None
+
+    def training_data(self, *, holdout: bool = False) -> TrainingData:
+        """What a model family fits on: everything, or (``holdout``) all but the holdout."""
+        if holdout:
+            assert self.train_items is not None
+            return TrainingData(
+                self.train_items, self.train_sequences or Sequences.empty(len(self.user_ids))
+            )
+        return TrainingData(self.user_items, self.sequences or Sequences.empty(len(self.user_ids)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +301,8 @@ class InteractionWindow:
         weights, newest_weight = self._decayed(weights, ts)
         user_items = pair_matrix(rows, cols, weights, shape)
         train_items = None
+        train_sequences = None
+        keys = (partitions, offsets, ts)
         holdout_users = holdout_items = np.zeros(0, np.int64)
         holdout_weights = np.zeros(0, np.float32)
         if holdout_from is not None and max_holdout > 0 and size:
@@ -306,6 +322,7 @@ class InteractionWindow:
                 train = np.ones(size, dtype=bool)
                 train[chosen] = False
                 train_items = pair_matrix(rows[train], cols[train], weights[train], shape)
+                train_sequences = recent_sequences(rows, cols, keys, liked & train, user_rows.size)
                 holdout_users = rows[chosen].astype(np.int64)
                 holdout_items = cols[chosen].astype(np.int64)
                 holdout_weights = self._weight[:size][chosen].astype(np.float32)
@@ -333,6 +350,8 @@ class InteractionWindow:
             holdout_weights=holdout_weights,
             train_items=train_items,
             newest_weight=newest_weight,
+            sequences=recent_sequences(rows, cols, keys, liked, user_rows.size),
+            train_sequences=train_sequences,
         )
 
     def _decayed(
@@ -382,6 +401,31 @@ class InteractionWindow:
             store[: self._size] = remap[store[: self._size]]
             changed = True
         return changed
+
+
+def recent_sequences(
+    rows: IntArray,
+    cols: IntArray,
+    keys: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mask: npt.NDArray[np.bool_],
+    n_users: int,
+    limit: int = MAX_RECENT,
+) -> Sequences:
+    """Per user row, the columns of the events in ``mask``, oldest first by ``keys`` ((partition,
+    offset, timestamp): the window's order), the newest ``limit`` of them."""
+    chosen = np.flatnonzero(mask)
+    partitions, offsets, ts = (k[chosen] for k in keys)
+    users = rows[chosen]
+    order = np.lexsort((partitions, offsets, ts, users))
+    users, items = users[order], cols[chosen][order]
+    counts = np.bincount(users, minlength=n_users)
+    ends = np.cumsum(counts)
+    from_end = np.repeat(ends, counts) - np.arange(users.size)  # 1 for each user's newest
+    keep = from_end <= limit
+    kept = np.bincount(users[keep], minlength=n_users)
+    indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(kept, out=indptr[1:])
+    return Sequences(indptr, items[keep].astype(np.int32))
 
 
 def pair_matrix(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..events import DEFAULT_MAX_ID_BYTES
+from ..models import FAMILIES, Setting, make_family
 from ..ratings import RatingScale
 from ..store import SnapshotStore
 from ..training import AlsParams
@@ -35,6 +37,9 @@ class BuilderConfig:
     #: The store's writer lock may be taken over once not refreshed for this many seconds.
     lock_ttl: float = 60.0
     params: AlsParams = field(default_factory=AlsParams)
+    #: The model family: ``auto`` (start with ALS; self-tuning may choose another family on
+    #: evidence) or one family's name, pinned.
+    model: str = "auto"
     #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
     device: Literal["cpu", "gpu"] = "cpu"
     dead_letter_topic: str | None = None
@@ -91,10 +96,39 @@ class BuilderConfig:
             )
         if self.max_model_age is not None and self.max_model_age <= 0:
             raise ConfigError("--max-model-age must be positive (or off)")
+        if self.model != "auto" and self.model not in FAMILIES:
+            raise ConfigError(
+                f"--model {self.model!r}: choose auto or one of {', '.join(sorted(FAMILIES))}"
+            )
 
     @property
     def retry_seconds(self) -> float:
         return self.gate_retry or self.retrain_interval or 60.0
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families this builder may serve (self-tuning searches among them)."""
+        return tuple(FAMILIES) if self.model == "auto" else (self.model,)
+
+    def initial_setting(self) -> Setting:
+        """What the first retrain uses: the pinned family (or ALS) with its defaults, the
+        pinned ALS flags applied."""
+        family = "als" if self.model == "auto" else self.model
+        setting = self.setting_for(family, {})
+        assert setting is not None
+        return setting
+
+    def setting_for(self, family: str, params: Mapping[str, Any]) -> Setting | None:
+        """``params`` for ``family`` completed with its defaults, the pinned ALS flags applied;
+        None if this builder may not serve that family. Raises ValueError for bad params."""
+        if family not in self.families:
+            return None
+        trainer = make_family(family)
+        values = {**trainer.defaults(), **params}
+        if family == "als":
+            values.update({name: getattr(self.params, name) for name in self.pinned})
+            values["random_seed"] = self.params.random_seed
+        return Setting(family, trainer.validate(values))
 
 
 @dataclass(slots=True)

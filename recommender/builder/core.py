@@ -211,7 +211,7 @@ class ModelBuilder:
             self.consumption.manifest_positions(consumer, matrix),
             self.stats.to_dict(),
             self.consumption.topic_id,
-            publisher.params,
+            publisher.setting,
             publisher.params_source,
             partial=partial,
         )

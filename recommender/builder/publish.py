@@ -19,19 +19,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import LockLost, TrainingAborted, TrainingError, one_line
+from ..models import FittedModel, ModelFamily, Setting, make_family, model_class
 from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot
 from ..store import WriterLease
-from ..training import (
-    AlsParams,
-    TrainedFactors,
-    check_factors,
-    snapshot_arrays,
-    solve_users,
-    train_als,
-)
+from ..training import AlsParams, snapshot_arrays
 from ..window import WindowMatrix
 from .config import BuilderConfig, BuilderStats
+from .manifest import retrain_manifest
 from .resume import find_resumable
 
 __all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]
@@ -47,7 +42,7 @@ class RetrainJob:
     partitions: dict[str, dict[str, Any]]
     stats: dict[str, Any]
     topic_id: str | None = None
-    params: AlsParams | None = None  # None: the publisher's current settings
+    setting: Setting | None = None  # None: the publisher's current setting
     params_source: str | None = None
     #: Started before the backlog was read (``--partial-models``): marked so in the manifest.
     partial: bool = False
@@ -80,8 +75,10 @@ class Publisher:
         self._abort = abort
         self.version = 0
         self.serving: ServingModel | None = None
-        self.params: AlsParams = config.params
-        self.params_source: ParamsSource = "pinned" if config.pinned else "default"
+        self.setting: Setting = config.initial_setting()
+        pinned = bool(config.pinned) or config.model != "auto"
+        self.params_source: ParamsSource = "pinned" if pinned else "default"
+        self._families: dict[str, ModelFamily] = {}
         #: Set while no retrain runs: tuning waits on it, so it never delays a due retrain.
         self.idle = threading.Event()
         self.idle.set()
@@ -106,15 +103,14 @@ class Publisher:
         if snapshot is None:
             return None
         manifest = snapshot.manifest
-        params = manifest.get("params", {})
+        family = snapshot.family
+        params = (manifest.get("model") or {}).get("params") or manifest.get("params", {})
+        cls = model_class(family)
+        fitted = cls.from_arrays(
+            {name: snapshot.arrays[name] for name in cls.ARRAYS}, params, len(snapshot.item_ids)
+        )
         self.serving = ServingModel(
-            GateModel(
-                snapshot.item_ids,
-                snapshot.arrays["item_factors"],
-                snapshot.arrays["popularity"],
-                float(params.get("alpha", 1.0)),
-                float(params.get("regularization", 0.0)),
-            ),
+            GateModel(snapshot.item_ids, fitted, snapshot.arrays["popularity"]),
             _positions(manifest.get("partitions", {})),
             float(manifest.get("created_at", time.time())),
             partial=manifest.get("partial") is True,
@@ -125,23 +121,42 @@ class Publisher:
     def _resume_settings(self, manifest: dict[str, Any]) -> None:
         if manifest.get("params_source") != "tuned" or not self.config.tune:
             return
+        section = manifest.get("model") or {"family": "als", "params": manifest.get("params")}
         try:
-            tuned = AlsParams(**manifest["params"])
+            tuned = self.config.setting_for(str(section["family"]), section["params"])
         except (KeyError, TypeError, ValueError):
             return
-        pinned = {name: getattr(self.config.params, name) for name in self.config.pinned}
-        self.params = AlsParams(**{**tuned.to_dict(), **pinned})
+        if tuned is None:  # a family the operator has pinned away from
+            return
+        self.setting = tuned
         self.params_source = "tuned"
         self.tuning = manifest.get("tuning")
         log.info(
-            "resuming with the tuned settings of snapshot v%d: %s", manifest["version"], self.params
+            "resuming with the tuned setting of snapshot v%d: %s %s",
+            manifest["version"],
+            tuned.family,
+            dict(tuned.params),
         )
+
+    @property
+    def params(self) -> AlsParams:
+        """The current ALS settings (ALS's defaults while another family serves)."""
+        if self.setting.family == "als":
+            return AlsParams(**self.setting.params)
+        return self.config.params
+
+    def family(self, name: str) -> ModelFamily:
+        if name not in self._families:
+            self._families[name] = make_family(name, device=self.config.device)
+        return self._families[name]
 
     # -- settings (from the tuner) -------------------------------------------------------------
 
-    def adopt(self, params: AlsParams) -> None:
-        """Use ``params`` from the next retrain on, and retrain now (even with no new events)."""
-        self.params = params
+    def adopt(self, setting: Setting | AlsParams) -> None:
+        """Use ``setting`` from the next retrain on, and retrain now (even with no new events)."""
+        if isinstance(setting, AlsParams):
+            setting = Setting("als", setting.to_dict())
+        self.setting = setting
         self.params_source = "tuned"
         self.retrain_at = time.monotonic()
         self.changed.set()
@@ -165,7 +180,9 @@ class Publisher:
 
     def _run(self, job: RetrainJob) -> None:
         matrix = job.matrix
-        params = job.params or self.params
+        setting = job.setting or self.setting
+        family = self.family(setting.family)
+        stop = self._abort.is_set
         verdict: GateVerdict | None = None
         forced = False
         serving = self.serving
@@ -178,6 +195,7 @@ class Publisher:
                 0,
                 max_drop=self.config.max_quality_drop,
             )
+        started = time.perf_counter()
         try:
             if self.holdout_from() is not None and matrix.train_items is None:
                 verdict = GateVerdict(
@@ -189,13 +207,10 @@ class Publisher:
                 )
                 self.stats.gate_abstentions += 1
             if matrix.train_items is not None and self.serving is not None:
-                fitted = train_als(
-                    matrix.train_items,
-                    params,
-                    should_stop=self._abort.is_set,
-                    device=self.config.device,
+                judged = family.fit(
+                    matrix.training_data(holdout=True), setting.params, should_stop=stop
                 )
-                verdict = self._judge(matrix, fitted, params, self.serving)
+                verdict = self._judge(matrix, judged, self.serving)
                 if verdict.refused:
                     forced = self._serving_too_old(verdict)
                     if not forced:
@@ -203,16 +218,12 @@ class Publisher:
                         return
                 elif verdict.decision == "abstain":
                     self.stats.gate_abstentions += 1
-                users = solve_users(fitted.item_factors, matrix.user_items, params)
-                check_factors(users, fitted.item_factors, matrix.user_items.shape)
-                factors = TrainedFactors(users, fitted.item_factors, fitted.seconds)
-            else:
-                factors = train_als(
-                    matrix.user_items,
-                    params,
-                    should_stop=self._abort.is_set,
-                    device=self.config.device,
+                # Bring the judged model up to the whole window (ALS: one user step).
+                fitted = family.refit(
+                    judged, matrix.training_data(), setting.params, should_stop=stop
                 )
+            else:
+                fitted = family.fit(matrix.training_data(), setting.params, should_stop=stop)
         except TrainingAborted as exc:
             log.info("retrain abandoned for shutdown (%s)", exc)
             return
@@ -220,25 +231,24 @@ class Publisher:
             self.stats.retrains_failed += 1
             log.error("retrain failed, keeping the current model: %s", exc)
             return
-        except Exception:
+        except Exception as exc:
             self.stats.retrains_failed += 1
-            log.exception("retrain failed unexpectedly, keeping the current model")
+            log.error("retrain failed unexpectedly, keeping the current model: %s", one_line(exc))
+            log.debug("retrain failure", exc_info=True)
             return
         self.last_verdict = verdict
         quality = None if verdict is None else {**verdict.to_dict(), "forced": forced}
-        self._publish(job, factors, params, quality)
+        self._publish(job, fitted, setting, quality, time.perf_counter() - started)
 
     def _judge(
-        self, matrix: WindowMatrix, fitted: TrainedFactors, params: AlsParams, serving: ServingModel
+        self, matrix: WindowMatrix, fitted: FittedModel, serving: ServingModel
     ) -> GateVerdict:
         assert matrix.train_items is not None
         train = matrix.train_items
         candidate = GateModel(
             list(matrix.item_ids),
-            fitted.item_factors,
+            fitted,
             np.bincount(train.indices[train.data > 0], minlength=train.shape[1]),
-            params.alpha,
-            params.regularization,
         )
         config = self.config
         verdict = compare_models(
@@ -252,8 +262,15 @@ class Publisher:
             max_drop=config.max_quality_drop or 0.0,
             min_users=config.gate_min_users,
             min_events=config.gate_min_events,
+            train_sequences=matrix.train_sequences,
         )
-        log.info("quality gate: %s: %s", verdict.decision, verdict.reason)
+        log.info(
+            "quality gate (%s vs serving %s): %s: %s",
+            candidate.family,
+            serving.model.family,
+            verdict.decision,
+            verdict.reason,
+        )
         return verdict
 
     def _serving_too_old(self, verdict: GateVerdict) -> bool:
@@ -288,41 +305,26 @@ class Publisher:
     def _publish(
         self,
         job: RetrainJob,
-        factors: TrainedFactors,
-        params: AlsParams,
+        fitted: FittedModel,
+        setting: Setting,
         quality: dict[str, Any] | None,
+        seconds: float,
     ) -> None:
         matrix, config = job.matrix, self.config
         started = time.perf_counter()
-        manifest = {
-            "topic": config.topic,
-            "topic_id": job.topic_id,
-            "partitions": job.partitions,
-            "window": {
-                "events": matrix.events,
-                "users": len(matrix.user_ids),
-                "items": len(matrix.item_ids),
-                "pairs": int(matrix.user_items.nnz),
-                "min_timestamp_ms": matrix.min_timestamp_ms,
-                "max_timestamp_ms": matrix.max_timestamp_ms,
-                "max_events": config.window_events,
-                "max_age_seconds": config.window_seconds,
-                "half_life_seconds": config.half_life_seconds,
-                "newest_weight": matrix.newest_weight,
-            },
-            "ratings": None if config.ratings is None else config.ratings.to_dict(),
-            "params": params.to_dict(),
-            "params_source": job.params_source or self.params_source,
-            "pinned": sorted(config.pinned),
-            "tune": config.tune,
-            "tuning": self.tuning,
-            "training_seconds": round(factors.seconds, 4),
-            "device": self.config.device,
-            "quality": quality,
-            "partial": job.partial,
-            "store": {"id": self.store_id},
-            # Counters as of this retrain's start, this publication included.
-            "builder": {
+        manifest = retrain_manifest(
+            config,
+            matrix,
+            setting,
+            params_source=job.params_source or self.params_source,
+            partitions=job.partitions,
+            topic_id=job.topic_id,
+            tuning=self.tuning,
+            training_seconds=seconds,
+            quality=quality,
+            partial=job.partial,
+            store_id=self.store_id,
+            builder={
                 **job.stats,
                 "retrains_published": self.stats.retrains_published + 1,
                 "quality_rejections": self.stats.quality_rejections,
@@ -330,11 +332,11 @@ class Publisher:
                 "gate_abstentions": self.stats.gate_abstentions,
                 "consecutive_refusals_before": self.consecutive_refusals,
             },
-        }
+        )
         try:
             version = max(self.version, self.store.highest_version()) + 1
             where = publish_snapshot(
-                self.store, version, snapshot_arrays(matrix, factors), manifest, lease=self.lease
+                self.store, version, snapshot_arrays(matrix, fitted), manifest, lease=self.lease
             )
         except Exception as exc:
             self.stats.retrains_failed += 1
@@ -357,13 +359,7 @@ class Publisher:
         self.stats.retrains_published += 1
         self.consecutive_refusals = 0
         self.serving = ServingModel(
-            GateModel(
-                list(matrix.item_ids),
-                factors.item_factors,
-                matrix.popularity,
-                params.alpha,
-                params.regularization,
-            ),
+            GateModel(list(matrix.item_ids), fitted, matrix.popularity),
             _positions(job.partitions),
             time.time(),
             partial=job.partial,
@@ -375,14 +371,15 @@ class Publisher:
             log.warning("could not remove old snapshots: %s", exc)
             pruned = []
         log.info(
-            "published v%d to %s: %d events, %d users, %d items; trained in %.2fs, written in "
-            "%.2fs%s",
+            "published v%d to %s: %s, %d events, %d users, %d items; trained in %.2fs, written "
+            "in %.2fs%s",
             version,
             where,
+            setting.family,
             matrix.events,
             len(matrix.user_ids),
             len(matrix.item_ids),
-            factors.seconds,
+            seconds,
             publish_seconds,
             f"; removed {len(pruned)} old snapshot(s)" if pruned else "",
         )
@@ -391,7 +388,8 @@ class Publisher:
         """The gate's and the settings' part of the builder's status document."""
         verdict = self.last_verdict
         return {
-            "params": self.params.to_dict(),
+            "model": self.setting.to_dict(),
+            "params": dict(self.setting.params),
             "params_source": self.params_source,
             "pinned": sorted(self.config.pinned),
             "gate": {

@@ -30,6 +30,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 __all__ = [
+    "MAX_FACTOR",
     "MAX_RECENT",
     "ArraySpec",
     "Cost",
@@ -37,6 +38,7 @@ __all__ = [
     "History",
     "ModelFamily",
     "Sequences",
+    "Setting",
     "TrainingData",
 ]
 
@@ -45,6 +47,9 @@ IntArray = npt.NDArray[np.int64]
 
 #: The newest liked events per user a sequence-aware family may look at (window and fresh).
 MAX_RECENT = 50
+#: Largest magnitude of any float a family stores (factors, similarities, weights): scores of
+#: values this size still fit float32 comfortably, so no score can overflow to infinity.
+MAX_FACTOR = 1e6
 
 
 class ArraySpec(NamedTuple):
@@ -111,6 +116,9 @@ class History:
     fresh : bool
         Whether any of it is newer than the model (a family with trained user vectors must then
         compute from the history, not from the stored vector).
+    priority : ndarray of int64
+        Columns of the fresh events: kept first should a family have to truncate a very long
+        history (the server bounds the work one request may cost).
     """
 
     cols: IntArray
@@ -118,6 +126,7 @@ class History:
     recent: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     row: int | None = None
     fresh: bool = False
+    priority: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def empty(self) -> bool:
@@ -216,3 +225,32 @@ class ModelFamily(ABC):
     ) -> FittedModel:
         """Fit on ``data`` (raises TrainingError when nothing can be learnt, TrainingAborted
         when ``should_stop`` returns True at a checkpoint)."""
+
+    def refit(
+        self,
+        model: FittedModel,
+        data: TrainingData,
+        params: Mapping[str, Any],
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> FittedModel:
+        """``model`` brought up to ``data``, which holds what it was fitted without (the quality
+        gate's holdout). A full fit by default; a family may do less (ALS: one user step)."""
+        return self.fit(data, params, should_stop=should_stop)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A model family and its settings: what the builder trains with, and the tuner adopts."""
+
+    family: str
+    params: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "params": dict(self.params)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Setting) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.family, tuple(sorted(self.params.items()))))

@@ -21,14 +21,16 @@ import numpy as np
 import numpy.typing as npt
 
 from ..model import RecommenderModel
+from ..models import History
 
 __all__ = ["ScoreBatcher"]
 
 FloatArray = npt.NDArray[np.float32]
+Key = FloatArray | History  # what a model scores: a latent family's vector, or a history
 
 
 class ScoreBatcher:
-    """Collects (model, vector) pairs and scores them in batches.
+    """Collects (model, key) pairs (a vector or a history) and scores them in batches.
 
     Parameters
     ----------
@@ -51,14 +53,15 @@ class ScoreBatcher:
         self.max_batch = max_batch
         self.window = window
         self.on_batch = on_batch
-        self._pending: list[tuple[RecommenderModel, FloatArray, asyncio.Future[FloatArray]]] = []
+        self._pending: list[tuple[RecommenderModel, Key, asyncio.Future[FloatArray]]] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._expected = 1  # the last batch's size: who is likely to come again
         self.batches = 0
         self.scored = 0
 
-    async def score(self, model: RecommenderModel, vector: FloatArray) -> FloatArray:
-        """Every item's score for ``vector`` (a fresh row the caller may modify)."""
+    async def score(self, model: RecommenderModel, vector: Key) -> FloatArray:
+        """Every item's score for ``vector`` (a vector or a history; a fresh row the caller
+        may modify)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[FloatArray] = loop.create_future()
         if not self._pending:
@@ -84,9 +87,7 @@ class ScoreBatcher:
         if not pending:
             return
         self._expected = len(pending)
-        by_model: dict[
-            int, list[tuple[RecommenderModel, FloatArray, asyncio.Future[FloatArray]]]
-        ] = {}
+        by_model: dict[int, list[tuple[RecommenderModel, Key, asyncio.Future[FloatArray]]]] = {}
         for entry in pending:
             by_model.setdefault(id(entry[0]), []).append(entry)
         for group in by_model.values():
@@ -94,7 +95,7 @@ class ScoreBatcher:
             for lo in range(0, len(group), self.max_batch):
                 chunk = group[lo : lo + self.max_batch]
                 try:
-                    scores = model.score_many(np.stack([vector for _, vector, _ in chunk]))
+                    scores = model.score_many([key for _, key, _ in chunk])
                 except Exception as exc:  # hand the error to every waiting request
                     for _, _, future in chunk:
                         if not future.done():

@@ -78,9 +78,10 @@ async def answer_query(request: web.Request, model: RecommenderModel, query: Que
     if config.catalog_only:
         excluded = request.app[CATALOG].excluded_columns(model.version, model.item_index)
     scores = None
-    if query.vector is not None and not model.top_k.approximate:
-        # Exact scoring reads every item's factors: share that read with concurrent requests.
-        scores = await request.app[BATCHER].score(model, query.vector)
+    key = query.vector if query.vector is not None else query.history
+    if key is not None and not model.approximate:
+        # Exact scoring reads the whole model: share that read with concurrent requests.
+        scores = await request.app[BATCHER].score(model, key)
     answer = model.answer(query, scores, excluded=excluded)
     metrics = request.app[METRICS]
     metrics.answers.labels(answer.source).inc()
@@ -147,7 +148,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def similar(request: web.Request) -> web.Response:
     item, n = id_param(request, "item"), _n(request)
     model = _model_or_503(request)
-    if model.top_k.approximate:  # a large catalogue: scoring every item is for a thread
+    if model.approximate:  # a large catalogue: scoring every item is for a thread
         found = await asyncio.to_thread(model.similar_items, item, n)
     else:
         found = model.similar_items(item, n)
@@ -162,6 +163,12 @@ async def similar(request: web.Request) -> web.Response:
 async def similar_users(request: web.Request) -> web.Response:
     user, n = id_param(request, "user"), _n(request)
     model = _model_or_503(request)
+    if not model.has_user_vectors:
+        bad_parameter(
+            "user",
+            f"the serving model ({model.family}) has no user vectors, so no similar users; "
+            "ask /similar for similar items",
+        )
     found = model.similar_users(user, n)
     if found is None:
         raise _not_found("user", user)

@@ -89,7 +89,7 @@ class ChatState:
         personal: list[str] = []
         if seen:
             query = model.query_for_user(user, _PERSONAL_POOL, fresh=fresh)
-            if query.vector is not None:
+            if query.scored:
                 recognisable = set(popular)
                 personal = [s.item for s in model.answer(query).items if s.item in recognisable]
         for pool in (personal, popular, None):

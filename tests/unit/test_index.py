@@ -68,13 +68,6 @@ def test_banning_most_of_the_catalogue_falls_back_to_exact_scoring(catalogue):
     assert sorted(cols) == list(range(items.shape[0] - 15, items.shape[0]))
 
 
-def test_similar_items_stay_exact_with_a_graph(catalogue):
-    _, _, graph, exact = catalogue
-    for col in range(5):
-        assert list(graph.similar(col, 10)[0]) == list(exact.similar(col, 10)[0])
-    assert 7 not in graph.similar(7, 10)[0]
-
-
 def test_small_catalogues_and_exact_stay_exact():
     items, _ = als_like(2000)
     assert not make_top_k(items, AnnSettings(threshold=50_000)).approximate

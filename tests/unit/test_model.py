@@ -59,8 +59,8 @@ def test_paging_with_offset_continues_the_same_ranking(model):
 
 def test_fold_in_of_a_known_users_window_reproduces_their_ranking(model):
     row = model.user_index["g1u4"]
-    cols, weights = model._history("g1u4", ())
-    folded = model.fold_in(cols, weights)
+    history = model.history("g1u4", ())
+    folded = model.fold_in(history.cols, history.weights)
     trained = model.user_factors[row]
     rank_folded = np.argsort(-model.score(folded))[:10]
     rank_trained = np.argsort(-model.score(trained))[:10]
@@ -114,8 +114,8 @@ def test_similar_items_and_users_come_from_the_same_block(model):
 
 def test_explanation_contributions_add_up_to_the_fold_in_score(model):
     score, because = model.explain("g0u2", "g0i2", 20)
-    cols, weights = model._history("g0u2", ())
-    folded = model.fold_in(cols, weights)
+    history = model.history("g0u2", ())
+    folded = model.fold_in(history.cols, history.weights)
     assert score == pytest.approx(float(model.score(folded)[model.item_index["g0i2"]]), rel=1e-3)
     assert len(because) == 9 and all(c.item.startswith("g0i") for c in because)
     assert model.explain("g0u2", "nope", 3) is None

@@ -10,6 +10,7 @@ import pytest
 
 from recommender.builder import BuilderConfig, BuilderStats
 from recommender.builder.publish import Publisher, RetrainJob
+from recommender.models import AlsModel, Setting
 from recommender.quality import GateModel, compare_models
 from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
@@ -40,9 +41,8 @@ def gate_model(matrix, params, *, shuffle=False, train=None):
     if shuffle:  # a deliberately broken model: every item gets another item's factors
         factors = factors[np.random.default_rng(0).permutation(factors.shape[0])]
     popularity = np.bincount(train.indices, minlength=train.shape[1])
-    return GateModel(
-        list(matrix.item_ids), factors, popularity, params.alpha, params.regularization
-    )
+    als = AlsModel(fitted.user_factors, factors, params.to_dict())
+    return GateModel(list(matrix.item_ids), als, popularity)
 
 
 def judge(candidate, serving, matrix, **kwargs):
@@ -134,10 +134,10 @@ def test_a_model_that_knows_more_users_and_items_is_not_penalised_for_it():
     keep = np.flatnonzero(few_items)
     serving = GateModel(
         [matrix.item_ids[c] for c in keep],
-        serving_full.item_factors[keep],
+        AlsModel(
+            serving_full.fitted.user_factors, serving_full.fitted.item_factors[keep], GOOD.to_dict()
+        ),
         serving_full.popularity[keep],
-        GOOD.alpha,
-        GOOD.regularization,
     )
     verdict = judge(gate_model(matrix, GOOD), serving, matrix)
     assert verdict.decision == "accept"
@@ -171,7 +171,8 @@ def make_publisher(tmp_path, **overrides):
 def retrain(publisher, stats, window, params=None):
     matrix = window.matrix(holdout_from=publisher.holdout_from(), max_holdout=5000)
     partitions = {"0": {"window_start": 0, "next_offset": len(window)}}
-    publisher.run(RetrainJob(matrix, partitions, stats.to_dict(), params=params))
+    setting = None if params is None else Setting("als", params.to_dict())
+    publisher.run(RetrainJob(matrix, partitions, stats.to_dict(), setting=setting))
 
 
 def test_a_refused_model_is_never_published_and_is_retried_without_new_events(tmp_path):
