@@ -38,6 +38,7 @@ from recommender.evaluation.data import Interactions, read_interactions  # noqa:
 from recommender.evaluation.models import AlsModel, Popularity  # noqa: E402
 from recommender.evaluation.offline import evaluate_model, search_als  # noqa: E402
 from recommender.evaluation.splits import Split, per_user_holdout  # noqa: E402
+from recommender.models import Setting  # noqa: E402
 from recommender.ratings import RatingScale  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
 from recommender.training import AlsParams  # noqa: E402
@@ -155,7 +156,8 @@ def part_serve(names: list[str], daemon_budget: float, search_budget: float) -> 
         data, binary = datasets()[name]()
         split = per_user_holdout(data)
         pop = evaluate_model(Popularity(), split, [K], binary=binary).metrics[K]["ndcg"]
-        served, outcome = daemon_settings(split.train, budget_seconds=daemon_budget, binary=binary)
+        setting, outcome = daemon_settings(split.train, budget_seconds=daemon_budget, binary=binary)
+        served = AlsParams(**setting.params)
         best, _ = search_als(split.train, budget_seconds=search_budget, binary=binary)
         old, new = ndcg(OLD_DEFAULTS, split, binary), ndcg(AlsParams(), split, binary)
         daemon, full = ndcg(served, split, binary), ndcg(best, split, binary)
@@ -182,7 +184,8 @@ def part_budget(names: list[str], budgets: list[float]) -> None:
         split = per_user_holdout(data)
         cells = []
         for budget in budgets:
-            served, outcome = daemon_settings(split.train, budget_seconds=budget, binary=binary)
+            setting, outcome = daemon_settings(split.train, budget_seconds=budget, binary=binary)
+            served = AlsParams(**setting.params)
             cells.append(f"{ndcg(served, split, binary):.4f} ({len(outcome.trials)} trials)")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
@@ -202,13 +205,14 @@ def part_search(names: list[str], budgets: list[float]) -> None:
             random_best, trials = search_als(split.train, budget_seconds=budget, binary=binary)
             outcome = tune(
                 window_events(split.train, binary=binary),
-                current=AlsParams(),
+                current=Setting("als", AlsParams().to_dict()),
                 budget_seconds=budget,
                 seed=42,
             )
             print(
                 f"| {name} | {budget:g} s | {ndcg(random_best, split, binary):.4f} "
-                f"({len(trials)} trials) | {ndcg(outcome.best, split, binary):.4f} "
+                f"({len(trials)} trials) | "
+                f"{ndcg(AlsParams(**outcome.best.params), split, binary):.4f} "
                 f"({len(outcome.trials)} trials, "
                 f"{sum(t.state == 'pruned' for t in outcome.trials)} pruned) |",
                 flush=True,

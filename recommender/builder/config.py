@@ -40,6 +40,8 @@ class BuilderConfig:
     #: The model family: ``auto`` (start with ALS; self-tuning may choose another family on
     #: evidence) or one family's name, pinned.
     model: str = "auto"
+    #: Peak bytes a fit may take: self-tuning leaves out a family whose fit would need more.
+    model_memory: int = 8 << 30
     #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
     device: Literal["cpu", "gpu"] = "cpu"
     dead_letter_topic: str | None = None

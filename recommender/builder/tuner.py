@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Literal
 
-from ..training import AlsParams
+from ..models import Setting
 from ..tuning import SearchSpace, TuningOutcome, tune
 from ..window import WindowEvents
 from .config import BuilderConfig
@@ -36,12 +36,14 @@ class Tuner:
         self.publisher = publisher
         self._abort = abort
         self.space = SearchSpace(
-            pinned={name: getattr(config.params, name) for name in config.pinned}
+            families=config.families,
+            pinned={name: getattr(config.params, name) for name in config.pinned},
+            max_bytes=config.model_memory,
         )
         self.state: TunerState = "waiting" if config.tune else "off"
         self.sessions = 0
         self.last: TuningOutcome | None = None
-        self.best_seen: AlsParams | None = None
+        self.best_seen: Setting | None = None
         self._published_at_last = 0
         self._ended_at: float | None = None
         self._thread: threading.Thread | None = None
@@ -72,13 +74,15 @@ class Tuner:
         self.publisher.changed.set()
 
     def _session(self, events: WindowEvents, budget: float) -> None:
-        current = self.publisher.params
+        current = self.publisher.setting
         warm = [p for p in (self.best_seen,) if p is not None and p != current]
         log.info(
-            "tuning on %d window events for up to %.0f s (current: %s)",
+            "tuning %s on %d window events for up to %.0f s (current: %s %s)",
+            "/".join(self.space.families),
             len(events),
             budget,
-            current,
+            current.family,
+            dict(current.params),
         )
         try:
             outcome = tune(
@@ -99,11 +103,12 @@ class Tuner:
         self.best_seen = outcome.best
         self.publisher.tuning = outcome.to_dict()
         log.info(
-            "tuning: %d trials (%d pruned) in %.0f s; best %s; %s: %s",
+            "tuning: %d trials (%d pruned) in %.0f s; best %s %s; %s: %s",
             len(outcome.trials),
             sum(t.state == "pruned" for t in outcome.trials),
             outcome.seconds,
-            outcome.best,
+            outcome.best.family,
+            dict(outcome.best.params),
             "adopted" if outcome.adopted else "kept the current settings",
             outcome.reason,
         )
@@ -130,6 +135,7 @@ class Tuner:
             "sessions": self.sessions,
             "running_since": self.session_started,
             "pinned": sorted(self.config.pinned),
+            "families": list(self.space.families),
             "last": None if self.last is None else self.last.to_dict(),
         }
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..models import Setting
 from ..training import AlsParams
-from ..tuning import TuningOutcome, tune
+from ..tuning import SearchSpace, TuningOutcome, tune
 from ..window import WindowEvents
 from .data import Interactions
 
@@ -35,13 +36,20 @@ def window_events(data: Interactions, *, binary: bool = True, seed: int = 42) ->
 
 
 def daemon_settings(
-    train: Interactions, *, budget_seconds: float, binary: bool = True, seed: int = 42
-) -> tuple[AlsParams, TuningOutcome]:
-    """The settings the builder would serve after its first tuning session on ``train``."""
-    defaults = AlsParams(random_seed=seed)
+    train: Interactions,
+    *,
+    budget_seconds: float,
+    binary: bool = True,
+    seed: int = 42,
+    families: tuple[str, ...] = ("als",),
+) -> tuple[Setting, TuningOutcome]:
+    """The setting the builder would serve after its first tuning session on ``train`` (it
+    starts with ALS's defaults and searches ``families``)."""
+    defaults = Setting("als", AlsParams(random_seed=seed).to_dict())
     outcome = tune(
         window_events(train, binary=binary, seed=seed),
         current=defaults,
+        space=SearchSpace(families=families),
         budget_seconds=budget_seconds,
         seed=seed,
     )

@@ -11,9 +11,19 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from ..models import FittedModel, History, Sequences, Setting, TrainingData, make_family
 from ..training import AlsParams, train_als
 
-__all__ = ["SEED_ALS", "AlsModel", "ItemKnn", "Popularity", "Recommender", "likes_only", "top_k"]
+__all__ = [
+    "SEED_ALS",
+    "AlsModel",
+    "FamilyModel",
+    "ItemKnn",
+    "Popularity",
+    "Recommender",
+    "likes_only",
+    "top_k",
+]
 
 #: The seed's ALS settings.
 SEED_ALS = AlsParams(factors=20, regularization=0.1, iterations=20, alpha=15.0)
@@ -151,4 +161,45 @@ class AlsModel:
         for lo in range(0, users.size, 1024):
             batch = users[lo : lo + 1024]
             out.append(top_k(self._user[batch] @ self._item.T, self._train[batch], k))
+        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+@dataclass
+class FamilyModel:
+    """Any model family (:mod:`recommender.models`) with one setting, scored as the server
+    answers a known user: from their training items (ALS: the trained factors)."""
+
+    setting: Setting
+    name: str = ""
+    sequences: Sequences | None = None  # each user's training items in order, if known
+    _model: FittedModel | None = None
+    _train: sp.csr_matrix | None = None
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.setting.family
+
+    def fit(self, train: sp.csr_matrix) -> float:
+        started = time.perf_counter()
+        sequences = self.sequences or Sequences.empty(train.shape[0])
+        family = make_family(self.setting.family)
+        self._model = family.fit(TrainingData(train, sequences), self.setting.params)
+        self._train = train
+        return time.perf_counter() - started
+
+    def recommend(self, users: IntArray, k: int) -> IntArray:
+        assert self._model is not None and self._train is not None
+        train, sequences = self._train, self.sequences
+        out = []
+        for lo in range(0, users.size, 512):
+            batch = users[lo : lo + 512]
+            histories = [
+                History(
+                    train.indices[train.indptr[u] : train.indptr[u + 1]].astype(np.int64),
+                    train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32),
+                    recent=sequences.of(u) if sequences is not None else np.zeros(0, np.int64),
+                    row=int(u),
+                )
+                for u in batch.tolist()
+            ]
+            out.append(top_k(self._model.score(histories), train[batch], k))
         return np.concatenate(out) if out else np.zeros((0, k), np.int64)

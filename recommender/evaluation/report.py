@@ -9,10 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from ..models import Setting
 from ..training import AlsParams
 from .data import Interactions
 
 __all__ = ["Report", "fmt", "params_text"]
+
+
+def setting_text(setting: Setting) -> str:
+    """A setting for people: ALS's four numbers, or a family and its parameters."""
+    if setting.family == "als":
+        return params_text(AlsParams(**setting.params))
+    values = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in sorted(setting.params.items()))  # fmt: skip
+    return f"{setting.family}: {values}"
 
 
 def params_text(p: AlsParams) -> str:

@@ -15,12 +15,12 @@ from ..training import AlsParams
 from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
 from .headline import Headline, compare_with_strongest
-from .models import SEED_ALS, AlsModel, ItemKnn, Popularity, Recommender
+from .models import SEED_ALS, AlsModel, FamilyModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
 from .options import PROTOCOLS, TITLES, EvaluateOptions, Protocol
 from .preconditions import check_options, plan_protocols
 from .prequential_section import prequential_section
-from .report import Report, params_text
+from .report import Report, params_text, setting_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
 from .splits import Split, global_cutoff, per_user_holdout, truth_sets
 
@@ -94,14 +94,16 @@ def _offline(
         )
         models.insert(
             -1,
-            AlsModel(
-                served, name=f"ALS, what the daemon serves (self-tuned {options.daemon_budget:g} s)"
+            FamilyModel(
+                served,
+                name=f"{served.family.upper() if served.family == 'als' else served.family}, "
+                f"what the daemon serves (self-tuned {options.daemon_budget:g} s)",
             ),
         )
         daemon_note = (
             f"The daemon's row is what the builder serves after its first tuning session on the "
             f"training events ({len(outcome.trials)} trials in {outcome.seconds:.0f} s; "
-            f"{'adopted ' + params_text(served) if outcome.adopted else 'kept its defaults'}: "
+            f"{'adopted ' + setting_text(served) if outcome.adopted else 'kept its defaults'}: "
             f"{outcome.reason})."
         )
     results: list[ModelResult] = []

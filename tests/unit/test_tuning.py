@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from recommender.models import Setting
 from recommender.synthetic import TasteModel
 from recommender.training import AlsParams
 from recommender.tuning import SearchSpace, split, tune
@@ -13,6 +14,13 @@ from recommender.window import InteractionWindow
 from .helpers import append_events
 
 TASTE = TasteModel(users=800, items=400, groups=8, in_group=0.85)
+
+
+def als(**params):
+    return Setting("als", AlsParams(**params).to_dict())
+
+
+DEFAULTS = als()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,9 @@ def test_validation_is_each_users_newest_events_and_the_halves_are_disjoint(even
 
 
 def test_tuning_beats_a_poor_setting_and_adopts_it_on_evidence(events):
-    poor = AlsParams(factors=128, regularization=0.001, alpha=50.0, iterations=5)
+    poor = Setting(
+        "als", AlsParams(factors=128, regularization=0.001, alpha=50.0, iterations=5).to_dict()
+    )
     started = time.perf_counter()
     outcome = tune(events, current=poor, budget_seconds=6.0, seed=0)
     assert time.perf_counter() - started < 25  # the budget plus one confirmation
@@ -56,7 +66,9 @@ def test_tuning_beats_a_poor_setting_and_adopts_it_on_evidence(events):
 def test_pinned_values_are_never_changed(events):
     outcome = tune(
         events,
-        current=AlsParams(factors=8, regularization=0.01, alpha=1.0, iterations=6),
+        current=Setting(
+            "als", AlsParams(factors=8, regularization=0.01, alpha=1.0, iterations=6).to_dict()
+        ),
         space=SearchSpace(pinned={"factors": 8, "alpha": 1.0}),
         budget_seconds=2.0,
     )
@@ -66,7 +78,7 @@ def test_pinned_values_are_never_changed(events):
 def test_too_little_data_is_said_and_nothing_changes():
     window = InteractionWindow(100)
     append_events(window, [("u1", "a"), ("u1", "b"), ("u2", "a")])
-    outcome = tune(window.events(), current=AlsParams(), budget_seconds=1.0)
+    outcome = tune(window.events(), current=DEFAULTS, budget_seconds=1.0)
     assert not outcome.adopted and "too little" in outcome.reason
 
 
@@ -78,13 +90,21 @@ def test_time_spent_paused_does_not_count_against_the_budget(events):
         if len(calls) < 20:
             time.sleep(0.05)  # a retrain is running: tuning waits
 
-    outcome = tune(events, current=AlsParams(), budget_seconds=1.5, pause=pause)
+    outcome = tune(events, current=DEFAULTS, budget_seconds=1.5, pause=pause)
     assert len(calls) >= 20
     assert outcome.seconds >= 1.5 + 0.9  # 19 pauses of 50 ms did not eat the budget
 
 
 def test_stopping_ends_the_search_early(events):
     started = time.perf_counter()
-    outcome = tune(events, current=AlsParams(), budget_seconds=60.0, should_stop=lambda: True)
+    outcome = tune(events, current=DEFAULTS, budget_seconds=60.0, should_stop=lambda: True)
     assert time.perf_counter() - started < 5
     assert not outcome.adopted
+
+
+def test_a_family_over_the_memory_budget_is_left_out_and_said(events):
+    outcome = tune(
+        events, current=DEFAULTS, space=SearchSpace(max_bytes=1 << 10), budget_seconds=1.0
+    )
+    assert not outcome.adopted and "memory budget" in outcome.reason
+    assert "als" in outcome.to_dict()["excluded_families"]
