@@ -17,8 +17,7 @@ all three for one request.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +27,7 @@ from .events import clip_pair_weights
 from .foldin import MAX_FOLD_IN_ITEMS, FoldIn
 from .index import AnnSettings, ExactTopK, make_top_k, select_top
 from .models import MAX_RECENT, FittedModel, History, LatentModel, family_of, model_class
+from .models.answers import Answer, AnswerSource, Contribution, Query, ScoredItem
 from .ratings import RatingScale
 from .snapshot import Snapshot
 
@@ -41,52 +41,8 @@ __all__ = [
     "ScoredItem",
 ]
 
-AnswerSource = Literal["personalised", "fold-in", "popular"]
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredItem:
-    item: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """How much one of the user's items contributed to an item's score."""
-
-    item: str
-    contribution: float
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Top-n items and how they were found."""
-
-    items: list[ScoredItem]
-    source: AnswerSource
-
-    @property
-    def fallback(self) -> bool:
-        return self.source == "popular"
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A resolved request: what to score (``vector`` for a latent family such as ALS, else
-    ``history``; neither: popularity) and what to leave out."""
-
-    vector: FloatArray | None
-    banned: IntArray
-    n: int
-    offset: int
-    source: AnswerSource
-    history: History | None = None
-
-    @property
-    def scored(self) -> bool:
-        return self.vector is not None or self.history is not None
 
 
 class RecommenderModel:

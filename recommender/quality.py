@@ -34,8 +34,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .models import FittedModel, History, LatentModel, Sequences
+from .models.data import recent_sequences
 from .ranking import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
-from .window import recent_sequences
 
 __all__ = ["Decision", "GateModel", "GateVerdict", "compare_models", "served_rankings"]
 

@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .events import ParsedBatch, clip_pair_weights
-from .models.base import MAX_RECENT, Sequences, TrainingData
+from .events import ParsedBatch
+from .models.data import Sequences, TrainingData, pair_matrix, recent_sequences
 from .vocab import Vocabulary
 
 __all__ = ["InteractionWindow", "WindowEvents", "WindowMatrix", "pair_matrix", "recent_sequences"]
@@ -401,41 +401,3 @@ class InteractionWindow:
             store[: self._size] = remap[store[: self._size]]
             changed = True
         return changed
-
-
-def recent_sequences(
-    rows: IntArray,
-    cols: IntArray,
-    keys: tuple[np.ndarray, np.ndarray, np.ndarray],
-    mask: npt.NDArray[np.bool_],
-    n_users: int,
-    limit: int = MAX_RECENT,
-) -> Sequences:
-    """Per user row, the columns of the events in ``mask``, oldest first by ``keys`` ((partition,
-    offset, timestamp): the window's order), the newest ``limit`` of them."""
-    chosen = np.flatnonzero(mask)
-    partitions, offsets, ts = (k[chosen] for k in keys)
-    users = rows[chosen]
-    order = np.lexsort((partitions, offsets, ts, users))
-    users, items = users[order], cols[chosen][order]
-    counts = np.bincount(users, minlength=n_users)
-    ends = np.cumsum(counts)
-    from_end = np.repeat(ends, counts) - np.arange(users.size)  # 1 for each user's newest
-    keep = from_end <= limit
-    kept = np.bincount(users[keep], minlength=n_users)
-    indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(kept, out=indptr[1:])
-    return Sequences(indptr, items[keep].astype(np.int32))
-
-
-def pair_matrix(
-    rows: IntArray, cols: IntArray, weights: npt.NDArray[np.floating], shape: tuple[int, int]
-) -> sp.csr_matrix:
-    """Users x items of summed weights, each pair capped (see ``clip_pair_weights``). A pair
-    summing to 0 (a neutral rating, or a like undone by a dislike) stays as an explicit zero:
-    seen, and ignored by training (implicit reads it as confidence 0)."""
-    matrix = sp.csr_matrix((weights.astype(np.float64), (rows, cols)), shape=shape)
-    matrix.sum_duplicates()
-    return sp.csr_matrix(
-        (clip_pair_weights(matrix.data), matrix.indices, matrix.indptr), shape=shape
-    )

@@ -27,7 +27,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
+
+from .data import MAX_RECENT, Sequences, TrainingData
 
 __all__ = [
     "MAX_FACTOR",
@@ -45,8 +46,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-#: The newest liked events per user a sequence-aware family may look at (window and fresh).
-MAX_RECENT = 50
 #: Largest magnitude of any float a family stores (factors, similarities, weights): scores of
 #: values this size still fit float32 comfortably, so no score can overflow to infinity.
 MAX_FACTOR = 1e6
@@ -64,37 +63,6 @@ class Cost(NamedTuple):
 
     bytes: int
     seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Sequences:
-    """Per user (row of the window matrix), the columns of their liked events (weight > 0) in
-    event-time order, oldest first, at most MAX_RECENT of the newest: ``items[indptr[u]:
-    indptr[u + 1]]``. An item may repeat (a user who came back to it)."""
-
-    indptr: IntArray
-    items: npt.NDArray[np.int32]
-
-    def of(self, row: int) -> IntArray:
-        return self.items[self.indptr[row] : self.indptr[row + 1]].astype(np.int64)
-
-    @classmethod
-    def empty(cls, n_users: int) -> Sequences:
-        return cls(np.zeros(n_users + 1, np.int64), np.zeros(0, np.int32))
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingData:
-    """What a family learns from: the window's users x items matrix of summed weights (float32
-    CSR; explicit zeros are neutral events) and each user's recent liked items in order."""
-
-    user_items: sp.csr_matrix
-    sequences: Sequences
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        n_users, n_items = self.user_items.shape
-        return int(n_users), int(n_items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,17 @@ PURE = [
     "ranking",
     "tuning",
     "snapshot",
+    "models",
+    "models.als",
+    "models.data",
+    "models.answers",
 ]
+
+
+def test_the_store_is_neutral_about_snapshots() -> None:
+    """store/ moves named files and a manifest; what they mean is snapshot's business."""
+    loaded = imported_after("recommender.store, recommender.store.objects")
+    assert not {m for m in loaded if m.startswith(("recommender.snapshot", "recommender.models"))}
 
 
 def imported_after(module: str) -> set[str]:
