@@ -90,6 +90,7 @@ def run_build(args: argparse.Namespace) -> int:
         lock_ttl=args.lock_ttl,
         params=params,
         model=args.model,
+        model_memory=args.model_memory,
         dead_letter_topic=args.dead_letter_topic,
         pinned=frozenset(given),
         device=resolve_device(args.device),

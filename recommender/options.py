@@ -293,6 +293,15 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="... or this long after the last session, whichever comes first (default 1h)",
     )
     parser.add_argument(
+        "--model-memory",
+        type=byte_size,
+        default=8 << 30,
+        metavar="SIZE",
+        help="the most memory one fit may take (default 8GiB): self-tuning leaves out a family "
+        "that would need more on this window (EASE's items x items matrix, say), and a retrain "
+        "with such a family falls back to ALS, saying so",
+    )
+    parser.add_argument(
         "--model",
         default="auto",
         metavar="auto|FAMILY",

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import RecommenderError, SnapshotError
 from .kafka import KafkaSettings
+from .models import family_of
 from .snapshot import read_published_manifest
 from .store import SnapshotStore, as_store, snapshot_name
 
@@ -35,13 +36,22 @@ def builder_summary(
     )
     counters = manifest.get("builder") or {}
     quality = manifest.get("quality") or {}
+    family = family_of(manifest) if manifest else None
     settings: dict[str, Any] = {
+        "family": family,
         "params": manifest.get("params"),
         "source": manifest.get("params_source", "default"),
         "pinned": manifest.get("pinned", []),
     }
-    if live is not None and live.get("params") != manifest.get("params"):
-        settings["next"] = {"params": live.get("params"), "source": live.get("params_source")}
+    live_model = (live or {}).get("model") or {}
+    if live is not None and (
+        live.get("params") != manifest.get("params") or live_model.get("family", family) != family
+    ):
+        settings["next"] = {
+            "family": live_model.get("family", "als"),
+            "params": live.get("params"),
+            "source": live.get("params_source"),
+        }
     if live is not None and isinstance(live.get("gate"), dict):
         gate = dict(live["gate"])
         last = gate.get("last") or {}
@@ -140,13 +150,19 @@ def _server(url: str) -> dict[str, Any] | str:
         return f"unreachable ({exc})"
 
 
-def _params_text(params: dict[str, Any] | None) -> str:
+def _params_text(params: dict[str, Any] | None, family: str | None = "als") -> str:
+    """A family and its settings for people (ALS: its four numbers, as always)."""
     if not params:
         return "-"
-    return (
-        f"factors {params.get('factors')}, regularization {params.get('regularization'):.3g}, "
-        f"alpha {params.get('alpha'):.3g}, iterations {params.get('iterations')}"
+    if family in (None, "als"):
+        return (
+            f"factors {params.get('factors')}, regularization {params.get('regularization'):.3g}, "
+            f"alpha {params.get('alpha'):.3g}, iterations {params.get('iterations')}"
+        )
+    values = ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(params.items())
     )
+    return f"{family}: {values}"
 
 
 def _builder_lines(summary: dict[str, Any]) -> list[str]:
@@ -168,7 +184,8 @@ def _builder_lines(summary: dict[str, Any]) -> list[str]:
     pending = summary["settings"].get("next")
     if pending:
         lines.append(
-            f"Next         {_params_text(pending.get('params'))} ({pending.get('source')}), "
+            f"Next         {_params_text(pending.get('params'), pending.get('family'))} "
+            f"({pending.get('source')}), "
             "from the next publication on"
         )
     return lines
@@ -208,8 +225,8 @@ def render_status(
         f"{window.get('items', 0):,} items, span {span} (max {window.get('max_events', 0):,} events"
         + (f", {window['max_age_seconds']:.0f} s" if window.get("max_age_seconds") else "")
         + ")",
-        f"Training     {m.get('training_seconds', 0):.2f} s; {_params_text(params)} "
-        f"({m.get('params_source', 'default')} settings)",
+        f"Model        {family_of(m)}, trained in {m.get('training_seconds', 0):.2f} s; "
+        f"{_params_text(params, family_of(m))} ({m.get('params_source', 'default')} settings)",
         *_builder_lines(builder_summary(m, store.read_status())),
         f"Builder      consumed {builder.get('consumed', 0):,}, accepted "
         f"{builder.get('accepted', 0):,}, malformed: {rejected_text}; retrains "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -14,6 +15,8 @@ from ..store import SnapshotStore
 from ..training import AlsParams
 
 __all__ = ["BuilderConfig", "BuilderStats"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -119,6 +122,24 @@ class BuilderConfig:
         setting = self.setting_for(family, {})
         assert setting is not None
         return setting
+
+    def affordable(self, setting: Setting, shape: tuple[int, int], nnz: int) -> Setting:
+        """``setting``, or ALS's defaults when its family would take more than
+        ``model_memory`` on a window of this shape (a catalogue grown past what EASE can hold,
+        say); logged. A pinned family is kept, with a warning."""
+        cost = make_family(setting.family).cost(shape[0], shape[1], nnz, setting.params)
+        if cost.bytes <= self.model_memory or setting.family == "als":
+            return setting
+        fallback = self.setting_for("als", {})
+        log.warning(
+            "%s would take about %.1f GiB on %d items, over --model-memory %.1f GiB%s",
+            setting.family,
+            cost.bytes / 2**30,
+            shape[1],
+            self.model_memory / 2**30,
+            ": this retrain uses ALS's defaults instead" if fallback else " (pinned: trying)",
+        )
+        return fallback or setting
 
     def setting_for(self, family: str, params: Mapping[str, Any]) -> Setting | None:
         """``params`` for ``family`` completed with its defaults, the pinned ALS flags applied;

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import LockLost, TrainingAborted, TrainingError, one_line
-from ..models import FittedModel, ModelFamily, Setting, make_family, model_class
+from ..models import FittedModel, ModelFamily, Setting, make_family
 from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot
 from ..store import WriterLease
@@ -27,9 +27,9 @@ from ..training import AlsParams, snapshot_arrays
 from ..window import WindowMatrix
 from .config import BuilderConfig, BuilderStats
 from .manifest import retrain_manifest
-from .resume import find_resumable
+from .resume import ServingModel, find_resumable, positions_of
 
-__all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]
+__all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]  # ServingModel: resume
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,6 @@ class RetrainJob:
     params_source: str | None = None
     #: Started before the backlog was read (``--partial-models``): marked so in the manifest.
     partial: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ServingModel:
-    """What the quality gate compares against: the newest published model, when it was made, and
-    the next offset per partition it had consumed (events at or after those it has not seen)."""
-
-    model: GateModel
-    positions: dict[int, int]
-    created_at: float
-    #: Built from part of the backlog: never held against a model of all of it.
-    partial: bool = False
-
-
-def _positions(partitions: dict[str, Any]) -> dict[int, int]:
-    return {int(p): int(pos["next_offset"]) for p, pos in partitions.items()}
 
 
 class Publisher:
@@ -102,21 +86,9 @@ class Publisher:
         snapshot = find_resumable(self.store, self.config.topic, self.stats)
         if snapshot is None:
             return None
-        manifest = snapshot.manifest
-        family = snapshot.family
-        params = (manifest.get("model") or {}).get("params") or manifest.get("params", {})
-        cls = model_class(family)
-        fitted = cls.from_arrays(
-            {name: snapshot.arrays[name] for name in cls.ARRAYS}, params, len(snapshot.item_ids)
-        )
-        self.serving = ServingModel(
-            GateModel(snapshot.item_ids, fitted, snapshot.arrays["popularity"]),
-            _positions(manifest.get("partitions", {})),
-            float(manifest.get("created_at", time.time())),
-            partial=manifest.get("partial") is True,
-        )
-        self._resume_settings(manifest)
-        return manifest
+        self.serving = ServingModel.of(snapshot)
+        self._resume_settings(snapshot.manifest)
+        return snapshot.manifest
 
     def _resume_settings(self, manifest: dict[str, Any]) -> None:
         if manifest.get("params_source") != "tuned" or not self.config.tune:
@@ -180,7 +152,9 @@ class Publisher:
 
     def _run(self, job: RetrainJob) -> None:
         matrix = job.matrix
-        setting = job.setting or self.setting
+        setting = self.config.affordable(
+            job.setting or self.setting, matrix.user_items.shape, int(matrix.user_items.nnz)
+        )
         family = self.family(setting.family)
         stop = self._abort.is_set
         verdict: GateVerdict | None = None
@@ -360,7 +334,7 @@ class Publisher:
         self.consecutive_refusals = 0
         self.serving = ServingModel(
             GateModel(list(matrix.item_ids), fitted, matrix.popularity),
-            _positions(job.partitions),
+            positions_of(job.partitions),
             time.time(),
             partial=job.partial,
         )

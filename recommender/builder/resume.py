@@ -10,13 +10,18 @@ mistake, said in one line (nothing is moved).
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError, SnapshotError
+from ..models import model_class
+from ..quality import GateModel
 from ..snapshot import Snapshot, load_published, read_published_manifest
 from ..store import SnapshotStore
 from .config import BuilderStats
 
-__all__ = ["find_resumable", "quarantine"]
+__all__ = ["ServingModel", "find_resumable", "positions_of", "quarantine"]
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +80,36 @@ def find_resumable(store: SnapshotStore, topic: str, stats: BuilderStats) -> Sna
             f"v{version}), not {topic!r}: use another --model-dir"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModel:
+    """What the quality gate compares against: the newest published model, when it was made, and
+    the next offset per partition it had consumed (events at or after those it has not seen)."""
+
+    model: GateModel
+    positions: dict[int, int]
+    created_at: float
+    #: Built from part of the backlog: never held against a model of all of it.
+    partial: bool = False
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> ServingModel:
+        """The gate's view of a loaded snapshot (any family)."""
+        manifest = snapshot.manifest
+        params = (manifest.get("model") or {}).get("params") or manifest.get("params", {})
+        model = model_class(snapshot.family)
+        fitted = model.from_arrays(
+            {name: snapshot.arrays[name] for name in model.ARRAYS}, params, len(snapshot.item_ids)
+        )
+        return cls(
+            GateModel(snapshot.item_ids, fitted, snapshot.arrays["popularity"]),
+            positions_of(manifest.get("partitions", {})),
+            float(manifest.get("created_at", time.time())),
+            partial=manifest.get("partial") is True,
+        )
+
+
+def positions_of(partitions: dict[str, Any]) -> dict[int, int]:
+    """A manifest's next offset per partition."""
+    return {int(p): int(pos["next_offset"]) for p, pos in partitions.items()}

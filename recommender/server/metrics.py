@@ -115,12 +115,20 @@ class _StateCollector(Collector):
         from ..status import builder_summary
 
         summary = builder_summary(manifest or None, self.builder_status())
+        settings = summary["settings"]
+        family = GaugeMetricFamily(
+            "recommender_model_family_info",
+            "The model family serving (1 for it); source is default, pinned or tuned.",
+            labels=["family", "source"],
+        )
+        if settings.get("family"):
+            family.add_metric([str(settings["family"]), str(settings.get("source"))], 1)
+        yield family
         params = GaugeMetricFamily(
             "recommender_model_params",
-            "ALS settings of the serving model, by name; source is default, pinned or tuned.",
+            "Settings of the serving model's family, by name; source is default, pinned or tuned.",
             labels=["name", "source"],
         )
-        settings = summary["settings"]
         for name, value in (settings.get("params") or {}).items():
             if name != "random_seed" and isinstance(value, int | float):
                 params.add_metric([name, str(settings.get("source"))], value)

@@ -313,7 +313,9 @@ async def model_info(request: web.Request) -> web.Response:
             "loaded_at": holder.loaded_at,
             "users": model.n_users,
             "items": model.n_items,
+            "family": model.family,
             "factors": model.factors,
+            "has_user_vectors": model.has_user_vectors,
             "fresh": {"users": stats.users, "events": stats.events},
             "catalog_items": len(request.app[CATALOG]),
             "builder_status": holder.builder_status,
@@ -344,6 +346,7 @@ async def status(request: web.Request) -> web.Response:
             "items": model.n_items,
             "span_seconds": (hi - lo) / 1000 if lo is not None and hi is not None else None,
             "training_seconds": manifest.get("training_seconds"),
+            "family": model.family,
         }
     return json_response(
         {

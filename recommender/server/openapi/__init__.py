@@ -360,8 +360,22 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 },
                 "ModelInfo": {
                     "type": "object",
-                    "required": ["manifest", "users", "items"],
-                    "properties": {"manifest": {"type": "object"}},
+                    "required": ["manifest", "users", "items", "family"],
+                    "properties": {
+                        "manifest": {"type": "object"},
+                        "family": {
+                            "type": "string",
+                            "description": "The model family serving (als, ease, ...)",
+                        },
+                        "factors": {
+                            "type": "integer",
+                            "description": "Latent dimensions (0 for item-item families)",
+                        },
+                        "has_user_vectors": {
+                            "type": "boolean",
+                            "description": "Whether /similar-users can answer",
+                        },
+                    },
                 },
             },
         },
