@@ -1,0 +1,245 @@
+"""The online loop's pure parts: exposure records, attribution, live quality, experiments."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.online.attribution import Attribution
+from recommender.online.experiments import ExperimentResults, ExperimentSpec, ab_arm, team_draft
+from recommender.online.exposures import (
+    Exposure,
+    decode_exposure,
+    encode_exposure,
+    is_recommendation_id,
+    new_recommendation_id,
+)
+from recommender.online.live import LiveQuality
+
+MINUTE = 60_000
+
+
+def exposure(user, items, ts, **extra):
+    return Exposure(
+        id=extra.pop("id", new_recommendation_id()),
+        timestamp_ms=ts,
+        user=user,
+        items=tuple(items),
+        route="/recommend",
+        model_version=extra.pop("version", 1),
+        family="als",
+        **extra,
+    )
+
+
+def test_ids_are_short_url_safe_and_unique():
+    ids = {new_recommendation_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(is_recommendation_id(i) for i in ids)
+    assert not is_recommendation_id("has space!!!") and not is_recommendation_id(7)
+
+
+def test_exposure_records_round_trip_and_malformed_ones_are_refused():
+    shown = exposure("u1", ["a", "b"], 5, arm="challenger", experiment="x1", challenger_version=3)
+    assert decode_exposure(encode_exposure(shown)) == shown
+    good = json.loads(encode_exposure(shown))
+    for bad in (
+        b"not json",
+        b"[1]",
+        json.dumps({**good, "id": "short"}).encode(),
+        json.dumps({**good, "items": "a"}).encode(),
+        json.dumps({**good, "arm": "third"}).encode(),
+        json.dumps({**good, "credit": ["champion"]}).encode(),  # not one per item
+        json.dumps({**good, "ts": True}).encode(),
+        b"{" * 100_000,
+        None,
+    ):
+        assert decode_exposure(bad) is None
+
+
+def test_an_interaction_goes_to_the_newest_exposure_that_showed_the_item_within_the_window():
+    join = Attribution(window_ms=30 * MINUTE)
+    old = exposure("u", ["a", "b"], 0)
+    new = exposure("u", ["c", "a"], 10 * MINUTE)
+    join.expose(old)
+    join.expose(new)
+    hit = join.interact("u", "a", 1.0, 11 * MINUTE)
+    assert hit.exposure is new and hit.position == 1 and hit.first_like
+    assert join.interact("u", "b", 1.0, 12 * MINUTE).exposure is old
+    assert join.interact("u", "zzz", 1.0, 12 * MINUTE) is None  # never shown
+    assert join.interact("someone", "a", 1.0, 12 * MINUTE) is None  # shown to someone else
+    assert join.interact("u", "b", 1.0, 31 * MINUTE) is None  # past the window
+    second = join.interact("u", "c", 1.0, 12 * MINUTE)
+    assert second.exposure is new and not second.first_like  # a hit once, however many likes
+
+
+def test_an_explicit_id_wins_and_dislikes_are_negative_feedback():
+    join = Attribution()
+    first = exposure("u", ["a"], 0)
+    second = exposure("u", ["a"], MINUTE)
+    join.expose(first)
+    join.expose(second)
+    named = join.interact("u", "a", 1.0, 2 * MINUTE, recommendation_id=first.id)
+    assert named.exposure is first and named.explicit
+    assert join.interact("u", "a", -1.0, 2 * MINUTE).feedback == "dislike"
+    assert join.interact("u", "a", 0.0, 2 * MINUTE).feedback == "neutral"
+    # An id that does not show the item falls back to the implicit rule.
+    assert join.interact("u", "a", 1.0, 2 * MINUTE, recommendation_id="nonexistent1").exposure
+
+
+def test_attribution_memory_is_bounded():
+    join = Attribution(max_per_user=3, max_exposures=100)
+    for k in range(1000):
+        join.expose(exposure(f"u{k % 300}", ["a"], k))
+    assert len(join) <= 100 + 3
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.booleans()), max_size=60))
+def test_attribution_matches_a_brute_force_join(script):
+    """Every interaction is attributed to the newest earlier exposure of that user showing the
+    item, within the window, and each exposure is a hit at most once."""
+    window = 10
+    join = Attribution(window_ms=window)
+    shown: list[Exposure] = []
+    hits: set[str] = set()
+    for t, (user, item, is_exposure) in enumerate(script):
+        if is_exposure:
+            e = exposure(f"u{user}", [f"i{item}", f"i{(item + 1) % 6}"], t * 3)
+            shown.append(e)
+            join.expose(e)
+            continue
+        ts = t * 3
+        candidates = [
+            e
+            for e in shown
+            if e.user == f"u{user}"
+            and f"i{item}" in e.items
+            and -5000 <= ts - e.timestamp_ms <= window
+        ]
+        got = join.interact(f"u{user}", f"i{item}", 1.0, ts)
+        if not candidates:
+            assert got is None
+            continue
+        expected = candidates[-1]
+        assert got is not None and got.exposure is expected
+        assert got.first_like == (expected.id not in hits)
+        hits.add(expected.id)
+
+
+def test_live_quality_counts_exposures_hits_and_positions_per_version_and_period():
+    live = LiveQuality()
+    join = Attribution()
+    for k in range(10):
+        e = exposure(f"u{k}", ["a", "b", "c"], k * 1000, version=1 + k // 5)
+        live.exposed(e)
+        join.expose(e)
+    for k in range(4):  # users 0..3 like their second item
+        live.attributed(join.interact(f"u{k}", "b", 1.0, 20_000))
+    live.attributed(join.interact("u9", "a", -1.0, 20_000))
+    report = live.report(30_000)
+    five = report["periods"]["5m"]
+    assert (five["exposures"], five["hits"], five["negatives"]) == (10, 4, 1)
+    assert five["hit_rate"] == pytest.approx(0.4)
+    assert five["hits_by_position"][1] == 4
+    assert five["versions"]["1"]["hits"] == 4 and five["versions"]["2"]["exposures"] == 5
+    assert five["distinct_items_shown"] == 3
+    again = LiveQuality.from_state(json.loads(json.dumps(live.to_state())))
+    assert again.report(30_000)["periods"]["24h"]["hits"] == 4
+    assert live.report(30_000 + 2 * 3600_000)["periods"]["1h"]["exposures"] == 0
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+def test_team_draft_merges_both_rankings_fairly_without_duplicates():
+    a, b = [f"a{k}" for k in range(10)], [f"b{k}" for k in range(10)]
+    items, credit = team_draft(a, b, 10, seed="r1")
+    assert len(items) == 10 and len(set(items)) == 10
+    assert abs(credit.count("champion") - credit.count("challenger")) <= 1
+    assert all(i.startswith("a") == (c == "champion") for i, c in zip(items, credit, strict=True))
+    same, credit = team_draft(a, a, 5, seed="r2")  # identical rankings: the ranking itself
+    assert same == a[:5]
+    short, _ = team_draft(a[:2], b[:1], 10, seed="r3")
+    assert len(short) == 3
+    assert team_draft(a, b, 10, seed="r1") == team_draft(a, b, 10, seed="r1")
+
+
+def test_ab_assignment_is_stable_and_follows_the_share():
+    spec = ExperimentSpec("x1", "ab", 0.3, 0.0)
+    arms = [ab_arm(spec, f"user-{k}") for k in range(10_000)]
+    assert 0.27 < arms.count("challenger") / len(arms) < 0.33
+    assert arms == [ab_arm(spec, f"user-{k}") for k in range(10_000)]
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec
+    assert ExperimentSpec.from_dict({"id": "x", "mode": "ab", "share": 2}) is None
+
+
+GROUPS, ITEMS = 4, 200
+
+
+def _ranking(group, rng, quality):
+    """A ranking whose top is ``quality`` share the user's group items."""
+    mine = [f"i{k}" for k in range(ITEMS) if k % GROUPS == group]
+    other = [f"i{k}" for k in range(ITEMS) if k % GROUPS != group]
+    rng.shuffle(mine)
+    rng.shuffle(other)
+    out = []
+    while len(out) < 10:
+        out.append(mine.pop() if rng.random() < quality else other.pop())
+    return out
+
+
+def simulate(mode, champion_quality, challenger_quality, impressions, seed):
+    """Users click items of their own group with a position bias; returns the verdict."""
+    rng = random.Random(seed)
+    spec = ExperimentSpec(f"x{seed}", mode, 0.5, 0.0)
+    results = ExperimentResults(spec)
+    join = Attribution(window_ms=10**9)
+    users = [f"u{k}" for k in range(200)]
+    for t in range(impressions):
+        user = rng.choice(users)
+        group = int(user[1:]) % GROUPS
+        a = _ranking(group, rng, champion_quality)
+        b = _ranking(group, rng, challenger_quality)
+        rec = new_recommendation_id()
+        if mode == "interleave":
+            items, credit = team_draft(a, b, 10, seed=rec)
+            e = exposure(user, items, t, id=rec, credit=tuple(credit), experiment=spec.id)
+        else:
+            arm = ab_arm(spec, user)
+            items = a if arm == "champion" else b
+            e = exposure(user, items, t, id=rec, arm=arm, experiment=spec.id)
+        results.exposed(e)
+        join.expose(e)
+        for position, item in enumerate(items):
+            liked = int(item[1:]) % GROUPS == group
+            if liked and rng.random() < 0.5 / (1 + position):  # position bias
+                results.attributed(join.interact(user, item, 1.0, t))
+    return results.verdict(seed=seed)
+
+
+def test_interleaving_finds_a_better_and_a_worse_challenger_within_3000_impressions():
+    better = simulate("interleave", 0.5, 0.6, 3000, seed=1)
+    assert better["verdict"] == "challenger", better["reason"]
+    worse = simulate("interleave", 0.5, 0.4, 3000, seed=2)
+    assert worse["verdict"] == "champion", worse["reason"]
+
+
+def test_a_small_sample_is_never_a_verdict():
+    tiny = simulate("interleave", 0.2, 0.9, 40, seed=3)
+    assert tiny["verdict"] == "undecided" and "too little" in tiny["reason"]
+    assert simulate("ab", 0.2, 0.9, 40, seed=3)["verdict"] == "undecided"
+
+
+def test_ab_finds_a_much_better_challenger():
+    verdict = simulate("ab", 0.3, 0.7, 4000, seed=4)
+    assert verdict["verdict"] == "challenger", verdict["reason"]
+    assert verdict["arms"]["challenger"]["rate"] > verdict["arms"]["champion"]["rate"]
+
+
+@pytest.mark.parametrize("mode", ["interleave", "ab"])
+def test_an_a_a_experiment_ends_undecided_in_at_least_95_percent_of_runs(mode):
+    verdicts = [simulate(mode, 0.5, 0.5, 1500, seed=100 + k)["verdict"] for k in range(40)]
+    assert verdicts.count("undecided") >= 38, verdicts
