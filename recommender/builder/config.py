@@ -45,6 +45,13 @@ class BuilderConfig:
     model: str = "auto"
     #: Peak bytes a fit may take: self-tuning leaves out a family whose fit would need more.
     model_memory: int = 8 << 30
+    #: The servers' exposures topic: the builder's monitor joins it with the interactions and
+    #: publishes live quality (None: no monitor).
+    exposures_topic: str | None = "recommendations"
+    #: Interactions are attributed to exposures at most this many seconds old.
+    attribution_window: float = 1800.0
+    #: Where experiments are started and stopped (the monitor follows it too).
+    experiments_topic: str | None = "experiments"
     #: Where retrains fit ALS (resolved: see training.resolve_device); tuning stays on one core.
     device: Literal["cpu", "gpu"] = "cpu"
     dead_letter_topic: str | None = None
@@ -101,6 +108,8 @@ class BuilderConfig:
             )
         if self.max_model_age is not None and self.max_model_age <= 0:
             raise ConfigError("--max-model-age must be positive (or off)")
+        if not 1 <= self.attribution_window <= 7 * 86400:
+            raise ConfigError("--attribution-window must be from 1 s to 7 days")
         if self.model != "auto" and self.model not in FAMILIES:
             raise ConfigError(
                 f"--model {self.model!r}: choose auto or one of {', '.join(sorted(FAMILIES))}"

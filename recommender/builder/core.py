@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from ..errors import ConfigError, LockLost, RecommenderError, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
+from ..online.monitor import Monitor
 from ..store import WriterLease
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
@@ -117,15 +118,42 @@ class ModelBuilder:
             consumer = self.kafka.consumer(
                 **{"auto.offset.reset": "earliest"}, **self.health.client_config("builder")
             )
+            monitor = self._monitor()
             try:
                 self._loop(consumer, stop, lease)
             finally:
+                if monitor is not None:
+                    monitor.stop()
                 self._shutdown(consumer)
             if lease.lost.is_set():
                 raise LockLost(
                     f"{lease.lost_reason}: this builder stopped; one builder per store",
                     taken=True,
                 )
+
+    def _monitor(self) -> Monitor | None:
+        """The online loop's monitor (see recommender.online.monitor), when exposures are on."""
+        config = self.config
+        if config.exposures_topic is None:
+            return None
+        monitor = Monitor(
+            self.kafka,
+            store=config.store,
+            interactions_topic=config.topic,
+            exposures_topic=config.exposures_topic,
+            control_topic=config.experiments_topic,
+            window_ms=int(config.attribution_window * 1000),
+            ratings=config.ratings,
+            health=self.health,
+        )
+        monitor.start()
+        log.info(
+            "monitor: attributing %s to exposures of %s within %.0f s",
+            config.topic,
+            config.exposures_topic,
+            config.attribution_window,
+        )
+        return monitor
 
     def _loop(self, consumer: Any, stop: threading.Event, lease: WriterLease) -> None:
         partitions = topic_partitions(consumer, self.config.topic)

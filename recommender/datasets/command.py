@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..cli.options import add_common
 from ..errors import RecommenderError
-from ..options import add_common
 from . import DatasetName, datasets_dir, default_root, search_path
 from .fetch import (
     ANIME,

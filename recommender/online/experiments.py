@@ -143,33 +143,91 @@ def _bootstrap(
 class _User:
     exposures: dict[str, int] = field(default_factory=lambda: {"champion": 0, "challenger": 0})
     hits: dict[str, int] = field(default_factory=lambda: {"champion": 0, "challenger": 0})
+    #: Interleaving, closed impressions with a like: challenger wins, champion wins, ties.
+    outcomes: list[int] = field(default_factory=lambda: [0, 0, 0])
 
 
 class ExperimentResults:
-    """Per-user outcomes of one experiment, and its verdict."""
+    """Per-user outcomes of one experiment, and its verdict.
+
+    The caller (the monitor's join) says what counts: :meth:`exposed` and :meth:`hit` add to the
+    tallies, :meth:`credit` records an interleaved impression's likes per arm (its outcome can
+    change while likes may still come), :meth:`close` folds impressions older than the
+    attribution window into their users' tallies. State round-trips through JSON.
+    """
 
     def __init__(self, spec: ExperimentSpec) -> None:
         self.spec = spec
         self._users: dict[str, _User] = {}
-        #: Interleaving: per impression with a like, its user and likes credited per arm.
-        self._impressions: dict[str, tuple[str, dict[str, int]]] = {}
+        #: Interleaving: open impressions with a like: user, exposure time, likes per arm.
+        self._open: dict[str, tuple[str, int, dict[str, int]]] = {}
+
+    def _user(self, user: str) -> _User:
+        found = self._users.get(user)
+        if found is None:
+            found = self._users[user] = _User()
+        return found
 
     def exposed(self, exposure: Exposure) -> None:
-        if exposure.experiment != self.spec.id or exposure.user is None:
-            return
-        user = self._users.setdefault(exposure.user, _User())
-        user.exposures[exposure.arm or "champion"] += 1
+        if exposure.experiment == self.spec.id and exposure.user is not None:
+            self._user(exposure.user).exposures[exposure.arm or "champion"] += 1
 
-    def attributed(self, outcome: Attributed) -> None:
+    def hit(self, outcome: Attributed) -> None:
+        """An A/B exposure's first like."""
+        exposure = outcome.exposure
+        if exposure.experiment == self.spec.id and exposure.user is not None:
+            self._user(exposure.user).hits[exposure.arm or "champion"] += 1
+
+    def credit(self, outcome: Attributed) -> None:
+        """An interleaved impression's likes so far, per arm."""
         exposure = outcome.exposure
         if exposure.experiment != self.spec.id or exposure.user is None:
             return
+        self._open[exposure.id] = (exposure.user, exposure.timestamp_ms, dict(outcome.credited))
+
+    def close(self, until_ms: int, window_ms: int, *, closed_before: int = 0) -> None:
+        """Fold impressions whose window has passed by ``until_ms`` into their users' tallies
+        (those whose window had passed by ``closed_before``, a checkpoint's time, were folded
+        before it: dropped)."""
+        done = [k for k, (_, ts, _) in self._open.items() if ts + window_ms <= until_ms]
+        for key in done:
+            user, ts, credited = self._open.pop(key)
+            if ts + window_ms > closed_before:
+                self._user(user).outcomes[_outcome(credited)] += 1
+
+    def attributed(self, outcome: Attributed) -> None:
+        """Both kinds at once (everything counts: for callers without replays)."""
         if outcome.feedback != "like":
             return
-        if exposure.credit is not None:
-            self._impressions[exposure.id] = (exposure.user, dict(outcome.credited))
+        if outcome.exposure.credit is not None:
+            self.credit(outcome)
         elif outcome.first_like:
-            self._users.setdefault(exposure.user, _User()).hits[exposure.arm or "champion"] += 1
+            self.hit(outcome)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "users": {
+                u: [x.exposures["champion"], x.exposures["challenger"], x.hits["champion"],
+                    x.hits["challenger"], *x.outcomes]
+                for u, x in self._users.items()
+            },
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ExperimentResults | None:
+        spec = ExperimentSpec.from_dict(state.get("spec"))
+        if spec is None:
+            return None
+        results = cls(spec)
+        for user, row in (state.get("users") or {}).items():
+            if isinstance(row, list) and len(row) == 7:
+                results._users[str(user)] = _User(
+                    {"champion": int(row[0]), "challenger": int(row[1])},
+                    {"champion": int(row[2]), "challenger": int(row[3])},
+                    [int(v) for v in row[4:]],
+                )
+        return results
 
     def verdict(self, *, seed: int = 0) -> dict[str, Any]:
         """Mode, per-arm figures, the difference with its 99 % interval, the verdict and the
@@ -207,11 +265,11 @@ class ExperimentResults:
         return {**result, **_decide(estimate, diff, arms, "difference of hit rates")}
 
     def _interleaving(self, seed: int) -> dict[str, Any]:
-        per_user: dict[str, list[int]] = {}
-        for user, credited in self._impressions.values():
-            row = per_user.setdefault(user, [0, 0, 0])  # challenger wins, champion wins, ties
-            c, h = credited.get("challenger", 0), credited.get("champion", 0)
-            row[0 if c > h else 1 if h > c else 2] += 1
+        per_user: dict[str, list[int]] = {
+            u: list(x.outcomes) for u, x in self._users.items() if any(x.outcomes)
+        }
+        for user, _, credited in self._open.values():  # still open: as they stand now
+            per_user.setdefault(user, [0, 0, 0])[_outcome(credited)] += 1
         table = np.array(list(per_user.values()), dtype=np.float64).reshape(-1, 3)
         wins, losses, ties = (int(x) for x in table.sum(axis=0)) if table.size else (0, 0, 0)
         impressions = wins + losses + ties
@@ -229,6 +287,12 @@ class ExperimentResults:
         diffs = _bootstrap(table[:, 0] - table[:, 1], table.sum(axis=1), seed=seed)
         estimate = (wins - losses) / impressions
         return {**result, **_decide(estimate, diffs, arms, "challenger's net win share")}
+
+
+def _outcome(credited: dict[str, int]) -> int:
+    """0: a challenger win, 1: a champion win, 2: a tie."""
+    c, h = credited.get("challenger", 0), credited.get("champion", 0)
+    return 0 if c > h else 1 if h > c else 2
 
 
 def _undecided(

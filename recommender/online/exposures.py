@@ -21,6 +21,7 @@ __all__ = [
     "ARMS",
     "MAX_EXPOSURE_BYTES",
     "MAX_SHOWN",
+    "RECOMMENDATION_HEADER",
     "Arm",
     "Exposure",
     "decode_exposure",
@@ -36,6 +37,8 @@ MAX_SHOWN: Final = 1000
 #: A record longer than this is not an exposure (1,000 ids of 256 bytes and the rest).
 MAX_EXPOSURE_BYTES: Final = 300_000
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{12}$")
+#: The Kafka record header (and JSON field) that names the answer an interaction responds to.
+RECOMMENDATION_HEADER: Final = "recommendation_id"
 
 
 def new_recommendation_id() -> str:

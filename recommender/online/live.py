@@ -25,6 +25,7 @@ PERIODS: Final = {"5m": 5 * 60_000, "1h": 3600_000, "24h": 24 * 3600_000}
 POSITIONS: Final = 10  # hits by position: 1..10, and deeper ones together
 _KEEP_MS: Final = PERIODS["24h"] + BUCKET_MS
 _COVERAGE_MS: Final = PERIODS["1h"]
+_COARSE_MINUTES: Final = 10
 #: At most this many distinct items remembered per minute for coverage.
 _MAX_SHOWN_PER_MINUTE: Final = 200_000
 
@@ -108,10 +109,24 @@ class LiveQuality:
     def _advance(self, now_ms: int) -> None:
         if now_ms <= self.newest_ms:
             return
+        minute_changed = now_ms // BUCKET_MS != self.newest_ms // BUCKET_MS
         self.newest_ms = now_ms
+        if not minute_changed:
+            return
         oldest = (now_ms - _KEEP_MS) // BUCKET_MS
-        if any(key[0] < oldest for key in self._buckets):
-            self._buckets = {k: v for k, v in self._buckets.items() if k[0] >= oldest}
+        coarse = (now_ms - _COVERAGE_MS) // BUCKET_MS
+        kept: dict[tuple[int, int, str], _Counts] = {}
+        for (minute, version, arm), counts in self._buckets.items():
+            if minute < oldest:
+                continue
+            if minute < coarse:  # older than an hour: ten-minute buckets keep the state small
+                minute -= minute % _COARSE_MINUTES
+            target = kept.get((minute, version, arm))
+            if target is None:
+                kept[(minute, version, arm)] = counts
+            else:
+                target.add(counts)
+        self._buckets = kept
         first_shown = (now_ms - _COVERAGE_MS) // BUCKET_MS
         for minute in [m for m in self._shown if m < first_shown]:
             del self._shown[minute]

@@ -15,6 +15,9 @@ from ..kafka import BrokerHealth, parse_overrides
 from ..store import open_store
 from .batching import ScoreBatcher
 from .chat_state import AskedMemory, Registrations, SharedRegistry
+from .experiments import Experiments, experiments_of
+from .experiments import routes as experiment_routes
+from .exposures import ExposureLog, exposures_of
 from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
@@ -28,6 +31,8 @@ from .state import (
     CHAT,
     CONFIG,
     COVERAGE,
+    EXPERIMENTS,
+    EXPOSURES,
     FRESH,
     HEALTH,
     HOLDER,
@@ -115,6 +120,8 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
             current_model=lambda: holder.model,
             metrics=app[METRICS],
             health=app[HEALTH],
+            control_topic=experiments_of(app).topic,
+            on_control=experiments_of(app).apply,
         )
         app[COVERAGE] = follower
         follower.start()
@@ -126,6 +133,7 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
     ingest = app.get(INGEST)
     if isinstance(ingest, Ingest):
         ingest.close()
+    exposures_of(app).close()
 
 
 def create_app(
@@ -167,9 +175,12 @@ def create_app(
     app[BATCHER] = ScoreBatcher(window=config.batch_window, on_batch=metrics.score_batch.observe)
     app[COVERAGE] = Coverage()
     app[INGEST] = None
+    app[EXPOSURES] = ExposureLog(config.kafka, config.exposures_topic, metrics, health)
+    app[EXPERIMENTS] = Experiments(config, config.kafka)
 
     app.add_routes(routes)
     app.add_routes(seed_routes)
+    app.add_routes(experiment_routes)
     registrations = Registrations(config.chat_memory // 4, shared=chat_registry)
     app[CHAT] = ChatState(
         registrations=registrations, asked=AskedMemory(max_bytes=config.chat_memory * 3 // 4)

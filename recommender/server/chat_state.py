@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AskedMemory", "Registrations", "SharedRegistry"]
+__all__ = ["AnswerMemory", "AskedMemory", "Registrations", "SharedRegistry"]
 
 _HEADER = 2  # uint64 slots: which table is current, how many keys it holds
 _EMPTY = np.uint64(0)
@@ -149,3 +149,23 @@ class AskedMemory:
         while self.bytes > self.max_bytes and len(self._asked) > 1:
             oldest, _ = self._asked.popitem(last=False)
             self.bytes -= self._sizes.pop(oldest)
+
+
+class AnswerMemory:
+    """Per user, the last chat answer's ``recommendation_id`` and items (a later rating of one
+    of them names that answer), least recently answered users dropped past ``max_users``."""
+
+    def __init__(self, *, max_users: int = 100_000) -> None:
+        self.max_users = max_users
+        self._answers: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
+
+    def remember(self, user: str, recommendation_id: str, items: list[str]) -> None:
+        self._answers[user] = (recommendation_id, frozenset(items[:100]))
+        self._answers.move_to_end(user)
+        while len(self._answers) > self.max_users:
+            self._answers.popitem(last=False)
+
+    def named(self, user: str, item: str) -> str | None:
+        """The id of the last answer to ``user`` that showed ``item``, if any."""
+        found = self._answers.get(user)
+        return found[0] if found is not None and item in found[1] else None

@@ -70,8 +70,12 @@ class Follower(Coverage):
         current_model: Callable[[], RecommenderModel | None],
         metrics: ServerMetrics,
         health: BrokerHealth,
+        control_topic: str | None = None,
+        on_control: Callable[[list[bytes | None]], None] = lambda values: None,
     ) -> None:
         self.kafka = kafka
+        self.control_topic = control_topic
+        self.on_control = on_control
         self.topic = topic
         self.items_topic = items_topic
         self.fresh = fresh
@@ -128,17 +132,17 @@ class Follower(Coverage):
 
     # -- the thread ----------------------------------------------------------------------------
 
-    def _assign_items(self, consumer: Consumer) -> bool:
-        assert self.items_topic is not None
+    def _assign_whole(self, consumer: Consumer, topic: str, what: str) -> bool:
+        """Read all of a small topic (the catalogue, experiment controls) from its beginning."""
         try:
-            partitions = topic_partitions(consumer, self.items_topic, timeout=2.0)
+            partitions = topic_partitions(consumer, topic, timeout=2.0)
         except TopicMissing as exc:
-            log.debug("items topic not ready: %s", exc)
+            log.debug("%s topic not ready: %s", what, exc)
             return False
         consumer.incremental_assign(
-            [TopicPartition(self.items_topic, p, OFFSET_BEGINNING) for p in partitions]
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         )
-        log.info("reading the item catalogue from %s", self.items_topic)
+        log.info("reading the %s from %s", what, topic)
         return True
 
     def _assign_interactions(self, consumer: Consumer, model: RecommenderModel) -> bool:
@@ -194,12 +198,25 @@ class Follower(Coverage):
         admin = self.kafka.admin()
         interactions_assigned = False
         items_assigned = self.items_topic is None
+        control_assigned = self.control_topic is None
+        next_topic_check = 0.0
         next_check = time.monotonic() + _WATERMARK_CHECK_SECONDS
         try:
             while not self._stop.is_set():
                 try:
-                    if not items_assigned:
-                        items_assigned = self._assign_items(consumer)
+                    retry = time.monotonic() >= next_topic_check
+                    if not items_assigned and retry:
+                        assert self.items_topic is not None
+                        items_assigned = self._assign_whole(
+                            consumer, self.items_topic, "item catalogue"
+                        )
+                    if not control_assigned and retry:
+                        assert self.control_topic is not None
+                        control_assigned = self._assign_whole(
+                            consumer, self.control_topic, "experiments"
+                        )
+                    if retry:  # a topic that does not exist yet is looked for every second
+                        next_topic_check = time.monotonic() + 1.0
                     if not interactions_assigned:
                         model = self.current_model()
                         if model is not None:
@@ -234,6 +251,9 @@ class Follower(Coverage):
         items = [m.value() for m in good if m.topic() == self.items_topic]
         if items:
             self.catalog.update(items)
+        controls = [m.value() for m in good if m.topic() == self.control_topic]
+        if controls:
+            self.on_control(controls)
         events = [m for m in good if m.topic() == self.topic]
         if events:
             self._follow(consumer, events)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message
 
 from ..events import format_event, parse_values
 from ..kafka import BrokerHealth, KafkaSettings
+from ..online.exposures import RECOMMENDATION_HEADER, is_recommendation_id
 from ..ratings import RatingScale
 
 __all__ = ["MAX_BODY_BYTES", "MAX_EVENTS_PER_REQUEST", "Ingest", "IngestResult", "decode_body"]
@@ -37,6 +38,9 @@ def _json_event(event: object) -> bytes | str:
     """Wire bytes for a JSON event, or the reason it is malformed."""
     if not isinstance(event, dict):
         return "not_an_object"
+    named = event.get("recommendation_id")
+    if named is not None and not is_recommendation_id(named):
+        return "bad_recommendation_id"
     user, item = event.get("user"), event.get("item")
     weight = event.get("weight", event.get("rating"))
     if not isinstance(user, str) or not isinstance(item, str):
@@ -51,10 +55,32 @@ def _json_event(event: object) -> bytes | str:
         return "not_utf8"
 
 
+def recommendation_ids(content_type: str, body: bytes) -> list[str | None]:
+    """The ``recommendation_id`` of each JSON event of a body (aligned with
+    :func:`decode_body`'s entries; None where an event names none, and for text bodies)."""
+    if content_type != "application/json":
+        return []
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return []
+    if isinstance(data, dict) and "events" in data:
+        data = data["events"]
+    events = data if isinstance(data, list) else [data]
+    return [
+        e["recommendation_id"]
+        if isinstance(e, dict) and is_recommendation_id(e.get("recommendation_id"))
+        else None
+        for e in events
+    ]
+
+
 def decode_body(content_type: str, body: bytes) -> list[bytes | str]:
     """Events of a request body: JSON (an event, a list, or {"events": [...]}) or text lines.
 
     Each entry is the event's wire bytes, or a reject reason for a JSON event of the wrong shape.
+    A JSON event may name the answer it responds to (``recommendation_id``; see
+    :func:`recommendation_ids`): it then travels as a Kafka record header.
     """
     if content_type == "application/json":
         try:
@@ -109,6 +135,7 @@ class Ingest:
         *,
         ratings: RatingScale | None = None,
         timeout: float = 10.0,
+        recommendation_ids: Sequence[str | None] = (),
     ) -> IngestResult:
         """Validate ``entries`` (see :func:`decode_body`; weights as ratings on ``ratings`` if
         the serving model declares a scale), produce the valid ones, await Kafka."""
@@ -146,8 +173,14 @@ class Ingest:
         users = parsed.users()
         for k, index in enumerate(parsed.accepted.tolist()):
             future: asyncio.Future[None] = loop.create_future()
+            position = positions[index]
+            named = recommendation_ids[position] if position < len(recommendation_ids) else None
             self.producer.produce(
-                self.topic, value=wire[index], key=users[k].encode(), on_delivery=delivered(future)
+                self.topic,
+                value=wire[index],
+                key=users[k].encode(),
+                on_delivery=delivered(future),
+                headers=None if named is None else [(RECOMMENDATION_HEADER, named.encode())],
             )
             futures.append(future)
         if futures:

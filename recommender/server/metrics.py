@@ -290,6 +290,18 @@ class ServerMetrics:
             "recreated): their fresh events were dropped and the new log read from its start.",
             registry=registry,
         )
+        self.exposures_logged = Counter(
+            "recommender_exposures_logged",
+            "Answers handed to Kafka as exposure records (--exposures-topic).",
+            registry=registry,
+        )
+        self.exposures_dropped = Counter(
+            "recommender_exposures_dropped",
+            "Exposure records not logged, by reason: queue_full (Kafka away, its queue full), "
+            "undelivered (not delivered in 30 s), error, shutdown. The answers were given.",
+            ["reason"],
+            registry=registry,
+        )
         self.ingested = Counter(
             "recommender_ingested_events",
             "Events received on POST /interactions, by outcome.",

@@ -10,8 +10,17 @@ from typing import Any
 from aiohttp import web
 
 from ..model import Answer, Query, RecommenderModel, ScoredItem
+from ..online.experiments import ab_arm
 from ..status import builder_summary
-from .ingest import MAX_EVENTS_PER_REQUEST, BodyError, Ingest, decode_body
+from .experiments import ExperimentAnswer, experiments_of
+from .exposures import exposures_of
+from .ingest import (
+    MAX_EVENTS_PER_REQUEST,
+    BodyError,
+    Ingest,
+    decode_body,
+    recommendation_ids,
+)
 from .openapi import openapi_document
 from .page import INDEX_HTML
 from .state import BATCHER, CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
@@ -104,10 +113,32 @@ async def recommend(request: web.Request) -> web.Response:
         user = id_param(request, "user")
         model = _model_or_503(request)
         fresh = request.app[FRESH].events(user)
-        query = model.query_for_user(
-            user, n, filter_seen=filter_seen, exclude=exclude, offset=offset, fresh=fresh
-        )
+        options: dict[str, Any] = {
+            "filter_seen": filter_seen,
+            "exclude": exclude,
+            "offset": offset,
+            "fresh": fresh,
+        }
         body = {"user": user, "fresh_events": len(fresh)}
+        tried = await _in_experiment(request, model, user, n, options) if not offset else None
+        if tried is not None:
+            answer = tried.answer
+            rec_id = exposures_of(request.app).record(
+                route="/recommend",
+                items=[s.item for s in answer.items],
+                model_version=model.version,
+                family=model.family,
+                user=user,
+                arm=tried.arm,
+                credit=tried.credit,
+                experiment=tried.spec.id,
+                challenger_version=tried.challenger_version,
+                recommendation_id=tried.recommendation_id,
+            )
+            body["arm"] = tried.arm or "interleaved"
+        else:
+            answer = await answer_query(request, model, model.query_for_user(user, n, **options))
+            rec_id = log_exposure(request, "/recommend", answer.items, model, user=user)
     else:
         items = id_list_param(request, "items")
         if not items:
@@ -115,7 +146,8 @@ async def recommend(request: web.Request) -> web.Response:
         model = _model_or_503(request)
         query = model.query_for_items(items, n, exclude=exclude, offset=offset)
         body = {"items_given": items}
-    answer = await answer_query(request, model, query)
+        answer = await answer_query(request, model, query)
+        rec_id = log_exposure(request, "/recommend", answer.items, model, session=items)
     body.update(
         {
             "items": _items_json(request, answer.items),
@@ -123,9 +155,51 @@ async def recommend(request: web.Request) -> web.Response:
             "fallback": answer.fallback,
             "offset": offset,
             "model_version": model.version,
+            "recommendation_id": rec_id,
         }
     )
     return json_response(body)
+
+
+async def _in_experiment(
+    request: web.Request,
+    champion: RecommenderModel,
+    user: str,
+    n: int,
+    options: dict[str, Any],
+) -> ExperimentAnswer | None:
+    """The answer of the running experiment for ``user``, or None outside one."""
+    experiments = experiments_of(request.app)
+    spec, challenger = experiments.current(), experiments.challenger.model
+    if spec is None or challenger is None:
+        return None
+    arms: dict[str, RecommenderModel] = {"champion": champion, "challenger": challenger}
+    wanted = [ab_arm(spec, user)] if spec.mode == "ab" else list(arms)
+    answers = {}
+    for arm in wanted:
+        used = arms[arm]
+        answers[arm] = await answer_query(request, used, used.query_for_user(user, n, **options))
+    return experiments.answer(champion, user, answers, n)
+
+
+def log_exposure(
+    request: web.Request,
+    route: str,
+    items: Sequence[ScoredItem],
+    model: RecommenderModel,
+    *,
+    user: str | None = None,
+    session: Sequence[str] = (),
+) -> str:
+    """The answer's recommendation id (its exposure logged, when a topic is set)."""
+    return exposures_of(request.app).record(
+        route=route,
+        items=[s.item for s in items],
+        model_version=model.version,
+        family=model.family,
+        user=user,
+        session=session,
+    )
 
 
 @routes.get("/")
@@ -141,7 +215,14 @@ async def index(request: web.Request) -> web.StreamResponse:
     model = _model_or_503(request)
     query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
     answer = await answer_query(request, model, query)
-    return json_response({"user_id": user, "recommended_items": [s.item for s in answer.items]})
+    rec_id = log_exposure(request, "/", answer.items, model, user=user)
+    return json_response(
+        {
+            "user_id": user,
+            "recommended_items": [s.item for s in answer.items],
+            "recommendation_id": rec_id,
+        }
+    )
 
 
 @routes.get("/similar")
@@ -154,8 +235,14 @@ async def similar(request: web.Request) -> web.Response:
         found = model.similar_items(item, n)
     if found is None:
         raise _not_found("item", item)
+    rec_id = log_exposure(request, "/similar", found, model, session=[item])
     return json_response(
-        {"item": item, "items": _items_json(request, found), "model_version": model.version}
+        {
+            "item": item,
+            "items": _items_json(request, found),
+            "model_version": model.version,
+            "recommendation_id": rec_id,
+        }
     )
 
 
@@ -188,7 +275,12 @@ async def popular(request: web.Request) -> web.Response:
     model = _model_or_503(request)
     items = model.popular(n, offset=offset, recent=recent)
     return json_response(
-        {"items": _items_json(request, items), "offset": offset, "model_version": model.version}
+        {
+            "items": _items_json(request, items),
+            "offset": offset,
+            "model_version": model.version,
+            "recommendation_id": log_exposure(request, "/popular", items, model),
+        }
     )
 
 
@@ -272,7 +364,11 @@ async def post_interactions(request: web.Request) -> web.Response:
         return json_error(400, "bad_body", "no events in the body")
     try:
         model = request.app[HOLDER].model
-        result = await ingest.submit(entries, ratings=None if model is None else model.ratings)
+        result = await ingest.submit(
+            entries,
+            ratings=None if model is None else model.ratings,
+            recommendation_ids=recommendation_ids(request.content_type, body),
+        )
     except (TimeoutError, RuntimeError, BufferError) as exc:
         return json_error(503, "kafka_unavailable", f"events were not delivered to Kafka: {exc}")
     metrics = request.app[METRICS]

@@ -31,10 +31,11 @@ from aiohttp import web
 from ..errors import ConfigError
 from ..events import format_event
 from ..model import RecommenderModel
+from ..online.exposures import new_recommendation_id
 from ..ratings import RatingScale
-from .chat_state import AskedMemory, Registrations
+from .chat_state import AnswerMemory, AskedMemory, Registrations
 from .ingest import Ingest
-from .routes import answer_query
+from .routes import answer_query, log_exposure
 from .state import CATALOG, CHAT, CONFIG, FRESH, HOLDER, INGEST
 from .validation import id_problem, json_error, json_response
 
@@ -70,6 +71,7 @@ class ChatState:
     ) -> None:
         self.registrations = registrations or Registrations()
         self.asked = asked or AskedMemory()
+        self.answers = AnswerMemory()
         self._rng = np.random.default_rng(seed)
 
     def register(self, user: str) -> bool:
@@ -269,8 +271,9 @@ async def rate_movie(request: web.Request) -> web.Response:
     model = request.app[HOLDER].model
     declared = None if model is None else model.ratings
     event = event_for_rating(user, item, rating, given, declared)
+    named = _chat(request).answers.named(user, item)  # the chat answer that showed it
     try:
-        result = await ingest.submit([event], ratings=declared)
+        result = await ingest.submit([event], ratings=declared, recommendation_ids=[named])
     except (TimeoutError, RuntimeError, BufferError) as exc:
         return json_error(503, "kafka_unavailable", f"the rating was not delivered: {exc}")
     if result.rejected:
@@ -293,7 +296,23 @@ async def recommend_for_chat(request: web.Request) -> web.Response:
     fresh = request.app[FRESH].events(user)
     count = _ratings_count(model, user, fresh)
     if count < config.min_ratings:  # as the seed specifies; the counts are for our own bot
-        return json_response({"movies": [], "ratings": count, "needed": config.min_ratings})
+        return json_response(
+            {
+                "movies": [],
+                "ratings": count,
+                "needed": config.min_ratings,
+                "recommendation_id": new_recommendation_id(),  # nothing shown: nothing logged
+            }
+        )
     answer = await answer_query(request, model, model.query_for_user(user, top_n, fresh=fresh))
+    rec_id = log_exposure(request, "/recommend (chat)", answer.items, model, user=user)
+    _chat(request).answers.remember(user, rec_id, [s.item for s in answer.items])
     movies = [_metadata(request, s.item) for s in answer.items]
-    return json_response({"movies": movies, "ratings": count, "needed": config.min_ratings})
+    return json_response(
+        {
+            "movies": movies,
+            "ratings": count,
+            "needed": config.min_ratings,
+            "recommendation_id": rec_id,
+        }
+    )

@@ -27,6 +27,8 @@ __all__ = [
     "CHAT",
     "CONFIG",
     "COVERAGE",
+    "EXPERIMENTS",
+    "EXPOSURES",
     "FRESH",
     "HEALTH",
     "HOLDER",
@@ -78,6 +80,15 @@ class ServerConfig:
     exact: bool = False
     #: The seed API's POST /recommend answers nothing below this many ratings.
     min_ratings: int = 10
+    #: Every answer logged to this topic (None: not logged; ids are given anyway).
+    exposures_topic: str | None = None
+    #: Another builder's store served next to the champion in an experiment.
+    challenger_model_dir: str | None = None
+    #: The experiment started with the server (off, interleave, ab) and A/B's challenger share.
+    experiment: str = "off"
+    experiment_share: float = 0.5
+    #: Where experiments are started and stopped for every replica (None: this process only).
+    experiments_topic: str | None = None
     #: How worker processes log (they start in fresh interpreters).
     log_level: str = "INFO"
     log_format: LogFormat = "text"
@@ -92,6 +103,8 @@ class ModelHolder:
         self.loaded_at: float | None = None
         #: The builder's live status document (refusals, tuning), read from the store.
         self.builder_status: dict[str, Any] | None = None
+        #: The monitor's live quality and experiment results, read from the store.
+        self.online_status: dict[str, Any] | None = None
         #: Set once a model is served (a worker process listens only from then on).
         self.loaded = asyncio.Event()
 
@@ -113,4 +126,6 @@ HEALTH = web.AppKey("health", BrokerHealth)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
 INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)
+EXPOSURES = web.AppKey("exposures", object)  # the ExposureLog (see exposures.py)
+EXPERIMENTS = web.AppKey("experiments", object)  # the Experiments (see experiments.py)
 CHAT = web.AppKey("chat", object)  # the seed API's ChatState (see seed_api.py)

@@ -26,9 +26,20 @@ from ..errors import SnapshotError
 from ..index import AnnSettings
 from ..logs import RateLimitedLog
 from ..model import RecommenderModel
+from ..online import ONLINE_STATUS
 from ..snapshot import load_published, writer_of
 from ..store import SnapshotStore
-from .state import CONFIG, COVERAGE, FRESH, HOLDER, METRICS, STORE, ServerConfig
+from .experiments import experiments_of
+from .state import (
+    CONFIG,
+    COVERAGE,
+    FRESH,
+    HOLDER,
+    METRICS,
+    STORE,
+    ModelHolder,
+    ServerConfig,
+)
 
 __all__ = ["load_model", "snapshot_watcher"]
 
@@ -85,8 +96,18 @@ def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
     return app[FRESH].drop_covered(app[COVERAGE].positions(model))
 
 
-async def _poll_once(app: web.Application, failed: set[int]) -> None:
-    holder, metrics, store = app[HOLDER], app[METRICS], app[STORE]
+async def _poll_once(
+    app: web.Application,
+    failed: set[int],
+    holder: ModelHolder | None = None,
+    store: SnapshotStore | None = None,
+) -> None:
+    """Swap in the newest good snapshot of ``store`` into ``holder`` (the champion's by
+    default; an experiment's challenger has its own, and no fresh events to drop)."""
+    champion = holder is None
+    holder = holder or app[HOLDER]
+    store = store or app[STORE]
+    metrics = app[METRICS]
     served = holder.model
     current = served.version if served else 0
     versions = await asyncio.to_thread(store.versions)
@@ -140,6 +161,9 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
                 writer_of(model.manifest)[0],
                 writer_of(old.manifest)[0],
             )
+        if not champion:
+            log.info("challenger: serving snapshot v%d of %s", version, store.location)
+            return
         # Swap first, then forget the fresh events the new model covers (off the loop: the store
         # may be large). Meanwhile a request may count such an event twice, never lose one.
         dropped = await asyncio.to_thread(_drop_covered, app, model)
@@ -155,20 +179,26 @@ async def _poll_once(app: web.Application, failed: set[int]) -> None:
         return
 
 
-_STATUS_EVERY = 2.0  # seconds between reads of the builder's status document
+_STATUS_EVERY = 2.0  # seconds between reads of the builder's and the monitor's documents
 
 
-async def _watch(app: web.Application) -> None:
+async def _watch(
+    app: web.Application, holder: ModelHolder | None = None, store: SnapshotStore | None = None
+) -> None:
     failed: set[int] = set()
     interval = app[CONFIG].poll_interval
     errors = RateLimitedLog(log, interval=30.0)
     next_status = 0.0
     while True:
         try:
-            await _poll_once(app, failed)
-            if time.monotonic() >= next_status:
+            await _poll_once(app, failed, holder, store)
+            if holder is None and time.monotonic() >= next_status:
                 next_status = time.monotonic() + _STATUS_EVERY
-                app[HOLDER].builder_status = await asyncio.to_thread(app[STORE].read_status)
+                champion = app[HOLDER]
+                champion.builder_status = await asyncio.to_thread(app[STORE].read_status)
+                champion.online_status = await asyncio.to_thread(
+                    app[STORE].read_document, ONLINE_STATUS
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the watcher must outlive any surprise; the model keeps serving
@@ -179,9 +209,18 @@ async def _watch(app: web.Application) -> None:
 
 
 async def snapshot_watcher(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: run the watcher for the life of the app."""
-    task = asyncio.create_task(_watch(app), name="snapshot-watcher")
+    """cleanup_ctx: run the watchers (the champion's, and an experiment's challenger's) for the
+    life of the app."""
+    tasks = [asyncio.create_task(_watch(app), name="snapshot-watcher")]
+    experiments = experiments_of(app)
+    if experiments.store is not None:
+        tasks.append(
+            asyncio.create_task(
+                _watch(app, experiments.challenger, experiments.store), name="challenger-watcher"
+            )
+        )
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "STATUS_NAME",
     "SnapshotStore",
+    "check_document_name",
     "parse_status",
     "snapshot_name",
     "version_of",
@@ -33,9 +34,18 @@ MANIFEST_NAME: Final = "manifest.json"
 MAX_MANIFEST_BYTES: Final = 8 << 20
 #: The builder's live status (refusals, tuning) between publications: readers poll it.
 STATUS_NAME: Final = "builder-status.json"
-MAX_STATUS_BYTES: Final = 1 << 20
+MAX_STATUS_BYTES: Final = 16 << 20  # documents: status, live quality checkpoints
 #: The store's identity: created once, so a store emptied, restored or replaced is recognised.
 IDENTITY_NAME: Final = "store-id"
+
+
+_DOCUMENT_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}\.json$")
+
+
+def check_document_name(name: str) -> str:
+    if not _DOCUMENT_RE.match(name):
+        raise ValueError(f"not a document name: {name!r}")
+    return name
 
 
 def parse_status(raw: bytes | None) -> dict[str, Any] | None:
@@ -148,12 +158,21 @@ class SnapshotStore(ABC):
         returns where it went, or None if it was already gone."""
 
     @abstractmethod
-    def write_status(self, status: dict[str, Any]) -> None:
-        """Replace the builder's status document (atomically; small JSON)."""
+    def write_document(self, name: str, document: dict[str, Any]) -> None:
+        """Replace the small JSON document ``name`` (atomically): the builder's status, the
+        monitor's live quality. Names are checked: plain file names ending in ``.json``."""
 
     @abstractmethod
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        """The JSON document ``name``, or None if there is none (or it is unreadable)."""
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        """Replace the builder's status document."""
+        self.write_document(STATUS_NAME, status)
+
     def read_status(self) -> dict[str, Any] | None:
-        """The builder's status document, or None if there is none (or it is unreadable)."""
+        """The builder's status document, or None."""
+        return self.read_document(STATUS_NAME)
 
     @abstractmethod
     def cleanup_incomplete(self) -> list[str]:

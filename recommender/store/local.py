@@ -22,8 +22,8 @@ from .base import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     MAX_STATUS_BYTES,
-    STATUS_NAME,
     SnapshotStore,
+    check_document_name,
     parse_status,
     snapshot_name,
     version_of,
@@ -231,15 +231,17 @@ class LocalStore(SnapshotStore):
             )
         return str(target)
 
-    def write_status(self, status: dict[str, Any]) -> None:
+    def write_document(self, name: str, document: dict[str, Any]) -> None:
+        check_document_name(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{STATUS_NAME}.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(status, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, self.root / STATUS_NAME)
+        tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(document, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, self.root / name)
 
-    def read_status(self) -> dict[str, Any] | None:
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        check_document_name(name)
         try:
-            with (self.root / STATUS_NAME).open("rb") as f:
+            with (self.root / name).open("rb") as f:
                 return parse_status(f.read(MAX_STATUS_BYTES + 1))
         except OSError:
             return None
@@ -250,7 +252,7 @@ class LocalStore(SnapshotStore):
             if entry.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) and entry.is_dir():
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.name)
-            elif entry.name.startswith(f".{STATUS_NAME}."):  # a status write cut short
+            elif entry.name.startswith(".") and ".json." in entry.name:  # a document cut short
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                 removed.append(entry.name)

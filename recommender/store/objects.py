@@ -42,8 +42,8 @@ from .base import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     MAX_STATUS_BYTES,
-    STATUS_NAME,
     SnapshotStore,
+    check_document_name,
     parse_status,
     snapshot_name,
     version_of,
@@ -294,12 +294,12 @@ class ObjectStore(SnapshotStore):
             raise SnapshotError(f"could not move {self.url}/{name} aside: {exc}") from exc
         return f"{self.url}/{target}"
 
-    def write_status(self, status: dict[str, Any]) -> None:
-        self._put(STATUS_NAME, json.dumps(status, allow_nan=False).encode())
+    def write_document(self, name: str, document: dict[str, Any]) -> None:
+        self._put(check_document_name(name), json.dumps(document, allow_nan=False).encode())
 
-    def read_status(self) -> dict[str, Any] | None:
+    def read_document(self, name: str) -> dict[str, Any] | None:
         try:
-            return parse_status(self._get(STATUS_NAME, MAX_STATUS_BYTES))
+            return parse_status(self._get(check_document_name(name), MAX_STATUS_BYTES))
         except Exception:
             return None
 

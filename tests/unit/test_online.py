@@ -242,3 +242,101 @@ def test_ab_finds_a_much_better_challenger():
 def test_an_a_a_experiment_ends_undecided_in_at_least_95_percent_of_runs(mode):
     verdicts = [simulate(mode, 0.5, 0.5, 1500, seed=100 + k)["verdict"] for k in range(40)]
     assert verdicts.count("undecided") >= 38, verdicts
+
+
+# -- the monitor's join and its checkpoints ----------------------------------------------------
+
+
+def _stream(seed, count=3000):
+    """Exposures (partition 0) and interactions (partition 0) in time order, with offsets."""
+    rng = random.Random(seed)
+    spec = ExperimentSpec("x-join", "interleave", 0.5, 0.0)
+    records, shown = [], []
+    e_off = i_off = 0
+    for t in range(count):
+        ts = t * 1000
+        if rng.random() < 0.4 or not shown:
+            items, credit = team_draft(
+                [f"a{rng.randrange(30)}" for _ in range(5)],
+                [f"b{rng.randrange(30)}" for _ in range(5)],
+                6,
+                seed=str(t),
+            )
+            e = exposure(
+                f"u{rng.randrange(40)}", items, ts, credit=tuple(credit), experiment=spec.id
+            )
+            shown.append(e)
+            records.append(("e", e, e_off))
+            e_off += 1
+        else:
+            e = rng.choice(shown[-30:])
+            item = rng.choice(e.items) if rng.random() < 0.7 else "zzz"
+            weight = rng.choice([1.0, 1.0, 1.0, -1.0, 0.0])
+            records.append(("i", (e.user, item, weight, ts), i_off))
+            i_off += 1
+    return spec, records
+
+
+def _run(join, records, start=0, stop=None):
+    from recommender.online.join import OnlineJoin
+
+    assert isinstance(join, OnlineJoin)
+    for kind, record, offset in records[start:stop]:
+        if kind == "e":
+            join.exposure(record, 0, offset)
+            join.release(record.timestamp_ms)
+        else:
+            join.interaction(*record, 0, offset)
+    join.release(10**15)
+    return join
+
+
+def test_a_monitor_restarted_from_its_checkpoint_counts_exactly_what_an_uninterrupted_one_does():
+    from recommender.online.join import OnlineJoin
+
+    window = 200_000
+    spec, records = _stream(7)
+    whole = OnlineJoin(window_ms=window)
+    whole.control(spec)
+    _run(whole, records)
+
+    cut = len(records) // 2
+    first = OnlineJoin(window_ms=window)
+    first.control(spec)
+    _run(first, records, stop=cut)
+    next_offsets = {"exposures": {0: 0}, "interactions": {0: 0}}
+    for kind, _, offset in records[:cut]:
+        next_offsets["exposures" if kind == "e" else "interactions"][0] = offset + 1
+    # Replay from offsets at least one window older than the cut.
+    cut_ts = (cut - 1) * 1000
+    replay_index = next(k for k in range(cut) if k * 1000 >= cut_ts - window - 5000)
+    replay_from = {"exposures": {0: 0}, "interactions": {0: 0}}
+    for source in ("e", "i"):
+        later = [o for kind, _, o in records[replay_index:] if kind == source]
+        replay_from["exposures" if source == "e" else "interactions"][0] = later[0] if later else 0
+    checkpoint = json.loads(json.dumps(first.checkpoint(next_offsets, replay_from)))
+
+    resumed = OnlineJoin.resume(checkpoint, window_ms=window)
+    replay = OnlineJoin.replay_offsets(checkpoint)
+    start = next(
+        k
+        for k, (kind, _, offset) in enumerate(records)
+        if offset >= replay["exposures" if kind == "e" else "interactions"][0]
+    )
+    _run(resumed, records, start=start)
+    now = len(records) * 1000
+    assert resumed.live.report(now)["periods"]["24h"] == whole.live.report(now)["periods"]["24h"]
+    assert resumed.experiments[spec.id].verdict() == whole.experiments[spec.id].verdict()
+    assert whole.report(now)["live"]["periods"]["24h"]["hits"] > 100
+
+
+def test_an_interaction_waits_for_the_exposure_it_answers():
+    from recommender.online.join import OnlineJoin
+
+    join = OnlineJoin()
+    shown = exposure("u", ["a"], 10_000)
+    join.interaction("u", "a", 1.0, 11_000, 0, 0)  # fetched before the exposure
+    join.release(5_000)  # the exposure stream is not there yet: held
+    join.exposure(shown, 0, 0)
+    join.release(11_000)
+    assert join.report(20_000)["live"]["periods"]["5m"]["hits"] == 1

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from recommender.cli import make_parser
-from recommender.options import byte_size, duration, int_list, optional_duration, quality_drop
+from recommender.cli.options import byte_size, duration, int_list, optional_duration, quality_drop
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_builder_command_line_reads_units(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_duration_lists_take_the_half_life_units():
-    from recommender.options import duration_list
+    from recommender.cli.options import duration_list
 
     assert duration_list("1d, 12h,90") == [86400.0, 43200.0, 90.0]
     for bad in ("", "1d,soon", "0"):
@@ -74,7 +74,7 @@ def test_duration_lists_take_the_half_life_units():
 
 
 def test_the_batch_window_is_bounded_milliseconds():
-    from recommender.options import batch_window_ms
+    from recommender.cli.options import batch_window_ms
 
     assert batch_window_ms("0") == 0.0 and batch_window_ms("2.5") == 2.5
     for bad in ("-1", "101", "nan", "soon"):

@@ -7,6 +7,7 @@ from typing import Any
 from ... import __version__
 from ...events import MAX_WEIGHT, MIN_WEIGHT
 from .common import ERRORS, EVENT_ID, EVENT_LINES, ID, ID_LIST, json_ref, param
+from .online import ONLINE_SCHEMAS, RECOMMENDATION_ID, experiments_paths
 from .seed import SEED_SCHEMAS, seed_paths, seed_recommend
 
 __all__ = ["openapi_document"]
@@ -67,6 +68,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 "post": seed_recommend(max_n),
             },
             **seed_paths(),
+            **experiments_paths(),
             "/similar": get("Items similar to an item (cosine)", [item, n], "SimilarItems", "404"),
             "/similar-users": get(
                 "Users similar to a user (cosine)", [user, n], "SimilarUsers", "404"
@@ -227,13 +229,15 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 "ScoredItem": scored,
                 "OriginalAnswer": {
                     "type": "object",
-                    "required": ["user_id", "recommended_items"],
+                    "required": ["user_id", "recommended_items", "recommendation_id"],
                     "properties": {
                         "user_id": {"type": "string"},
                         "recommended_items": {"type": "array", "items": {"type": "string"}},
+                        "recommendation_id": RECOMMENDATION_ID,
                     },
                 },
                 **SEED_SCHEMAS,
+                **ONLINE_SCHEMAS,
                 "Event": {
                     "type": "object",
                     "required": ["user", "item"],
@@ -255,6 +259,12 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                             "nullable": True,
                             "description": "Another name for weight (a rating on the scale).",
                         },
+                        "recommendation_id": {
+                            **RECOMMENDATION_ID,
+                            "description": "The answer this event responds to (optional: "
+                            "without it, the newest answer to the user showing the item within "
+                            "the attribution window is credited)",
+                        },
                     },
                 },
                 "IngestResult": {
@@ -269,8 +279,21 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 },
                 "Recommendations": {
                     "type": "object",
-                    "required": ["items", "source", "fallback", "model_version", "offset"],
+                    "required": [
+                        "items",
+                        "source",
+                        "fallback",
+                        "model_version",
+                        "offset",
+                        "recommendation_id",
+                    ],
                     "properties": {
+                        "recommendation_id": RECOMMENDATION_ID,
+                        "arm": {
+                            "type": "string",
+                            "enum": ["champion", "challenger", "interleaved"],
+                            "description": "In an experiment: who answered",
+                        },
                         "user": {"type": "string"},
                         "items_given": {"type": "array", "items": {"type": "string"}},
                         "fresh_events": {"type": "integer", "minimum": 0},
@@ -286,8 +309,12 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 },
                 "SimilarItems": {
                     "type": "object",
-                    "required": ["item", "items", "model_version"],
-                    "properties": {"item": {"type": "string"}, "items": items_array},
+                    "required": ["item", "items", "model_version", "recommendation_id"],
+                    "properties": {
+                        "item": {"type": "string"},
+                        "items": items_array,
+                        "recommendation_id": RECOMMENDATION_ID,
+                    },
                 },
                 "SimilarUsers": {
                     "type": "object",
@@ -309,8 +336,8 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                 },
                 "Popular": {
                     "type": "object",
-                    "required": ["items", "model_version"],
-                    "properties": {"items": items_array},
+                    "required": ["items", "model_version", "recommendation_id"],
+                    "properties": {"items": items_array, "recommendation_id": RECOMMENDATION_ID},
                 },
                 "Because": {
                     "type": "object",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import ID, json_ref
+from .online import RECOMMENDATION_ID
 
 __all__ = ["SEED_SCHEMAS", "seed_paths", "seed_recommend"]
 
@@ -112,8 +113,9 @@ SEED_SCHEMAS: dict[str, Any] = {
     "ChatItem": CHAT_ITEM,
     "ChatMovies": {
         "type": "object",
-        "required": ["movies"],
+        "required": ["movies", "recommendation_id"],
         "properties": {
+            "recommendation_id": RECOMMENDATION_ID,
             "movies": {"type": "array", "items": CHAT_ITEM},
             "ratings": {"type": "integer"},
             "needed": {"type": "integer"},

@@ -1,0 +1,208 @@
+"""The monitor's state: exposures and interactions joined in event-time order, live quality
+and experiment tallies, and a checkpoint that makes a restart exact.
+
+Order: an interaction is held until the exposure stream has passed its time (every exposure
+partition read beyond it, or read to its end), so the exposure it answers is always known when
+it is joined, whatever order the two topics are fetched in.
+
+Restarts: a checkpoint records the tallies, each partition's next offset (the counting
+boundary; an interaction still held is before it) and replay offsets at least one attribution
+window older. A restarted monitor reads both topics again from the replay offsets: records
+before the boundary rebuild the join's state (which exposure already had its like) without
+counting; records at or after it count. Interleaved impressions are folded into the tallies
+when their window closes; those a checkpoint folded already (closed before ``closed_until``)
+are not folded again. So nothing is counted twice and nothing is lost while the monitor was
+down. Pure.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .attribution import Attribution
+from .experiments import ExperimentResults, ExperimentSpec
+from .exposures import Exposure
+from .live import LiveQuality
+
+__all__ = ["CHECKPOINT_FORMAT", "OnlineJoin", "Source"]
+
+CHECKPOINT_FORMAT: Final = 1
+Source = Literal["exposures", "interactions"]
+#: At most this many interactions wait for the exposure stream; past it the oldest are joined
+#: anyway (counted as ``joined_early``).
+MAX_HELD: Final = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    user: str
+    item: str
+    weight: float
+    timestamp_ms: int
+    recommendation_id: str | None
+    partition: int
+    offset: int
+
+
+class OnlineJoin:
+    """See the module docstring."""
+
+    def __init__(self, *, window_ms: int = 30 * 60_000) -> None:
+        self.window_ms = window_ms
+        self.attribution = Attribution(window_ms=window_ms)
+        self.live = LiveQuality()
+        self.spec: ExperimentSpec | None = None
+        self.experiments: dict[str, ExperimentResults] = {}
+        self.boundary: dict[Source, dict[int, int]] = {"exposures": {}, "interactions": {}}
+        self.closed_until_ms = 0
+        self.stream_ms = 0
+        self._held: deque[_Held] = deque()
+        self.counts = {"exposures": 0, "interactions": 0, "attributed": 0, "joined_early": 0}
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _counted(self, source: Source, partition: int, offset: int) -> bool:
+        return offset >= self.boundary[source].get(partition, 0)
+
+    def control(self, spec: ExperimentSpec) -> None:
+        """An experiment started or stopped."""
+        self.spec = spec
+        if spec.mode != "off" and spec.id not in self.experiments:
+            self.experiments[spec.id] = ExperimentResults(spec)
+
+    def exposure(self, exposure: Exposure, partition: int, offset: int) -> None:
+        self.attribution.expose(exposure)
+        if exposure.experiment is not None and exposure.experiment not in self.experiments:
+            spec = ExperimentSpec(exposure.experiment, "interleave" if exposure.credit else "ab")
+            self.experiments[exposure.experiment] = ExperimentResults(spec)
+        if self._counted("exposures", partition, offset):
+            self.counts["exposures"] += 1
+            self.live.exposed(exposure)
+            if exposure.experiment is not None:
+                self.experiments[exposure.experiment].exposed(exposure)
+        if exposure.timestamp_ms > self.stream_ms:
+            self.stream_ms = exposure.timestamp_ms
+            self._close(self.stream_ms)
+
+    def interaction(
+        self,
+        user: str,
+        item: str,
+        weight: float,
+        timestamp_ms: int,
+        partition: int,
+        offset: int,
+        recommendation_id: str | None = None,
+    ) -> None:
+        """Hold an interaction until :meth:`release` passes its time."""
+        self._held.append(
+            _Held(user, item, weight, timestamp_ms, recommendation_id, partition, offset)
+        )
+        while len(self._held) > MAX_HELD:
+            self.counts["joined_early"] += 1
+            self._join(self._held.popleft())
+
+    def release(self, watermark_ms: int) -> None:
+        """Join every held interaction at or before ``watermark_ms`` (the exposure stream's
+        time: every exposure up to it has been read)."""
+        while self._held and self._held[0].timestamp_ms <= watermark_ms:
+            self._join(self._held.popleft())
+
+    def _join(self, held: _Held) -> None:
+        counted = self._counted("interactions", held.partition, held.offset)
+        if counted:
+            self.counts["interactions"] += 1
+        outcome = self.attribution.interact(
+            held.user, held.item, held.weight, held.timestamp_ms, held.recommendation_id
+        )
+        if outcome is None:
+            return
+        results = self.experiments.get(outcome.exposure.experiment or "")
+        if results is not None and outcome.feedback == "like":
+            if outcome.exposure.credit is not None:
+                results.credit(outcome)  # state, replayed or not
+            elif outcome.first_like and counted:
+                results.hit(outcome)
+        if counted:
+            self.counts["attributed"] += 1
+            self.live.attributed(outcome)
+
+    def _close(self, now_ms: int) -> None:
+        for results in self.experiments.values():
+            results.close(now_ms, self.window_ms, closed_before=self.closed_until_ms)
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def held_from(self) -> dict[int, int]:
+        """Per interaction partition, the offset of its oldest held interaction."""
+        found: dict[int, int] = {}
+        for held in self._held:
+            found.setdefault(held.partition, held.offset)
+        return found
+
+    # -- reports and checkpoints ---------------------------------------------------------------
+
+    def report(self, now_ms: int) -> dict[str, Any]:
+        return {
+            "live": self.live.report(now_ms, window_ms=self.window_ms),
+            "experiment": None if self.spec is None else self.spec.to_dict(),
+            "experiments": {key: r.verdict() for key, r in self.experiments.items()},
+            "counts": dict(self.counts),
+            "held": len(self._held),
+            "pending_exposures": len(self.attribution),
+        }
+
+    def checkpoint(
+        self, next_offsets: dict[Source, dict[int, int]], replay_from: dict[Source, dict[int, int]]
+    ) -> dict[str, Any]:
+        """What a restart needs (see the module docstring); ``next_offsets``: where reading
+        stands (an interaction still held moves its partition's boundary back to it)."""
+        interactions = dict(next_offsets["interactions"])
+        for p, offset in self.held_from().items():
+            interactions[p] = min(offset, interactions.get(p, offset))
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "window_ms": self.window_ms,
+            "live": self.live.to_state(),
+            "spec": None if self.spec is None else self.spec.to_dict(),
+            "experiments": {k: r.to_state() for k, r in self.experiments.items()},
+            "boundary": {
+                "exposures": {str(p): o for p, o in next_offsets["exposures"].items()},
+                "interactions": {str(p): o for p, o in interactions.items()},
+            },
+            "replay_from": {
+                source: {str(p): o for p, o in offsets.items()}
+                for source, offsets in replay_from.items()
+            },
+            "closed_until_ms": self.stream_ms,
+        }
+
+    @classmethod
+    def resume(cls, checkpoint: dict[str, Any], *, window_ms: int) -> OnlineJoin:
+        """A join that continues from ``checkpoint`` once its replay offsets are read again."""
+        join = cls(window_ms=window_ms)
+        if checkpoint.get("format") != CHECKPOINT_FORMAT:
+            return join
+        join.live = LiveQuality.from_state(checkpoint.get("live") or {})
+        spec = ExperimentSpec.from_dict(checkpoint.get("spec"))
+        if spec is not None:
+            join.spec = spec
+        for key, state in (checkpoint.get("experiments") or {}).items():
+            results = ExperimentResults.from_state(state)
+            if results is not None:
+                join.experiments[str(key)] = results
+        for source in ("exposures", "interactions"):
+            offsets = (checkpoint.get("boundary") or {}).get(source) or {}
+            join.boundary[source] = {int(p): int(o) for p, o in offsets.items()}
+        join.closed_until_ms = int(checkpoint.get("closed_until_ms") or 0)
+        return join
+
+    @staticmethod
+    def replay_offsets(checkpoint: dict[str, Any]) -> dict[Source, dict[int, int]]:
+        found = checkpoint.get("replay_from") or {}
+        return {
+            "exposures": {int(p): int(o) for p, o in (found.get("exposures") or {}).items()},
+            "interactions": {int(p): int(o) for p, o in (found.get("interactions") or {}).items()},
+        }
