@@ -12,6 +12,7 @@ from typing import Any
 from .errors import RecommenderError, SnapshotError
 from .kafka import KafkaSettings
 from .models import family_of
+from .online import ONLINE_STATUS
 from .snapshot import read_published_manifest
 from .store import SnapshotStore, as_store, snapshot_name
 
@@ -91,6 +92,39 @@ def builder_summary(
         },
         "backlog": live.get("backlog") if live is not None else None,
         "builder_seen_seconds_ago": None if age is None else round(age, 1),
+    }
+
+
+def online_summary(
+    document: dict[str, Any] | None,
+    n_items: int,
+    *,
+    logging_to: str | None = None,
+    experiment: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Live quality for people and the page, from the monitor's document: totals (exposures,
+    hits, hit rate) for the last hour and per period, per arm and per model version, coverage of
+    the catalogue, the last hour minute by minute, and the experiment's verdict."""
+    live = (document or {}).get("live") or {}
+    periods = live.get("periods") or {}
+    hour = periods.get("1h") or {}
+    age = None
+    if document is not None and isinstance(document.get("updated_at"), int | float):
+        age = round(time.time() - float(document["updated_at"]), 1)
+    for period in periods.values():
+        shown = period.get("distinct_items_shown")
+        if shown is not None and n_items:
+            period["coverage"] = shown / n_items
+    return {
+        "logging_to": logging_to,
+        "monitor_seen_seconds_ago": age,
+        "exposures": hour.get("exposures", 0),
+        "hits": hour.get("hits", 0),
+        "hit_rate": hour.get("hit_rate"),
+        "periods": periods,
+        "minutes": live.get("minutes", []),
+        "open_minutes": live.get("open_minutes"),
+        "experiment": experiment,
     }
 
 
@@ -191,6 +225,32 @@ def _builder_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _online_line(document: dict[str, Any] | None) -> str:
+    if document is None:
+        return (
+            "Online       no live quality yet (the builder's monitor writes it once answers "
+            "are logged)"
+        )
+    periods = (document.get("live") or {}).get("periods") or {}
+    parts = []
+    for name in ("5m", "1h", "24h"):
+        p = periods.get(name) or {}
+        rate = p.get("hit_rate")
+        parts.append(
+            f"{name} {p.get('exposures', 0):,} answers, {p.get('hits', 0):,} hits"
+            + ("" if rate is None else f" ({rate:.1%})")
+        )
+    text = "Online       " + "; ".join(parts)
+    spec = document.get("experiment") or {}
+    verdict = (document.get("experiments") or {}).get(spec.get("id") or "")
+    if spec.get("mode") not in (None, "off") and verdict:
+        text += (
+            f"\nExperiment   {spec['mode']} {spec['id']}: {verdict.get('verdict')} "
+            f"({verdict.get('reason')})"
+        )
+    return text
+
+
 def render_status(
     model_dir: SnapshotStore | Path | str,
     *,
@@ -228,6 +288,7 @@ def render_status(
         f"Model        {family_of(m)}, trained in {m.get('training_seconds', 0):.2f} s; "
         f"{_params_text(params, family_of(m))} ({m.get('params_source', 'default')} settings)",
         *_builder_lines(builder_summary(m, store.read_status())),
+        _online_line(store.read_document(ONLINE_STATUS)),
         f"Builder      consumed {builder.get('consumed', 0):,}, accepted "
         f"{builder.get('accepted', 0):,}, malformed: {rejected_text}; retrains "
         f"{builder.get('retrains_published', 0)} published, {builder.get('retrains_failed', 0)} "

@@ -2,8 +2,9 @@
 and experiment tallies, and a checkpoint that makes a restart exact.
 
 Order: an interaction is held until the exposure stream has passed its time (every exposure
-partition read beyond it, or read to its end), so the exposure it answers is always known when
-it is joined, whatever order the two topics are fetched in.
+partition with data read beyond it), so the exposure it answers is known when it is joined,
+whatever order the two topics are fetched in; or, when the exposure stream has nothing newer
+(every partition read to its end, or idle), until it has waited a grace period.
 
 Restarts: a checkpoint records the tallies, each partition's next offset (the counting
 boundary; an interaction still held is before it) and replay offsets at least one attribution
@@ -44,6 +45,7 @@ class _Held:
     recommendation_id: str | None
     partition: int
     offset: int
+    arrived: float
 
 
 class OnlineJoin:
@@ -95,19 +97,26 @@ class OnlineJoin:
         partition: int,
         offset: int,
         recommendation_id: str | None = None,
+        arrived: float = 0.0,
     ) -> None:
-        """Hold an interaction until :meth:`release` passes its time."""
+        """Hold an interaction until :meth:`release` passes its time (``arrived``: when it was
+        read, on the caller's clock)."""
         self._held.append(
-            _Held(user, item, weight, timestamp_ms, recommendation_id, partition, offset)
+            _Held(user, item, weight, timestamp_ms, recommendation_id, partition, offset, arrived)
         )
         while len(self._held) > MAX_HELD:
             self.counts["joined_early"] += 1
             self._join(self._held.popleft())
 
-    def release(self, watermark_ms: int) -> None:
-        """Join every held interaction at or before ``watermark_ms`` (the exposure stream's
-        time: every exposure up to it has been read)."""
-        while self._held and self._held[0].timestamp_ms <= watermark_ms:
+    def release(self, watermark_ms: int, *, arrived_before: float | None = None) -> None:
+        """Join held interactions, oldest first, while each is at or before ``watermark_ms``
+        (the exposure stream's time: every exposure up to it has been read) or arrived before
+        ``arrived_before`` (it waited its grace period, and nothing newer is coming)."""
+        while self._held:
+            held = self._held[0]
+            waited = arrived_before is not None and held.arrived <= arrived_before
+            if held.timestamp_ms > watermark_ms and not waited:
+                return
             self._join(self._held.popleft())
 
     def _join(self, held: _Held) -> None:

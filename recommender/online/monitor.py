@@ -37,6 +37,9 @@ __all__ = ["Monitor"]
 log = logging.getLogger(__name__)
 
 _SAMPLE_SECONDS: Final = 10.0  # how often replay positions are remembered
+#: An interaction newer than every exposure read waits this long (for its exposure, fetched
+#: from another topic, perhaps a moment later) before it is joined.
+_GRACE_SECONDS: Final = 2.0
 _REPLAY_MARGIN_MS: Final = 60_000
 
 
@@ -102,13 +105,23 @@ class Monitor:
                     offset = start[source].get(p, OFFSET_BEGINNING)
                     assignment.append(TopicPartition(topic, p, offset))
                     self._next[source][p] = max(offset, 0)
-            if self.control_topic is not None:
-                for p in topic_partitions(consumer, self.control_topic, timeout=2.0):
-                    assignment.append(TopicPartition(self.control_topic, p, OFFSET_BEGINNING))
         except TopicMissing as exc:
             self._errors.warning("topics", "monitor waiting for its topics: %s", exc)
             return False
         consumer.assign(assignment)
+        return True
+
+    def _assign_control(self, consumer: Consumer) -> bool:
+        """The experiments topic, once it exists (the first start or stop creates it)."""
+        if self.control_topic is None:
+            return True
+        try:
+            partitions = topic_partitions(consumer, self.control_topic, timeout=1.0)
+        except TopicMissing:
+            return False
+        consumer.incremental_assign(
+            [TopicPartition(self.control_topic, p, OFFSET_BEGINNING) for p in partitions]
+        )
         return True
 
     # -- the thread ----------------------------------------------------------------------------
@@ -121,12 +134,22 @@ class Monitor:
             start = self._resume()
             while not self._stop.is_set() and not self._assign(consumer, start):
                 self._stop.wait(2.0)
-            next_write = next_sample = 0.0
+            self._sample()  # where reading starts: the oldest replay point there is
+            next_write = next_control = 0.0
+            next_sample = time.monotonic() + _SAMPLE_SECONDS
+            control = False
             while not self._stop.is_set():
                 try:
+                    if not control and time.monotonic() >= next_control:
+                        control = self._assign_control(consumer)
+                        next_control = time.monotonic() + 5.0
                     messages = consumer.consume(5000, timeout=0.2)
                     self._handle(messages)
-                    self.join.release(self._watermark(consumer))
+                    watermark, at_end = self._watermark(consumer)
+                    self.join.release(
+                        watermark,
+                        arrived_before=time.monotonic() - _GRACE_SECONDS if at_end else None,
+                    )
                     now = time.monotonic()
                     if now >= next_sample:
                         self._sample()
@@ -190,26 +213,29 @@ class Monitor:
                 int(message.partition() or 0),
                 int(message.offset() or 0),
                 _named(message),
+                arrived=time.monotonic(),
             )
         for message in events:
             self._next["interactions"][int(message.partition() or 0)] = (
                 int(message.offset() or 0) + 1
             )
 
-    def _watermark(self, consumer: Consumer) -> int:
-        """The exposure stream's time: every exposure up to it has been read (a partition read
-        to its end does not hold anything back)."""
+    def _watermark(self, consumer: Consumer) -> tuple[int, bool]:
+        """The exposure stream's time (every exposure up to it has been read in every partition
+        that has any), and whether every exposure partition is read to its end as far as the
+        last fetch said (then nothing older is on its way, but something may be a moment
+        behind: see the grace period)."""
         topic = self.topics["exposures"]
-        newest = []
+        at_end = True
         for p, nxt in self._next["exposures"].items():
             try:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
             except Exception:
                 high = -1
-            if high >= 0 and nxt >= high:
-                continue  # at its end
-            newest.append(self._exposure_ms.get(p, 0))
-        return min(newest) if newest else 2**62
+            if high < 0 or nxt < high:
+                at_end = False
+        newest = list(self._exposure_ms.values())
+        return (min(newest) if newest else 0), at_end
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -79,9 +79,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("error answering %s %s", request.method, request.path_qs)
         response = json_error(500, "internal_error", "the server failed to answer; see its log")
-    metrics = request.app[METRICS]
-    metrics.requests.labels(route, str(response.status)).inc()
-    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started)
     return response
 
 
@@ -171,6 +169,7 @@ def create_app(
         catalog,
         health if config.kafka is not None else None,
         lambda: holder.builder_status,
+        lambda: holder.online_status,
     )
     app[BATCHER] = ScoreBatcher(window=config.batch_window, on_batch=metrics.score_batch.observe)
     app[COVERAGE] = Coverage()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..catalog import Catalog
@@ -45,9 +47,11 @@ class _StateCollector(Collector):
         catalog: Catalog,
         health: BrokerHealth | None,
         builder_status: Callable[[], dict[str, Any] | None],
+        online_status: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.model, self.fresh, self.catalog, self.health = model, fresh, catalog, health
         self.builder_status = builder_status
+        self.online_status = online_status
 
     def collect(self) -> Iterator[Metric]:
         model = self.model()
@@ -110,6 +114,28 @@ class _StateCollector(Collector):
             "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
         )
         yield from self._builder(manifest)
+        yield from self._online()
+
+    def _online(self) -> Iterator[Metric]:
+        """The monitor's totals over its last 24 hours, by arm (every replica shows the same:
+        they come from the store)."""
+        live = (self.online_status() or {}).get("live") or {}
+        day = (live.get("periods") or {}).get("24h") or {}
+        exposures = CounterMetricFamily(
+            "recommender_online_exposures",
+            "Answers shown (logged exposures) in the monitor's last 24 hours, by arm.",
+            labels=["arm"],
+        )
+        hits = CounterMetricFamily(
+            "recommender_online_hits",
+            "Of those, answers with at least one attributed like, by arm.",
+            labels=["arm"],
+        )
+        for arm, counts in (day.get("arms") or {}).items():
+            exposures.add_metric([arm], counts.get("exposures", 0))
+            hits.add_metric([arm], counts.get("hits", 0))
+        yield exposures
+        yield hits
 
     def _builder(self, manifest: dict[str, Any]) -> Iterator[Metric]:
         from ..status import builder_summary
@@ -216,6 +242,7 @@ class ServerMetrics:
         catalog: Catalog,
         health: BrokerHealth | None = None,
         builder_status: Callable[[], dict[str, Any] | None] = lambda: None,
+        online_status: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
@@ -308,12 +335,27 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
-        self._state = _StateCollector(model, fresh, catalog, health, builder_status)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=20_000)
+        self._state = _StateCollector(model, fresh, catalog, health, builder_status, online_status)
         registry.register(self._state)
         self._worker = os.environ.get("RECOMMENDER_WORKER")
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")) and (
             self._worker is not None
         )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        self._recent.append((time.monotonic(), seconds))
+
+    def recent_p99_ms(self, *, span: float = 60.0) -> float | None:
+        """The 99th percentile of this process's request latency over the last ``span``
+        seconds (for the page's chart), or None without requests."""
+        since = time.monotonic() - span
+        recent = [s for t, s in list(self._recent) if t >= since]
+        if not recent:
+            return None
+        return float(np.percentile(np.asarray(recent), 99) * 1000)
 
     def total(self, name: str, **labels: str) -> int:
         """The current value of one sample (0 before the first increment)."""

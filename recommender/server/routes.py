@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..model import Answer, Query, RecommenderModel, ScoredItem
 from ..online.experiments import ab_arm
-from ..status import builder_summary
+from ..status import builder_summary, online_summary
 from .experiments import ExperimentAnswer, experiments_of
 from .exposures import exposures_of
 from .ingest import (
@@ -457,6 +457,13 @@ async def status(request: web.Request) -> web.Response:
             + metrics.total(followed, outcome="covered"),
             "catalog_items": len(request.app[CATALOG]),
             "ingest_enabled": request.app[CONFIG].enable_ingest,
+            "latency_p99_ms": metrics.recent_p99_ms(),
+            "online": online_summary(
+                request.app[HOLDER].online_status,
+                model.n_items if model is not None else 0,
+                logging_to=exposures_of(request.app).topic,
+                experiment=experiments_of(request.app).status(request.app[HOLDER].online_status),
+            ),
             "errors": {
                 "malformed_events": metrics.total(followed, outcome="malformed")
                 + sum(builder.get("rejected", {}).values()),

@@ -179,6 +179,10 @@ def system(kafka, topic, daemons, tmp_path, http_port):
                 "build",
                 "--tune",
                 "off",
+                "--exposures-topic",
+                "off",
+                "--experiments-topic",
+                "off",
                 name,
                 retrain_every,
                 "100000",
@@ -302,16 +306,21 @@ def with_film_catalogue(kafka: KafkaSettings, system, server_args: list[str]) ->
 
 def server_command(model_dir, port, *extra):
     """``recommender serve`` arguments for a model dir (created: a server refuses a folder that
-    does not exist) and a loopback port."""
+    does not exist) and a loopback port; answers are logged only to topics ``extra`` names."""
     if "://" not in str(model_dir):
         Path(model_dir).mkdir(parents=True, exist_ok=True)
-    return ["serve", "--model-dir", str(model_dir), "--port", str(port), *extra]
+    return [
+        "serve", "--model-dir", str(model_dir), "--port", str(port),
+        "--exposures-topic", "off", "--experiments-topic", "off", *extra,
+    ]  # fmt: skip
 
 
 def builder_command(topic, model_dir, bootstrap, *extra, factors=8, iterations=8):
-    """``recommender build`` arguments for a small untuned model (tests never wait for tuning)."""
+    """``recommender build`` arguments for a small untuned model (tests never wait for tuning;
+    the online loop is off unless ``extra`` names its topics: every test has its own)."""
     return [
-        "build", "--tune", "off", topic, *extra, "--model-dir", str(model_dir),
+        "build", "--tune", "off", "--exposures-topic", "off", "--experiments-topic", "off",
+        topic, *extra, "--model-dir", str(model_dir),
         "--bootstrap-servers", bootstrap,
         "--factors", str(factors), "--iterations", str(iterations),
     ]  # fmt: skip
