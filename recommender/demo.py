@@ -167,6 +167,24 @@ def run_demo(options: DemoOptions) -> int:
                 *kafka,
             ],
         )
+        synthetic = options.dataset == "synthetic"
+        experiment: list[str] = []
+        if synthetic:
+            # A challenger for the live experiment: another builder, smaller factors, no tuning.
+            challenger_dir = workdir / "challenger"
+            shutil.rmtree(challenger_dir, ignore_errors=True)
+            challenger_dir.mkdir(parents=True)
+            children.start(
+                "challenger",
+                [
+                    "-m", "recommender", "build", TOPIC, "20000", "100000", "--from-beginning",
+                    "--retrain-interval", "10", "--tune", "off", "--factors", "8",
+                    "--exposures-topic", "off", "--model-dir", str(challenger_dir), *kafka,
+                ],
+            )  # fmt: skip
+            experiment = [
+                "--challenger-model-dir", str(challenger_dir), "--experiment", "interleave",
+            ]  # fmt: skip
         children.start(
             "server",
             [
@@ -182,6 +200,7 @@ def run_demo(options: DemoOptions) -> int:
                 "--items-topic",
                 ITEMS,
                 "--enable-ingest",
+                *experiment,
                 *kafka,
             ],
         )
@@ -199,6 +218,12 @@ def run_demo(options: DemoOptions) -> int:
             ],
         )
         base = f"http://127.0.0.1:{options.port}"
+        if synthetic:  # simulated users acting on what they are shown: the live hit rate
+            children.start(
+                "clicks",
+                ["-c", "from recommender.online.clicks import clicks_main as m; m()",
+                 "--server", base],
+            )  # fmt: skip
         started = time.monotonic()
         while not stop.is_set():
             if (name := children.dead()) is not None:
@@ -232,7 +257,8 @@ def run_demo(options: DemoOptions) -> int:
             f"           curl '{base}/model'\n"
             f"           curl '{base}/metrics'\n"
             f"  kafka:   --bootstrap-servers {servers} (topic {TOPIC!r})\n"
-            f"  logs:    {workdir}/{{broker,builder,server,producer}}.log\n\n"
+            f"           curl '{base}/experiments'   # champion vs challenger, interleaved\n"
+            f"  logs:    {workdir}/{{broker,builder,server,producer,clicks}}.log\n\n"
             "Ctrl-C stops everything.",
             flush=True,
         )

@@ -48,6 +48,18 @@ def test_demo_starts_everything_answers_and_stops_cleanly_on_ctrl_c(tmp_path):
             assert body["source"] in ("personalised", "fold-in")  # traffic keeps flowing
             status, info = get_json(f"http://127.0.0.1:{port}/model")
             assert info["catalog_items"] == 1000
+            # The click model acts on what it is shown: live hits, and the experiment runs.
+            wait_until(
+                lambda: (
+                    (get_json(f"http://127.0.0.1:{port}/status")[1].get("online") or {}).get(
+                        "hits", 0
+                    )
+                    > 0
+                ),
+                timeout=60,
+                what="live hits from the click model",
+            )
+            assert get_json(f"http://127.0.0.1:{port}/experiments")[1]["mode"] == "interleave"
         finally:
             demo.send_signal(signal.SIGINT)
             code = demo.wait(30)
