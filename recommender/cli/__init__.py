@@ -24,7 +24,15 @@ from .commands import (
     run_serve,
     run_status,
 )
-from .options import add_common, add_kafka, add_model_dir, duration_list, int_list, port_number
+from .options import (
+    add_common,
+    add_kafka,
+    add_model_dir,
+    duration,
+    duration_list,
+    int_list,
+    port_number,
+)
 from .server_options import build_parser_for_server
 
 __all__ = ["main"]
@@ -127,6 +135,17 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="DURATIONS",
         help="also replay the best prequential setting with each half-life, e.g. 1d,7d,30d "
         "(the builder's --half-life; default: none)",
+    )
+    evaluate.add_argument(
+        "--exposures",
+        type=Path,
+        metavar="FILE",
+        help="an exposure log (the exposures topic's records, one JSON object a line): report "
+        "the live-quality figures for it and DATA_FILE's interactions, as the monitor counts "
+        "them (with no --protocol, only that)",
+    )
+    evaluate.add_argument(
+        "--attribution-window", type=duration, default=1800.0, help="with --exposures (30m)"
     )
     evaluate.add_argument("--seed", type=int, default=42)
     evaluate.add_argument("--no-plots", action="store_true")

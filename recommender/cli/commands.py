@@ -218,7 +218,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         EvaluateOptions(
             data_file=args.data_file,
             output_dir=args.output_dir,
-            protocols=protocols or ["temporal"],
+            protocols=protocols or ([] if args.exposures else ["temporal"]),
+            exposures=args.exposures,
+            attribution_window=args.attribution_window,
             ks=args.k,
             min_rating=args.min_rating,
             ratings=args.ratings,

@@ -41,6 +41,9 @@ class EvaluateOptions:
     #: Prequential half-lives (seconds of event time) to compare with the plain window.
     half_lives: Sequence[float] = ()
     seed: int = 42
+    #: An exposure log (JSON lines): the live-quality figures for it and the data file.
+    exposures: Path | None = None
+    attribution_window: float = 1800.0
     plots: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from ..ratings import RatingScale
 from ..training import AlsParams
 from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
+from .exposures import exposure_figures, figures_markdown
 from .headline import Headline, compare_with_strongest
 from .models import SEED_ALS, AlsModel, FamilyModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
@@ -292,6 +293,8 @@ def run_evaluation(options: EvaluateOptions) -> Evaluation:
     """
     check_options(options)
     data, rated = _read(options)
+    if options.exposures is not None and not options.protocols:
+        return _exposures_only(options, data)
     plan = plan_protocols(data, rated, options)  # before any long computation
     report = Report(
         output_dir=options.output_dir, plots=options.plots, data_file=options.data_file,
@@ -333,6 +336,21 @@ def run_evaluation(options: EvaluateOptions) -> Evaluation:
             ran.append(protocol)
         record()
     return Evaluation(options.output_dir / "report.md", ran, plan.skipped, failed)
+
+
+def _exposures_only(options: EvaluateOptions, data: Interactions) -> Evaluation:
+    """``--exposures FILE`` alone: the online figures of an exposure log and the data file."""
+    assert options.exposures is not None
+    figures = exposure_figures(data, options.exposures, window_seconds=options.attribution_window)
+    report = Report(
+        output_dir=options.output_dir, plots=False, data_file=options.data_file,
+        seed=options.seed, data=data,
+    )  # fmt: skip
+    report.md(f"# Online figures of {data.source} and {options.exposures}", "")
+    report.md(*figures_markdown(figures))
+    report.json["online"] = figures
+    report.write()
+    return Evaluation(options.output_dir / "report.md", [], {}, {})
 
 
 def _abandon(report: Report, mark: tuple[int, int], protocol: Protocol, what: str) -> None:

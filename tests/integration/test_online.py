@@ -6,6 +6,8 @@ the builder's monitor; experiments interleave a challenger and reach a verdict."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 import uuid
 
@@ -139,6 +141,42 @@ def test_attribution_equals_the_ground_truth_across_restarts_and_replicas(
     assert hour["negatives"] >= 17  # the dislikes of shown items
     assert hour["explicit"] >= 17
     assert builder.stop() == 0
+
+    # Offline, from dumps of the two topics: the same figures (recommender evaluate --exposures).
+    log_file, events_file = tmp_path / "exposures.jsonl", tmp_path / "events.csv"
+    log_file.write_bytes(b"\n".join(v for _, _, v in _dump(kafka, exposures)) + b"\n")
+    with events_file.open("w") as out:
+        out.write("user,item,weight,timestamp\n")
+        for _, ts, value in _dump(kafka, name):
+            user, item, *weight = value.decode().split(":")
+            out.write(f"{user},{item},{weight[0] if weight else 1},{ts / 1000:.3f}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "recommender", "evaluate", str(events_file), "--exposures",
+         str(log_file), "--output-dir", str(tmp_path / "report"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    offline = json.loads((tmp_path / "report" / "report.json").read_text())["online"]
+    day = offline["live"]["periods"]["24h"]
+    assert (day["exposures"], day["hits"]) == (70, len(expected_hits))
+    assert "Online figures from the exposure log" in (tmp_path / "report" / "report.md").read_text()
+
+
+def _dump(kafka, name: str) -> list[tuple[int, int, bytes]]:
+    """Every record of a topic: (partition, timestamp ms, value)."""
+    from confluent_kafka import TopicPartition
+
+    from recommender.kafka import topic_partitions
+
+    consumer = kafka.consumer()
+    consumer.assign([TopicPartition(name, p, 0) for p in topic_partitions(consumer, name)])
+    records, idle = [], 0
+    while idle < 5:
+        batch = [m for m in consumer.consume(10_000, timeout=0.5) if m.error() is None]
+        idle = 0 if batch else idle + 1
+        records += [(m.partition(), m.timestamp()[1], m.value()) for m in batch]
+    consumer.close()
+    return records
 
 
 def _clicks(base: str, rng: np.random.Generator, users: list[str], rounds: int) -> int:
