@@ -297,17 +297,25 @@ class RecommenderModel:
         return self.score_many([key])[0]
 
     def answer(
-        self, query: Query, scores: FloatArray | None = None, *, excluded: IntArray | None = None
+        self,
+        query: Query,
+        scores: FloatArray | None = None,
+        *,
+        excluded: IntArray | None = None,
+        allowed: IntArray | None = None,
     ) -> Answer:
         """The top items for a resolved query; ``scores`` may be precomputed (and are modified).
 
-        ``excluded``: columns never to recommend besides the query's own (e.g. items outside
-        the catalogue).
+        ``excluded``: columns never to recommend besides the query's own (items that may not be
+        shown, outside the catalogue, in an excluded category); ``allowed``: the only columns
+        that may be (a category filter), or None for any.
         """
         banned = query.banned
         if excluded is not None and excluded.size:
             banned = np.concatenate((banned, excluded))
         wanted = query.n + query.offset
+        if allowed is not None:
+            return Answer(self._among(query, allowed, banned, wanted)[query.offset :], query.source)
         if query.vector is not None and self.top_k is not None:
             cols, found = self.top_k.top(query.vector, wanted, banned, scores)
             items = self._scored(cols, found)
@@ -321,6 +329,27 @@ class RecommenderModel:
         else:
             items = self._popular(wanted, banned)
         return Answer(items[query.offset :], query.source)
+
+    def _among(
+        self, query: Query, allowed: IntArray, banned: IntArray, wanted: int
+    ) -> list[ScoredItem]:
+        """The top items among ``allowed`` columns only: scored there alone (a narrow category
+        costs what its items cost, with or without a graph), so ``n`` come back whenever the
+        category holds that many eligible items."""
+        if banned.size and allowed.size:
+            allowed = allowed[~np.isin(allowed, banned)]
+        if allowed.size == 0:
+            return []
+        if query.vector is None and query.history is None:
+            return self.popular(wanted, allowed=allowed)
+        if query.vector is not None and isinstance(self.fitted, LatentModel):
+            items = np.asarray(self.fitted.item_vectors[allowed], dtype=np.float32)
+            scores = items @ np.asarray(query.vector, dtype=np.float32)
+        else:
+            assert query.history is not None
+            scores = self.fitted.score([query.history])[0][allowed]
+        top = select_top(np.asarray(scores, dtype=np.float32), wanted)
+        return self._scored(allowed[top], scores[top])
 
     def recommend(
         self,
@@ -339,10 +368,30 @@ class RecommenderModel:
         return self.answer(query)
 
     def popular(
-        self, n: int, *, exclude: Iterable[str] = (), offset: int = 0, recent: bool = False
+        self,
+        n: int,
+        *,
+        exclude: Iterable[str] = (),
+        offset: int = 0,
+        recent: bool = False,
+        excluded: IntArray | None = None,
+        allowed: IntArray | None = None,
     ) -> list[ScoredItem]:
-        """The ``n`` items with the most events in the window (``recent``: recency-weighted)."""
-        return self._popular(n + offset, self.columns(exclude), recent=recent)[offset:]
+        """The ``n`` items with the most events in the window (``recent``: recency-weighted),
+        never ``excluded`` columns, only ``allowed`` ones when given."""
+        banned = self.columns(exclude)
+        if excluded is not None and excluded.size:
+            banned = np.concatenate((banned, excluded))
+        if allowed is not None:
+            if banned.size:
+                allowed = allowed[~np.isin(allowed, banned)]
+            score = self.recent_popularity if recent else self.popularity
+            cols = allowed[np.lexsort((allowed, -score[allowed]))][: n + offset]
+            return [
+                ScoredItem(self.item_ids[c], float(v))
+                for c, v in zip(cols.tolist(), score[cols].tolist(), strict=True)
+            ][offset:]
+        return self._popular(n + offset, banned, recent=recent)[offset:]
 
     def _popular(self, n: int, banned: IntArray, *, recent: bool = False) -> list[ScoredItem]:
         order, score = (
@@ -367,13 +416,31 @@ class RecommenderModel:
 
     # -- similarity and explanations -----------------------------------------------------------
 
-    def similar_items(self, item: str, n: int) -> list[ScoredItem] | None:
+    def similar_items(
+        self,
+        item: str,
+        n: int,
+        *,
+        excluded: IntArray | None = None,
+        allowed: IntArray | None = None,
+    ) -> list[ScoredItem] | None:
         """Items most similar to ``item`` as the model family sees them (ALS: cosine of the
-        factors); None: unknown item."""
+        factors), never ``excluded`` columns, only ``allowed`` ones when given; None: unknown
+        item."""
         col = self.item_index.get(item)
         if col is None:
             return None
-        return self._scored(*self.fitted.similar_items(col, n))
+        if (excluded is None or not excluded.size) and allowed is None:
+            return self._scored(*self.fitted.similar_items(col, n))
+        # Deep enough to fill n after filtering: everything, for a narrow filter.
+        depth = self.n_items if allowed is not None else n + int(excluded.size)  # type: ignore[union-attr]
+        cols, scores = self.fitted.similar_items(col, min(depth, self.n_items))
+        keep = np.ones(cols.size, bool)
+        if excluded is not None and excluded.size:
+            keep &= ~np.isin(cols, excluded)
+        if allowed is not None:
+            keep &= np.isin(cols, allowed)
+        return self._scored(cols[keep][:n], scores[keep][:n])
 
     @property
     def has_user_vectors(self) -> bool:

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from ..catalog import Catalog
 from ..fresh import FreshEvents
+from ..items import Catalog
 from ..kafka import BrokerHealth, parse_overrides
 from ..store import open_store
+from .answers import routes as answer_routes
 from .batching import ScoreBatcher
 from .chat_state import AskedMemory, Registrations, SharedRegistry
 from .experiments import Experiments, experiments_of
@@ -177,6 +178,7 @@ def create_app(
     app[EXPOSURES] = ExposureLog(config.kafka, config.exposures_topic, metrics, health)
     app[EXPERIMENTS] = Experiments(config, config.kafka)
 
+    app.add_routes(answer_routes)
     app.add_routes(routes)
     app.add_routes(seed_routes)
     app.add_routes(experiment_routes)

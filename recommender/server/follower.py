@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from ..catalog import Catalog
 from ..events import parse_values
 from ..fresh import FreshEvents
+from ..items import Catalog
 from ..kafka import (
     BrokerHealth,
     KafkaSettings,
@@ -248,9 +248,9 @@ class Follower(Coverage):
             else:
                 self.metrics.follower_errors.inc()
                 self._errors.warning("consume", "consumer error: %s", m.error())
-        items = [m.value() for m in good if m.topic() == self.items_topic]
-        if items:
-            self.catalog.update(items)
+        items = [m for m in good if m.topic() == self.items_topic]
+        if items:  # applied at once: hidden, deleted or expired items leave every answer now
+            self.catalog.update([m.value() for m in items], [m.key() for m in items])
         controls = [m.value() for m in good if m.topic() == self.control_topic]
         if controls:
             self.on_control(controls)

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..catalog import Catalog
 from ..fresh import FreshEvents
+from ..items import Catalog
 from ..kafka import BrokerHealth
 from ..model import RecommenderModel
 
@@ -113,6 +113,15 @@ class _StateCollector(Collector):
         yield _gauge(
             "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
         )
+        rejected = CounterMetricFamily(
+            "recommender_catalog_rejected_records",
+            "Items-topic records skipped, by reason (bad_categories, bad_labels, bad_time, "
+            "not_json, too_big, catalog_full, ...).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.catalog.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
         yield from self._builder(manifest)
         yield from self._online()
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from aiohttp import web
 
-from ..model import Answer, Query, RecommenderModel, ScoredItem
-from ..online.experiments import ab_arm
 from ..status import builder_summary, online_summary
-from .experiments import ExperimentAnswer, experiments_of
+from .answers import model_or_503, n_param, not_found
+from .experiments import experiments_of
 from .exposures import exposures_of
 from .ingest import (
     MAX_EVENTS_PER_REQUEST,
@@ -22,234 +22,26 @@ from .ingest import (
     recommendation_ids,
 )
 from .openapi import openapi_document
-from .page import INDEX_HTML
-from .state import BATCHER, CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
+from .state import CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
 from .validation import (
     bad_parameter,
-    bool_param,
     check_id,
-    id_list_param,
     id_param,
-    int_param,
     json_error,
     json_response,
     text_param,
 )
 
-__all__ = ["answer_query", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-
-def _model_or_503(request: web.Request) -> RecommenderModel:
-    model = request.app[HOLDER].model
-    if model is None:
-        raise web.HTTPServiceUnavailable(
-            text='{"error": "model_not_ready", "message": "no snapshot has been loaded yet; '
-            'is the model builder running and has it retrained once?"}',
-            content_type="application/json",
-        )
-    return model
-
-
-def _not_found(what: str, value: str) -> web.HTTPNotFound:
-    return web.HTTPNotFound(
-        text=json_error(404, f"unknown_{what}", f"the model does not know {what} {value!r}").text,
-        content_type="application/json",
-    )
-
-
-def _n(request: web.Request) -> int:
-    config = request.app[CONFIG]
-    return int_param(request, "n", default=config.default_n, minimum=1, maximum=config.max_n)
-
-
-def _offset(request: web.Request) -> int:
-    return int_param(request, "offset", default=0, minimum=0, maximum=request.app[CONFIG].max_n)
-
-
-def _items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[str, Any]]:
-    catalog = request.app[CATALOG]
-    out = []
-    for scored in items:
-        entry: dict[str, Any] = {"item": scored.item, "score": scored.score}
-        metadata = catalog.get(scored.item)
-        if metadata is not None:
-            entry["metadata"] = metadata
-        out.append(entry)
-    return out
-
-
-async def answer_query(request: web.Request, model: RecommenderModel, query: Query) -> Answer:
-    """Score (batched with concurrent requests) and pick the top items of a query."""
-    config = request.app[CONFIG]
-    excluded = None
-    if config.catalog_only:
-        excluded = request.app[CATALOG].excluded_columns(model.version, model.item_index)
-    scores = None
-    key = query.vector if query.vector is not None else query.history
-    if key is not None and not model.approximate:
-        # Exact scoring reads the whole model: share that read with concurrent requests.
-        scores = await request.app[BATCHER].score(model, key)
-    answer = model.answer(query, scores, excluded=excluded)
-    metrics = request.app[METRICS]
-    metrics.answers.labels(answer.source).inc()
-    if answer.fallback:
-        metrics.fallbacks.inc()
-    return answer
-
-
-@routes.get("/recommend")
-async def recommend(request: web.Request) -> web.Response:
-    """Top-n for a user (``user=``) or for an anonymous list of items (``items=``)."""
-    has_user, has_items = "user" in request.query, "items" in request.query
-    if has_user == has_items:
-        bad_parameter("user", "give exactly one of user= or items=")
-    n, offset = _n(request), _offset(request)
-    exclude = id_list_param(request, "exclude")
-    filter_seen = bool_param(request, "filter_seen", default=True)
-    body: dict[str, Any]
-    if has_user:
-        user = id_param(request, "user")
-        model = _model_or_503(request)
-        fresh = request.app[FRESH].events(user)
-        options: dict[str, Any] = {
-            "filter_seen": filter_seen,
-            "exclude": exclude,
-            "offset": offset,
-            "fresh": fresh,
-        }
-        body = {"user": user, "fresh_events": len(fresh)}
-        tried = await _in_experiment(request, model, user, n, options) if not offset else None
-        if tried is not None:
-            answer = tried.answer
-            rec_id = exposures_of(request.app).record(
-                route="/recommend",
-                items=[s.item for s in answer.items],
-                model_version=model.version,
-                family=model.family,
-                user=user,
-                arm=tried.arm,
-                credit=tried.credit,
-                experiment=tried.spec.id,
-                challenger_version=tried.challenger_version,
-                recommendation_id=tried.recommendation_id,
-            )
-            body["arm"] = tried.arm or "interleaved"
-        else:
-            answer = await answer_query(request, model, model.query_for_user(user, n, **options))
-            rec_id = log_exposure(request, "/recommend", answer.items, model, user=user)
-    else:
-        items = id_list_param(request, "items")
-        if not items:
-            bad_parameter("items", "must list at least one item")
-        model = _model_or_503(request)
-        query = model.query_for_items(items, n, exclude=exclude, offset=offset)
-        body = {"items_given": items}
-        answer = await answer_query(request, model, query)
-        rec_id = log_exposure(request, "/recommend", answer.items, model, session=items)
-    body.update(
-        {
-            "items": _items_json(request, answer.items),
-            "source": answer.source,
-            "fallback": answer.fallback,
-            "offset": offset,
-            "model_version": model.version,
-            "recommendation_id": rec_id,
-        }
-    )
-    return json_response(body)
-
-
-async def _in_experiment(
-    request: web.Request,
-    champion: RecommenderModel,
-    user: str,
-    n: int,
-    options: dict[str, Any],
-) -> ExperimentAnswer | None:
-    """The answer of the running experiment for ``user``, or None outside one."""
-    experiments = experiments_of(request.app)
-    spec, challenger = experiments.current(), experiments.challenger.model
-    if spec is None or challenger is None:
-        return None
-    arms: dict[str, RecommenderModel] = {"champion": champion, "challenger": challenger}
-    wanted = [ab_arm(spec, user)] if spec.mode == "ab" else list(arms)
-    answers = {}
-    for arm in wanted:
-        used = arms[arm]
-        answers[arm] = await answer_query(request, used, used.query_for_user(user, n, **options))
-    return experiments.answer(champion, user, answers, n)
-
-
-def log_exposure(
-    request: web.Request,
-    route: str,
-    items: Sequence[ScoredItem],
-    model: RecommenderModel,
-    *,
-    user: str | None = None,
-    session: Sequence[str] = (),
-) -> str:
-    """The answer's recommendation id (its exposure logged, when a topic is set)."""
-    return exposures_of(request.app).record(
-        route=route,
-        items=[s.item for s in items],
-        model_version=model.version,
-        family=model.family,
-        user=user,
-        session=session,
-    )
-
-
-@routes.get("/")
-async def index(request: web.Request) -> web.StreamResponse:
-    """The seed's query (``/?userId=&recommendationsNumber=``), else the web page."""
-    if "userId" not in request.query and "recommendationsNumber" not in request.query:
-        return web.Response(text=INDEX_HTML, content_type="text/html")
-    config = request.app[CONFIG]
-    user = id_param(request, "userId")
-    n = int_param(
-        request, "recommendationsNumber", default=config.default_n, minimum=1, maximum=config.max_n
-    )
-    model = _model_or_503(request)
-    query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
-    answer = await answer_query(request, model, query)
-    rec_id = log_exposure(request, "/", answer.items, model, user=user)
-    return json_response(
-        {
-            "user_id": user,
-            "recommended_items": [s.item for s in answer.items],
-            "recommendation_id": rec_id,
-        }
-    )
-
-
-@routes.get("/similar")
-async def similar(request: web.Request) -> web.Response:
-    item, n = id_param(request, "item"), _n(request)
-    model = _model_or_503(request)
-    if model.approximate:  # a large catalogue: scoring every item is for a thread
-        found = await asyncio.to_thread(model.similar_items, item, n)
-    else:
-        found = model.similar_items(item, n)
-    if found is None:
-        raise _not_found("item", item)
-    rec_id = log_exposure(request, "/similar", found, model, session=[item])
-    return json_response(
-        {
-            "item": item,
-            "items": _items_json(request, found),
-            "model_version": model.version,
-            "recommendation_id": rec_id,
-        }
-    )
+IntArray = npt.NDArray[np.int64]
 
 
 @routes.get("/similar-users")
 async def similar_users(request: web.Request) -> web.Response:
-    user, n = id_param(request, "user"), _n(request)
-    model = _model_or_503(request)
+    user, n = id_param(request, "user"), n_param(request)
+    model = model_or_503(request)
     if not model.has_user_vectors:
         bad_parameter(
             "user",
@@ -258,7 +50,7 @@ async def similar_users(request: web.Request) -> web.Response:
         )
     found = model.similar_users(user, n)
     if found is None:
-        raise _not_found("user", user)
+        raise not_found("user", user)
     return json_response(
         {
             "user": user,
@@ -268,31 +60,15 @@ async def similar_users(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/popular")
-async def popular(request: web.Request) -> web.Response:
-    n, offset = _n(request), _offset(request)
-    recent = bool_param(request, "recent", default=False)
-    model = _model_or_503(request)
-    items = model.popular(n, offset=offset, recent=recent)
-    return json_response(
-        {
-            "items": _items_json(request, items),
-            "offset": offset,
-            "model_version": model.version,
-            "recommendation_id": log_exposure(request, "/popular", items, model),
-        }
-    )
-
-
 @routes.get("/because")
 async def because(request: web.Request) -> web.Response:
-    user, item, n = id_param(request, "user"), id_param(request, "item"), _n(request)
-    model = _model_or_503(request)
+    user, item, n = id_param(request, "user"), id_param(request, "item"), n_param(request)
+    model = model_or_503(request)
     explained = model.explain(user, item, n, fresh=request.app[FRESH].events(user))
     if explained is None:
         if item not in model.item_index:
-            raise _not_found("item", item)
-        raise _not_found("user", user)
+            raise not_found("item", item)
+        raise not_found("user", user)
     score, contributions = explained
     catalog = request.app[CATALOG]
     return json_response(
@@ -316,7 +92,7 @@ async def because(request: web.Request) -> web.Response:
 @routes.get("/users/{user}/items")
 async def user_items(request: web.Request) -> web.Response:
     user = check_id("user", request.match_info["user"])
-    model = _model_or_503(request)
+    model = model_or_503(request)
     window = [{"item": i, "weight": w} for i, w in model.seen_items(user)]
     fresh = [{"item": i, "weight": w} for i, w in request.app[FRESH].events(user)]
     return json_response(
@@ -333,7 +109,7 @@ async def user_items(request: web.Request) -> web.Response:
 @routes.get("/items")
 async def search_items(request: web.Request) -> web.Response:
     q = text_param(request, "q", max_length=200)
-    n = _n(request)
+    n = n_param(request)
     forgiving = request.query.get("match", "substring")
     if forgiving not in ("substring", "forgiving"):
         bad_parameter("match", f"must be substring or forgiving, got {forgiving!r}")
@@ -400,7 +176,7 @@ async def ready(request: web.Request) -> web.Response:
 
 @routes.get("/model")
 async def model_info(request: web.Request) -> web.Response:
-    model = _model_or_503(request)
+    model = model_or_503(request)
     holder = request.app[HOLDER]
     stats = request.app[FRESH].stats()
     return json_response(

@@ -30,12 +30,13 @@ from aiohttp import web
 
 from ..errors import ConfigError
 from ..events import format_event
+from ..items import ItemFilter
 from ..model import RecommenderModel
 from ..online.exposures import new_recommendation_id
 from ..ratings import RatingScale
+from .answers import answer_query, log_exposure
 from .chat_state import AnswerMemory, AskedMemory, Registrations
 from .ingest import Ingest
-from .routes import answer_query, log_exposure
 from .state import CATALOG, CHAT, CONFIG, FRESH, HOLDER, INGEST
 from .validation import id_problem, json_error, json_response
 
@@ -124,6 +125,27 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body", "the body must be a JSON object")
     return body
+
+
+def _chat_filter(body: dict[str, Any]) -> ItemFilter | None:
+    """``"category"`` and ``"exclude_category"`` (a string or a list of strings) of a body."""
+    found: dict[str, frozenset[str]] = {}
+    for name in ("category", "exclude_category"):
+        value = body.get(name)
+        if value is None:
+            found[name] = frozenset()
+            continue
+        values = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(values, list)
+            or len(values) > 32
+            or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in values)
+        ):
+            raise BadRequest(name, f"{name} must be a string or a list of at most 32 strings")
+        found[name] = frozenset(values)
+    if not (found["category"] or found["exclude_category"]):
+        return None
+    return ItemFilter(found["category"], found["exclude_category"])
 
 
 def _chat_id(body: dict[str, Any], name: str = "chat_id") -> str:
@@ -243,7 +265,9 @@ async def get_unrated_movie(request: web.Request) -> web.Response:
         model,
         user,
         request.app[FRESH].events(user),
-        (lambda item: catalog.get(item) is not None) if restrict else (lambda item: True),
+        (lambda item: catalog.get(item) is not None and catalog.shown(item))
+        if restrict
+        else catalog.shown,
     )
     if pick is None:
         return json_error(404, "nothing_to_ask", "every item the model knows is rated already")
@@ -304,7 +328,8 @@ async def recommend_for_chat(request: web.Request) -> web.Response:
                 "recommendation_id": new_recommendation_id(),  # nothing shown: nothing logged
             }
         )
-    answer = await answer_query(request, model, model.query_for_user(user, top_n, fresh=fresh))
+    query = model.query_for_user(user, top_n, fresh=fresh)
+    answer = await answer_query(request, model, query, _chat_filter(body))
     rec_id = log_exposure(request, "/recommend (chat)", answer.items, model, user=user)
     _chat(request).answers.remember(user, rec_id, [s.item for s in answer.items])
     movies = [_metadata(request, s.item) for s in answer.items]

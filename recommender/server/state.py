@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..catalog import Catalog
 from ..fresh import FreshEvents
+from ..items import Catalog
 from ..kafka import BrokerHealth, KafkaSettings
 from ..logs import LogFormat
 from ..model import RecommenderModel

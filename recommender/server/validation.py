@@ -9,6 +9,8 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
+from ..items import ItemFilter
+
 __all__ = [
     "bad_parameter",
     "bool_param",
@@ -158,3 +160,42 @@ def text_param(request: web.Request, name: str, *, max_length: int) -> str:
         except UnicodeEncodeError:
             bad_parameter(name, "is not valid Unicode text (a lone surrogate)")
     return value
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_FILTER_VALUES = 32
+
+
+def filter_params(request: web.Request) -> ItemFilter | None:
+    """``category=`` (repeatable: any of them), ``exclude_category=`` (repeatable) and
+    ``label.NAME=VALUE`` (every one must hold); None when none is given."""
+    query = request.query
+    categories = query.getall("category", [])
+    excluded = query.getall("exclude_category", [])
+    labels = []
+    for key in query:
+        if not key.startswith("label."):
+            continue
+        name = key[len("label.") :]
+        values = query.getall(key)
+        if not _LABEL_NAME.match(name):
+            bad_parameter(key, "label names are letters, digits, _ . - (at most 64)")
+        if len(values) > 1:
+            bad_parameter(key, "given more than once")
+        if not 0 < len(values[0]) <= 256:
+            bad_parameter(key, "must be 1 to 256 characters")
+        labels.append((name, values[0]))
+    for name, given in (("category", categories), ("exclude_category", excluded)):
+        if len(given) > MAX_FILTER_VALUES:
+            bad_parameter(name, f"at most {MAX_FILTER_VALUES} values")
+        for value in given:
+            if not 0 < len(value) <= 64:
+                bad_parameter(name, "must be 1 to 64 characters")
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    bad_parameter(name, "is not valid Unicode text (a lone surrogate)")
+    if not (categories or excluded or labels):
+        return None
+    return ItemFilter(frozenset(categories), frozenset(excluded), tuple(sorted(labels)))
