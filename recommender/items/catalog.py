@@ -87,8 +87,14 @@ class Catalog:
     def update(self, values: Iterable[bytes | None], keys: Iterable[bytes | None] = ()) -> int:
         """Apply items-topic records (values, with their keys for tombstones); returns how
         many were applied. A later record of an id replaces the earlier one."""
+        return len(self.apply(values, keys))
+
+    def apply(
+        self, values: Iterable[bytes | None], keys: Iterable[bytes | None] = ()
+    ) -> list[ItemRecord | Deletion]:
+        """As :meth:`update`; returns what was applied."""
         keys = list(keys)
-        applied = 0
+        done: list[ItemRecord | Deletion] = []
         with self._lock:
             for k, value in enumerate(values):
                 parsed = parse_item_record(keys[k] if k < len(keys) else None, value)
@@ -105,13 +111,13 @@ class Catalog:
                     self._remove(parsed.id)
                     self._deleted.discard(parsed.id)
                     self._add(parsed)
-                applied += 1
+                done.append(parsed)
             while len(self._deleted) > self.max_items:  # remembered to keep them unshown
                 self._deleted.pop()
-            if applied:
+            if done:
                 self.version += 1
-                self.applied += applied
-        return applied
+                self.applied += len(done)
+        return done
 
     def _add(self, record: ItemRecord) -> None:
         self._items[record.id] = record
@@ -147,6 +153,23 @@ class Catalog:
 
     def record(self, item: str) -> ItemRecord | None:
         return self._items.get(item)
+
+    def newest_unknown(self, known: Mapping[str, int], limit: int) -> list[ItemRecord]:
+        """Up to ``limit`` of the newest records with categories of items ``known`` lacks."""
+        with self._lock:
+            found = []
+            for item in reversed(self._items):
+                record = self._items[item]
+                if record.categories and item not in known:
+                    found.append(record)
+                    if len(found) >= limit:
+                        break
+            return found
+
+    def members(self, category: str) -> list[str]:
+        """The items of ``category``."""
+        with self._lock:
+            return list(self._by_category.get(category, ()))
 
     def categories(self) -> dict[str, int]:
         """Each category and how many items are in it."""

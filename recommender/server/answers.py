@@ -13,13 +13,15 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
+from ..index import select_top
 from ..items import ItemFilter
+from ..items.fresh import merge
 from ..model import Answer, Query, RecommenderModel, ScoredItem
 from ..online.experiments import ab_arm
 from .experiments import ExperimentAnswer, experiments_of
 from .exposures import exposures_of
 from .page import INDEX_HTML
-from .state import BATCHER, CATALOG, CONFIG, FRESH, HOLDER, METRICS
+from .state import BATCHER, CATALOG, CONFIG, FRESH, FRESH_ITEMS, HOLDER, METRICS
 from .validation import (
     bad_parameter,
     bool_param,
@@ -44,6 +46,7 @@ __all__ = [
 
 routes = web.RouteTableDef()
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
 
 
 def model_or_503(request: web.Request) -> RecommenderModel:
@@ -85,6 +88,35 @@ def items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[s
     return out
 
 
+def with_new_items(
+    request: web.Request,
+    model: RecommenderModel,
+    query: Query,
+    answer: Answer,
+    item_filter: ItemFilter | None,
+    seen: frozenset[str],
+) -> Answer:
+    """``answer`` with the items the model does not know yet (item fold-in, content cold start)
+    where they score higher; never one the user has (``seen``), nor one the catalogue or the
+    filter forbids."""
+    view = request.app[FRESH_ITEMS].view
+    stale = view.size == 0 or view.model_version != model.version
+    if query.vector is None or stale or query.offset:  # later pages: the model's own items
+        return answer
+    catalog = request.app[CATALOG]
+    scores = view.scores(query.vector)
+    best = np.argsort(-scores, kind="stable")[: query.n + len(seen) + 16]
+    extra = [
+        (view.ids[k], float(scores[k]))
+        for k in best.tolist()
+        if view.ids[k] not in seen and catalog.allows(view.ids[k], item_filter)
+    ]
+    if not extra:
+        return answer
+    items = [ScoredItem(i, s) for i, s in merge(answer.items, extra, query.n)]
+    return Answer(items, answer.source)
+
+
 def shown_columns(
     request: web.Request, model: RecommenderModel, item_filter: ItemFilter | None = None
 ) -> tuple[IntArray, IntArray | None]:
@@ -104,6 +136,7 @@ async def answer_query(
     model: RecommenderModel,
     query: Query,
     item_filter: ItemFilter | None = None,
+    seen: frozenset[str] = frozenset(),
 ) -> Answer:
     """Score (batched with concurrent requests) and pick the top items of a query, as the
     catalogue allows."""
@@ -114,6 +147,7 @@ async def answer_query(
         # Exact scoring reads the whole model: share that read with concurrent requests.
         scores = await request.app[BATCHER].score(model, key)
     answer = model.answer(query, scores, excluded=excluded, allowed=allowed)
+    answer = with_new_items(request, model, query, answer, item_filter, seen)
     metrics = request.app[METRICS]
     metrics.answers.labels(answer.source).inc()
     if answer.fallback:
@@ -165,7 +199,10 @@ async def recommend(request: web.Request) -> web.Response:
             body["arm"] = tried.arm or "interleaved"
         else:
             query = model.query_for_user(user, n, **options)
-            answer = await answer_query(request, model, query, item_filter)
+            seen = frozenset(exclude) | (
+                frozenset(i for i, _ in fresh) if filter_seen else frozenset()
+            )
+            answer = await answer_query(request, model, query, item_filter, seen)
             rec_id = log_exposure(request, "/recommend", answer.items, model, user=user)
     else:
         items = id_list_param(request, "items")
@@ -174,7 +211,8 @@ async def recommend(request: web.Request) -> web.Response:
         model = model_or_503(request)
         query = model.query_for_items(items, n, exclude=exclude, offset=offset)
         body = {"items_given": items}
-        answer = await answer_query(request, model, query, item_filter)
+        seen = frozenset(items) | frozenset(exclude)
+        answer = await answer_query(request, model, query, item_filter, seen)
         rec_id = log_exposure(request, "/recommend", answer.items, model, session=items)
     body.update(
         {
@@ -259,8 +297,9 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def similar(request: web.Request) -> web.Response:
     item, n = id_param(request, "item"), n_param(request)
     model = model_or_503(request)
-    excluded, allowed = shown_columns(request, model, filter_params(request))
-    similar_of = functools.partial(model.similar_items, excluded=excluded, allowed=allowed)
+    item_filter = filter_params(request)
+    excluded, allowed = shown_columns(request, model, item_filter)
+    similar_of = functools.partial(_similar, request, model, item_filter, excluded, allowed)
     if model.approximate:  # a large catalogue: scoring every item is for a thread
         found = await asyncio.to_thread(similar_of, item, n)
     else:
@@ -276,6 +315,60 @@ async def similar(request: web.Request) -> web.Response:
             "recommendation_id": rec_id,
         }
     )
+
+
+def _similar(
+    request: web.Request,
+    model: RecommenderModel,
+    item_filter: ItemFilter | None,
+    excluded: IntArray,
+    allowed: IntArray | None,
+    item: str,
+    n: int,
+) -> list[ScoredItem] | None:
+    """Similar items, the new ones (unknown to the model, with vectors) included both ways: a
+    new item has similar items, and is one."""
+    view = request.app[FRESH_ITEMS].view
+    fresh = model.latent and view.size > 0 and view.model_version == model.version
+    if item in model.item_index:
+        found = model.similar_items(item, n, excluded=excluded, allowed=allowed)
+        if not fresh or found is None:
+            return found
+        vector = np.asarray(model.item_factors[model.item_index[item]], dtype=np.float32)
+    elif fresh and item in view.ids:
+        vector = view.vectors[view.ids.index(item)]
+        found = _cosine_in_model(model, vector, n, excluded, allowed)
+    else:
+        return None
+    norm = max(float(np.linalg.norm(vector)), 1e-12)
+    cosine = view.vectors @ vector / np.maximum(view.norms * norm, 1e-12)
+    catalog = request.app[CATALOG]
+    extra = [
+        (view.ids[k], float(cosine[k]))
+        for k in np.argsort(-cosine, kind="stable")[: n + 1].tolist()
+        if view.ids[k] != item and catalog.allows(view.ids[k], item_filter)
+    ]
+    return [ScoredItem(i, s) for i, s in merge(found, extra, n)]
+
+
+def _cosine_in_model(
+    model: RecommenderModel,
+    vector: FloatArray,
+    n: int,
+    excluded: IntArray,
+    allowed: IntArray | None,
+) -> list[ScoredItem]:
+    items = np.asarray(model.item_factors, dtype=np.float32)
+    norms = np.linalg.norm(items, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+    cosine = (items @ vector) / np.maximum(norms, 1e-12)
+    if excluded.size:
+        cosine[excluded] = -np.inf
+    if allowed is not None:
+        keep = np.full(cosine.size, -np.inf, np.float32)
+        keep[allowed] = cosine[allowed]
+        cosine = keep
+    top = select_top(cosine.astype(np.float32), n)
+    return [ScoredItem(model.item_ids[c], float(cosine[c])) for c in top.tolist()]
 
 
 @routes.get("/popular")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..fresh import FreshEvents
 from ..items import Catalog
+from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, parse_overrides
 from ..store import open_store
 from .answers import routes as answer_routes
@@ -35,6 +36,7 @@ from .state import (
     EXPERIMENTS,
     EXPOSURES,
     FRESH,
+    FRESH_ITEMS,
     HEALTH,
     HOLDER,
     INGEST,
@@ -121,6 +123,7 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
             health=app[HEALTH],
             control_topic=experiments_of(app).topic,
             on_control=experiments_of(app).apply,
+            fresh_items=app[FRESH_ITEMS],
         )
         app[COVERAGE] = follower
         follower.start()
@@ -153,6 +156,7 @@ def create_app(
         max_users=config.max_fresh_users,
     )
     catalog = Catalog()
+    app[FRESH_ITEMS] = FreshItems(catalog, max_items=config.max_fresh_items)
     health = BrokerHealth()
     app[CONFIG] = config
     app[HEALTH] = health
@@ -171,6 +175,7 @@ def create_app(
         health if config.kafka is not None else None,
         lambda: holder.builder_status,
         lambda: holder.online_status,
+        lambda: app[FRESH_ITEMS].counts(),
     )
     app[BATCHER] = ScoreBatcher(window=config.batch_window, on_batch=metrics.score_batch.observe)
     app[COVERAGE] = Coverage()

@@ -25,7 +25,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from ..events import parse_values
 from ..fresh import FreshEvents
-from ..items import Catalog
+from ..items import Catalog, ItemRecord
+from ..items.fresh import FreshItems
 from ..kafka import (
     BrokerHealth,
     KafkaSettings,
@@ -72,8 +73,10 @@ class Follower(Coverage):
         health: BrokerHealth,
         control_topic: str | None = None,
         on_control: Callable[[list[bytes | None]], None] = lambda values: None,
+        fresh_items: FreshItems | None = None,
     ) -> None:
         self.kafka = kafka
+        self.fresh_items = fresh_items
         self.control_topic = control_topic
         self.on_control = on_control
         self.topic = topic
@@ -250,7 +253,14 @@ class Follower(Coverage):
                 self._errors.warning("consume", "consumer error: %s", m.error())
         items = [m for m in good if m.topic() == self.items_topic]
         if items:  # applied at once: hidden, deleted or expired items leave every answer now
-            self.catalog.update([m.value() for m in items], [m.key() for m in items])
+            applied = self.catalog.apply([m.value() for m in items], [m.key() for m in items])
+            model = self.current_model()
+            if self.fresh_items is not None and model is not None:
+                self.fresh_items.add_content(
+                    [(r.id, r.categories) for r in applied if isinstance(r, ItemRecord)],
+                    model.item_index,
+                )
+                self.fresh_items.refresh(model)
         controls = [m.value() for m in good if m.topic() == self.control_topic]
         if controls:
             self.on_control(controls)
@@ -286,6 +296,18 @@ class Follower(Coverage):
                 partitions, offsets = partitions[~covered], offsets[~covered]
         self.fresh.add(parsed, partitions, offsets)
         self.metrics.followed.labels("fresh").inc(len(parsed))
+        if self.fresh_items is not None and model is not None and len(parsed):
+            # Events of items the model does not know: their vectors (item fold-in), now.
+            known = model.item_index
+            new = [
+                (u, i, w)
+                for u, i, w in zip(
+                    parsed.users(), parsed.items(), parsed.weights.tolist(), strict=True
+                )
+                if i not in known
+            ]
+            if new and self.fresh_items.add_events(new, known):
+                self.fresh_items.refresh(model)
 
     def _reset(self, consumer: Any, partition: int, reason: str) -> None:
         dropped = self.fresh.drop_partition(partition)

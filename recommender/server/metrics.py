@@ -48,7 +48,9 @@ class _StateCollector(Collector):
         health: BrokerHealth | None,
         builder_status: Callable[[], dict[str, Any] | None],
         online_status: Callable[[], dict[str, Any] | None] = lambda: None,
+        new_items: Callable[[], dict[str, int]] = dict,
     ) -> None:
+        self.new_items = new_items
         self.model, self.fresh, self.catalog, self.health = model, fresh, catalog, health
         self.builder_status = builder_status
         self.online_status = online_status
@@ -113,6 +115,16 @@ class _StateCollector(Collector):
         yield _gauge(
             "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
         )
+        new_items = GaugeMetricFamily(
+            "recommender_new_items",
+            "Items the serving model does not know that can be recommended now, by how their "
+            "vector was made: events (item fold-in from fresh events) or content (categories).",
+            labels=["source"],
+        )
+        counts = self.new_items()
+        for source in ("events", "content"):
+            new_items.add_metric([source], counts.get(source, 0))
+        yield new_items
         rejected = CounterMetricFamily(
             "recommender_catalog_rejected_records",
             "Items-topic records skipped, by reason (bad_categories, bad_labels, bad_time, "
@@ -252,6 +264,7 @@ class ServerMetrics:
         health: BrokerHealth | None = None,
         builder_status: Callable[[], dict[str, Any] | None] = lambda: None,
         online_status: Callable[[], dict[str, Any] | None] = lambda: None,
+        new_items: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(

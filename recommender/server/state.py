@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..fresh import FreshEvents
 from ..items import Catalog
+from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, KafkaSettings
 from ..logs import LogFormat
 from ..model import RecommenderModel
@@ -30,6 +31,7 @@ __all__ = [
     "EXPERIMENTS",
     "EXPOSURES",
     "FRESH",
+    "FRESH_ITEMS",
     "HEALTH",
     "HOLDER",
     "INGEST",
@@ -64,6 +66,8 @@ class ServerConfig:
     items_topic: str | None = None
     catalog_only: bool = False
     fresh_memory: int = 256 << 20
+    #: New items (unknown to the serving model) given vectors from fresh events or categories.
+    max_fresh_items: int = 10_000
     #: The chat API's memory: a quarter for registrations, the rest for "asked recently".
     chat_memory: int = 48 << 20
     max_fresh_users: int | None = None
@@ -127,5 +131,6 @@ CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
 INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)
 EXPOSURES = web.AppKey("exposures", object)  # the ExposureLog (see exposures.py)
+FRESH_ITEMS = web.AppKey("fresh_items", FreshItems)
 EXPERIMENTS = web.AppKey("experiments", object)  # the Experiments (see experiments.py)
 CHAT = web.AppKey("chat", object)  # the seed API's ChatState (see seed_api.py)

@@ -34,6 +34,7 @@ from .state import (
     CONFIG,
     COVERAGE,
     FRESH,
+    FRESH_ITEMS,
     HOLDER,
     METRICS,
     STORE,
@@ -92,8 +93,11 @@ def _history_changed(current: int, versions: list[int]) -> bool:
 
 
 def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
-    """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset)."""
-    return app[FRESH].drop_covered(app[COVERAGE].positions(model))
+    """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset),
+    and give the items it does not know their vectors for it."""
+    dropped = app[FRESH].drop_covered(app[COVERAGE].positions(model))
+    app[FRESH_ITEMS].rebase(model)
+    return dropped
 
 
 async def _poll_once(

@@ -1,0 +1,234 @@
+"""New items, recommendable within seconds: item fold-in and content cold start.
+
+An item the serving model does not know (published after its snapshot) gets a vector
+
+- from its **fresh events** by users the model knows: the ALS item step, the mirror of the
+  user fold-in (``(XᵀCX + λI) y = XᵀCp``, X the users' factors, their weights as confidence),
+  refreshed as events arrive; or else
+- from its **categories** (content cold start): the mean vector of the model's items in the
+  item's categories, so a brand-new item with metadata and no events yet can be shown to the
+  users most likely to like it.
+
+Such items are then scored next to the model's own (``score``), appear in ``/similar``, and are
+dropped once a snapshot knows them. For latent families (ALS); item-item families learn new
+items at their next retrain. Bounded: at most ``max_items`` items (least recently updated
+dropped first) and ``max_users`` events per item. Updated by the follower thread, read by
+requests through one reference (an immutable view), so a request never waits for it. Pure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ..foldin import FoldIn
+
+__all__ = ["FreshItems", "FreshItemsView"]
+
+FloatArray = npt.NDArray[np.float32]
+Source = Literal["events", "content"]
+
+
+@dataclass(frozen=True, slots=True)
+class FreshItemsView:
+    """The new items of one model: ids, vectors (rows), how each was made, their norms."""
+
+    model_version: int
+    ids: tuple[str, ...]
+    vectors: FloatArray
+    sources: tuple[Source, ...]
+    norms: FloatArray
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def scores(self, vector: FloatArray) -> FloatArray:
+        return np.asarray(self.vectors @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+
+
+EMPTY = FreshItemsView(0, (), np.zeros((0, 1), np.float32), (), np.zeros(0, np.float32))
+
+
+class FreshItems:
+    """See the module docstring. ``refresh`` and ``rebase`` run off the event loop."""
+
+    def __init__(self, catalog: Any, *, max_items: int = 10_000, max_users: int = 200) -> None:
+        self.catalog = catalog  # a Catalog: category members for the content vectors
+        self.max_items = max_items
+        self.max_users = max_users
+        self._events: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._content: OrderedDict[str, frozenset[str]] = OrderedDict()  # item -> categories
+        self._dirty: set[str] = set()
+        self._vectors: dict[str, tuple[FloatArray, Source]] = {}
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._user_folding: FoldIn | None = None
+        self._category_means: dict[str, FloatArray] = {}
+        self.view: FreshItemsView = EMPTY
+        self.folded = 0  # item fold-ins computed (metrics)
+        self.fold_seconds = 0.0
+
+    # -- input (the follower thread) -----------------------------------------------------------
+
+    def add_events(self, events: Iterable[tuple[str, str, float]], known: Any) -> int:
+        """Events (user, item, weight) of items ``known`` (a mapping of the model's items) does
+        not hold; returns how many were kept."""
+        kept = 0
+        with self._lock:
+            for user, item, weight in events:
+                if item in known:
+                    continue
+                users = self._events.get(item)
+                if users is None:
+                    users = self._events[item] = {}
+                self._events.move_to_end(item)
+                if user not in users and len(users) >= self.max_users:
+                    continue
+                users[user] = users.get(user, 0.0) + weight
+                self._dirty.add(item)
+                kept += 1
+            self._bound()
+        return kept
+
+    def add_content(self, items: Iterable[tuple[str, Iterable[str]]], known: Any) -> None:
+        """Catalogue records (item, categories) of items the model does not know."""
+        with self._lock:
+            for item, categories in items:
+                cats = frozenset(categories)
+                if item in known or not cats:
+                    self._content.pop(item, None)
+                    continue
+                self._content[item] = cats
+                self._content.move_to_end(item)
+                self._dirty.add(item)
+            while len(self._content) > self.max_items:
+                gone, _ = self._content.popitem(last=False)
+                self._forget(gone)
+
+    def _bound(self) -> None:
+        while len(self._events) > self.max_items:
+            gone, _ = self._events.popitem(last=False)
+            self._forget(gone)
+
+    def _forget(self, item: str) -> None:
+        self._dirty.discard(item)
+        self._vectors.pop(item, None)
+
+    # -- vectors -------------------------------------------------------------------------------
+
+    def rebase(self, model: Any) -> None:
+        """A new model is served: forget what it knows, recompute everything else for it."""
+        with self._lock:
+            self._model = model
+            self._user_folding = None
+            self._category_means = {}
+            known = model.item_index
+            for store in (self._events, self._content):
+                for item in [i for i in store if i in known]:
+                    del store[item]
+            for record in reversed(self.catalog.newest_unknown(known, self.max_items)):
+                self._content[record.id] = record.categories
+            self._vectors.clear()
+            self._dirty = set(self._events) | set(self._content)
+        self.refresh()
+
+    def refresh(self, model: Any = None) -> None:
+        """Recompute the vectors of items whose events or records changed (the follower calls
+        it after each batch), then publish a new view."""
+        with self._lock:
+            if model is not None and model is not self._model:
+                self._model = model
+            model = self._model
+            if model is None or not getattr(model, "latent", False):
+                self.view = EMPTY
+                return
+            dirty, self._dirty = self._dirty, set()
+            started = time.perf_counter()
+            for item in dirty:
+                found = self._fold(model, item)
+                if found is None:
+                    self._vectors.pop(item, None)
+                else:
+                    self._vectors[item] = found
+            self.fold_seconds += time.perf_counter() - started
+            if dirty:
+                self.view = self._make_view(model)
+
+    def _fold(self, model: Any, item: str) -> tuple[FloatArray, Source] | None:
+        users = self._events.get(item)
+        if users:
+            rows, weights = [], []
+            for user, weight in users.items():
+                row = model.user_index.get(user)
+                if row is not None:
+                    rows.append(row)
+                    weights.append(weight)
+            if rows:
+                if self._user_folding is None:
+                    self._user_folding = FoldIn(
+                        model.user_factors,
+                        alpha=model.fitted.alpha,
+                        regularization=model.fitted.regularization,
+                    )
+                vector = self._user_folding.vector(
+                    np.asarray(rows, np.int64), np.asarray(weights, np.float32)
+                )
+                self.folded += 1
+                if vector is not None:
+                    return vector, "events"
+        categories = self._content.get(item)
+        if categories:
+            means = [m for c in categories if (m := self._category_mean(model, c)) is not None]
+            if means:
+                return np.mean(means, axis=0).astype(np.float32), "content"
+        return None
+
+    def _category_mean(self, model: Any, category: str) -> FloatArray | None:
+        if category not in self._category_means:
+            members = self.catalog.members(category)
+            cols = [model.item_index[i] for i in members if i in model.item_index]
+            if not cols:
+                return None
+            self._category_means[category] = np.asarray(
+                model.item_factors[cols].mean(axis=0), dtype=np.float32
+            )
+        return self._category_means[category]
+
+    def _make_view(self, model: Any) -> FreshItemsView:
+        if not self._vectors:
+            empty = np.zeros((0, model.factors), np.float32)
+            return FreshItemsView(model.version, (), empty, (), np.zeros(0, np.float32))
+        ids = tuple(self._vectors)
+        vectors = np.stack([self._vectors[i][0] for i in ids]).astype(np.float32)
+        return FreshItemsView(
+            model.version,
+            ids,
+            vectors,
+            tuple(self._vectors[i][1] for i in ids),
+            np.linalg.norm(vectors, axis=1).astype(np.float32),
+        )
+
+    def counts(self) -> dict[str, int]:
+        view = self.view
+        return {
+            "events": sum(s == "events" for s in view.sources),
+            "content": sum(s == "content" for s in view.sources),
+            "pending": len(self._dirty),
+        }
+
+
+def merge(
+    answer_items: Sequence[Any], extra: Sequence[tuple[str, float]], wanted: int
+) -> list[tuple[str, float]]:
+    """The model's scored items and new items' (item, score) pairs, best ``wanted`` first."""
+    combined = [(s.item, s.score) for s in answer_items] + list(extra)
+    combined.sort(key=lambda pair: -pair[1])
+    return combined[:wanted]
