@@ -8,11 +8,12 @@ the groups beats recommending the most popular items, measurably.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TasteModel"]
+__all__ = ["TasteModel", "random_snapshot_arrays"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,3 +66,26 @@ class TasteModel:
     def values(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> list[bytes]:
         """Wire values ``u<k>:i<k>``."""
         return [f"u{u}:i{i}".encode() for u, i in zip(users.tolist(), items.tolist(), strict=True)]
+
+
+def random_snapshot_arrays(
+    n_users: int = 1000, n_items: int = 200, factors: int = 8, seed: int = 0
+) -> dict[str, npt.NDArray[Any]]:
+    """Consistent ALS snapshot arrays without training (write-heavy tests, benchmarks at
+    sizes training would take minutes for)."""
+    from .snapshot import encode_ids
+
+    rng = np.random.default_rng(seed)
+    per_user = 5
+    indices = rng.integers(0, n_items, n_users * per_user).astype(np.int32)
+    return {
+        "user_factors": rng.standard_normal((n_users, factors)).astype(np.float32),
+        "item_factors": rng.standard_normal((n_items, factors)).astype(np.float32),
+        "user_ids": encode_ids([f"u{k}" for k in range(n_users)]),
+        "item_ids": encode_ids([f"i{k}" for k in range(n_items)]),
+        "seen_indptr": np.arange(0, n_users * per_user + 1, per_user, dtype=np.int64),
+        "seen_indices": indices,
+        "seen_weights": np.ones(indices.size, dtype=np.float32),
+        "popularity": np.bincount(indices, minlength=n_items).astype(np.int64),
+        "recent_popularity": np.bincount(indices, minlength=n_items).astype(np.float32),
+    }

@@ -137,6 +137,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise RecommenderError("--enable-ingest and --items-topic need --bootstrap-servers")
     if args.experiment != "off" and not args.challenger_model_dir:
         raise RecommenderError("--experiment needs --challenger-model-dir (the challenger)")
+    if not 0 <= args.explore < 1 or args.max_fresh_items < 0:
+        raise RecommenderError("--explore must be from 0 to below 1, --max-fresh-items >= 0")
     if not 0 < args.experiment_share < 1:
         raise RecommenderError("--experiment-share must be above 0 and below 1")
     run_server(
@@ -154,6 +156,8 @@ def run_serve(args: argparse.Namespace) -> int:
             catalog_only=args.catalog_only,
             fresh_memory=args.fresh_memory,
             chat_memory=args.chat_memory,
+            explore=args.explore,
+            max_fresh_items=args.max_fresh_items,
             max_fresh_users=args.max_fresh_users,
             max_fresh_per_user=args.max_fresh_per_user,
             enable_ingest=args.enable_ingest,

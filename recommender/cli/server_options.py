@@ -101,6 +101,20 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         help="A/B: the share of users answered by the challenger (default 0.5)",
     )
     live.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        help="share of each answer's slots reserved for new items (unknown to the serving "
+        "model, with vectors from their first events or their categories), e.g. 0.1; "
+        "default 0: they compete on score, and an item with little evidence scores low",
+    )
+    live.add_argument(
+        "--max-fresh-items",
+        type=int,
+        default=10_000,
+        help="new items given vectors between snapshots (least recently updated dropped first)",
+    )
+    live.add_argument(
         "--chat-memory",
         type=byte_size,
         default=48 << 20,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,7 +114,14 @@ def with_new_items(
     ]
     if not extra:
         return answer
-    items = [ScoredItem(i, s) for i, s in merge(answer.items, extra, query.n)]
+    merged = merge(answer.items, extra, query.n)
+    explore = request.app[CONFIG].explore
+    if explore > 0:  # reserved slots: the best new items for this user, even if they score low
+        reserved = extra[: math.ceil(explore * query.n)]
+        missing = [pair for pair in reserved if pair not in merged]
+        if missing:
+            merged = merged[: max(0, query.n - len(missing))] + missing
+    items = [ScoredItem(i, s) for i, s in merged]
     return Answer(items, answer.source)
 
 
@@ -141,6 +149,10 @@ async def answer_query(
     """Score (batched with concurrent requests) and pick the top items of a query, as the
     catalogue allows."""
     excluded, allowed = shown_columns(request, model, item_filter)
+    if allowed is not None and allowed.size * 4 > model.n_items:
+        # A wide filter: the usual path (graph or batched product) without the rest.
+        excluded = np.union1d(excluded, np.setdiff1d(np.arange(model.n_items), allowed))
+        allowed = None
     scores = None
     key = query.vector if query.vector is not None else query.history
     if key is not None and not model.approximate and allowed is None:

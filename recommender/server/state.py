@@ -68,6 +68,8 @@ class ServerConfig:
     fresh_memory: int = 256 << 20
     #: New items (unknown to the serving model) given vectors from fresh events or categories.
     max_fresh_items: int = 10_000
+    #: The share of each answer's slots reserved for new items (0: they compete on score).
+    explore: float = 0.0
     #: The chat API's memory: a quarter for registrations, the rest for "asked recently".
     chat_memory: int = 48 << 20
     max_fresh_users: int | None = None

@@ -3,6 +3,7 @@
 import numpy as np
 
 from recommender.events import format_event, parse_values
+from recommender.synthetic import random_snapshot_arrays  # noqa: F401  (tests use it from here)
 from recommender.window import InteractionWindow
 
 
@@ -68,23 +69,3 @@ def block_events(groups=2, users_per=20, items_per=10):
         for i in range(items_per)
         if i != u % items_per
     ]
-
-
-def random_snapshot_arrays(n_users=1000, n_items=200, factors=8, seed=0):
-    """Consistent snapshot arrays without training (for write-heavy tests)."""
-    from recommender.snapshot import encode_ids
-
-    rng = np.random.default_rng(seed)
-    per_user = 5
-    indices = rng.integers(0, n_items, n_users * per_user).astype(np.int32)
-    return {
-        "user_factors": rng.standard_normal((n_users, factors)).astype(np.float32),
-        "item_factors": rng.standard_normal((n_items, factors)).astype(np.float32),
-        "user_ids": encode_ids([f"u{k}" for k in range(n_users)]),
-        "item_ids": encode_ids([f"i{k}" for k in range(n_items)]),
-        "seen_indptr": np.arange(0, n_users * per_user + 1, per_user, dtype=np.int64),
-        "seen_indices": indices,
-        "seen_weights": np.ones(indices.size, dtype=np.float32),
-        "popularity": np.bincount(indices, minlength=n_items).astype(np.int64),
-        "recent_popularity": np.bincount(indices, minlength=n_items).astype(np.float32),
-    }

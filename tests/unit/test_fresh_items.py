@@ -71,3 +71,25 @@ def test_known_items_are_dropped_and_memory_is_bounded(model):
     fresh.add_events([("nobody", "lonely", 1.0)], model.item_index)  # no known user: no vector
     fresh.refresh(model)
     assert "lonely" not in fresh.view.ids
+
+
+async def test_new_items_are_answered_by_the_server_and_explore_reserves_their_slots(
+    aiohttp_client, tmp_path
+):
+    from recommender.server import ServerConfig, create_app
+    from recommender.server.state import FRESH_ITEMS, HOLDER
+
+    from .test_server import wait_for_version
+
+    publish_window(tmp_path, 1, block_events(users_per=20), factors=4)
+    app = create_app(ServerConfig(model_dir=tmp_path, poll_interval=0.05, explore=0.2))
+    client = await aiohttp_client(app)
+    await wait_for_version(client, 1)
+    model = app[HOLDER].model
+    fresh = app[FRESH_ITEMS]
+    fresh.add_events([("g1u1", "faint", 0.01)], model.item_index)  # little evidence
+    fresh.refresh(model)
+    body = await (await client.get("/recommend", params={"user": "g1u3", "n": "5"})).json()
+    assert "faint" in [i["item"] for i in body["items"]]  # a reserved slot (one of five)
+    similar = await (await client.get("/similar", params={"item": "faint", "n": "3"})).json()
+    assert len(similar["items"]) == 3
