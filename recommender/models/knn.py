@@ -1,0 +1,113 @@
+"""Item-kNN: items are similar when the same users like them (cosine, or BM25-weighted as implicit's
+``BM25Recommender``); a history's score is the sum of its items' similarity rows.
+
+Pure: numpy and scipy only. The similarities are the top K per item of a sparse product computed
+a chunk of items at a time (:func:`~.neighbours.product_top_k`); implicit's ``all_pairs_knn``
+computes the same matrix, and ``bench/families.py --part knn-speed`` compares the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import TrainingError
+from .base import Cost, FittedModel, ModelFamily, TrainingData
+from .neighbours import likes, product_cost, product_top_k
+from .params import choice, complete, flag, integer, number
+from .similarity import SimilarityModel
+
+__all__ = ["KnnFamily", "KnnModel", "bm25_weights", "cosine_neighbours"]
+
+WEIGHTINGS = ("cosine", "bm25")
+
+
+def cosine_neighbours(
+    liked: sp.csr_matrix, k: int, *, should_stop: Callable[[], bool] = lambda: False
+) -> sp.csr_matrix:
+    """Each item's ``k`` most cosine-similar items (users x items ``liked`` as the vectors)."""
+    norms = np.sqrt(np.asarray(liked.multiply(liked).sum(axis=0)).ravel())
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    unit = sp.csr_matrix(liked.multiply(inverse[None, :]), dtype=np.float32)
+    return product_top_k(unit.T.tocsr(), unit, k, should_stop=should_stop)
+
+
+def bm25_weights(liked: sp.csr_matrix, k1: float, b: float) -> sp.csr_matrix:
+    """implicit's ``bm25_weight`` of the items x users matrix, returned as users x items: an item
+    is a document, a user a term (rare users count more; long items are damped by ``b``)."""
+    coo = liked.T.tocoo()
+    n_items = float(liked.shape[1])
+    users_items = np.bincount(coo.col, minlength=liked.shape[0])
+    # A user with nearly every item would get a negative idf: clipped, similarities stay >= 0.
+    idf = np.maximum(np.log(n_items) - np.log1p(users_items), 0.0)
+    lengths = np.bincount(coo.row, weights=coo.data, minlength=liked.shape[1])
+    mean = lengths.mean() if lengths.size and lengths.mean() > 0 else 1.0
+    length_norm = (1.0 - b) + b * lengths / mean
+    data = coo.data * (k1 + 1.0) / (k1 * length_norm[coo.row] + coo.data) * idf[coo.col]
+    weighted = sp.csr_matrix((data.astype(np.float32), (coo.col, coo.row)), shape=liked.shape)
+    weighted.eliminate_zeros()
+    return weighted
+
+
+class KnnModel(SimilarityModel):
+    family = "knn"
+
+
+class KnnFamily(ModelFamily):
+    """Item-kNN, cosine or BM25 (the ``knn_weighting`` setting)."""
+
+    name = "knn"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "knn_weighting": "bm25",
+        "knn_neighbours": 100,
+        "knn_bm25_k1": 1.2,
+        "knn_bm25_b": 0.75,
+        "knn_binary": True,
+    }
+
+    def defaults(self) -> dict[str, Any]:
+        return dict(self.DEFAULTS)
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        out = complete(self.name, params, self.DEFAULTS)
+        choice(out, "knn_weighting", WEIGHTINGS)
+        integer(out, "knn_neighbours", 1, 10_000)
+        number(out, "knn_bm25_k1", 0.0, 1000.0)
+        number(out, "knn_bm25_b", 0.0, 1.0)
+        flag(out, "knn_binary")
+        return out
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "knn_weighting": trial.suggest_categorical("knn_weighting", list(WEIGHTINGS)),
+            "knn_neighbours": trial.suggest_int("knn_neighbours", 10, 1000, log=True),
+        }
+        if params["knn_weighting"] == "bm25":
+            params["knn_bm25_k1"] = trial.suggest_float("knn_bm25_k1", 0.1, 100.0, log=True)
+            params["knn_bm25_b"] = trial.suggest_float("knn_bm25_b", 0.0, 1.0)
+        return params
+
+    def cost(self, n_users: int, n_items: int, nnz: int, params: Mapping[str, Any]) -> Cost:
+        return product_cost(n_users, n_items, nnz, int(self.validate(params)["knn_neighbours"]))
+
+    def fit(
+        self,
+        data: TrainingData,
+        params: Mapping[str, Any],
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> FittedModel:
+        settings = self.validate(params)
+        liked = likes(data.user_items, binary=settings["knn_binary"])
+        if liked.nnz == 0:
+            raise TrainingError("the window has no likes: item-kNN has nothing to learn")
+        k = settings["knn_neighbours"]
+        if settings["knn_weighting"] == "cosine":
+            similarity = cosine_neighbours(liked, k, should_stop=should_stop)
+        else:
+            weighted = bm25_weights(liked, settings["knn_bm25_k1"], settings["knn_bm25_b"])
+            similarity = product_top_k(weighted.T.tocsr(), weighted, k, should_stop=should_stop)
+        return KnnModel(settings, data.shape[1], similarity)
