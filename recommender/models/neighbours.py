@@ -8,6 +8,7 @@ Pure: numpy and scipy only.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,8 @@ __all__ = [
 
 #: Most entries of one chunk of a sparse product held at once (about 200 MB with its sort).
 MAX_PRODUCT_ENTRIES = 1 << 23
+#: A block with at least 1 / DENSE_SHARE of its entries stored is ranked as a dense array.
+DENSE_SHARE = 32
 
 IntArray = npt.NDArray[np.int64]
 
@@ -72,14 +75,21 @@ def row_entries(indptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     starts = indptr[rows]
     counts = indptr[rows + 1] - starts
     owner = np.repeat(np.arange(rows.size), counts)
-    offsets = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    return starts[owner] + offsets, owner
+    # Entry e of row r sits at starts[r] + (e - first entry of r in the output).
+    shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return shift + np.arange(owner.size), owner
 
 
 def top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's ``k`` largest positive entries (ties: the lower column first), the rest dropped
-    (one sort of all entries: by row, then value, then column)."""
-    n_rows = matrix.shape[0]
+    """Each row's ``k`` largest positive entries, the rest dropped (which of equal values is kept
+    is unspecified but deterministic).
+
+    A dense block goes through ``np.argpartition`` (linear per row), a sparse one through one
+    sort of its entries (by row, then value): on anime history's 40 %-dense item-item product
+    the sort took 11.5 s, the partition well under one."""
+    n_rows, n_cols = matrix.shape
+    if matrix.nnz * DENSE_SHARE >= n_rows * n_cols and n_rows * n_cols <= 4 * MAX_PRODUCT_ENTRIES:
+        return _top_k_dense(matrix, k)
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(matrix.indptr))
     keep = matrix.data > 0
     rows, cols, values = rows[keep], matrix.indices[keep], matrix.data[keep]
@@ -88,12 +98,28 @@ def top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     counts = np.bincount(rows, minlength=n_rows)
     position = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     kept = position < k
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(np.minimum(counts, k), out=indptr[1:])
-    result = sp.csr_matrix(
-        (values[kept].astype(np.float32), cols[kept].astype(np.int32), indptr),
-        shape=matrix.shape,
-    )
+    return _csr(rows[kept], cols[kept], values[kept], matrix.shape)
+
+
+def _top_k_dense(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    dense = matrix.toarray()
+    k = min(k, dense.shape[1])
+    if k <= 0 or dense.size == 0:
+        return sp.csr_matrix(matrix.shape, dtype=np.float32)
+    top = np.argpartition(-dense, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(dense, top, axis=1)
+    rows = np.repeat(np.arange(dense.shape[0], dtype=np.int64), k)
+    positive = values.ravel() > 0
+    return _csr(rows[positive], top.ravel()[positive], values.ravel()[positive], matrix.shape)
+
+
+def _csr(
+    rows: IntArray, cols: npt.NDArray[np.integer], values: npt.NDArray[np.floating], shape: Any
+) -> sp.csr_matrix:
+    """A CSR matrix of entries given row by row (rows non-decreasing), indices sorted."""
+    indptr = np.zeros(shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    result = sp.csr_matrix((values.astype(np.float32), cols.astype(np.int32), indptr), shape=shape)
     result.sort_indices()
     return result
 

@@ -49,7 +49,7 @@ from .neighbours import (
     top_k_per_row,
 )
 from .params import complete, integer, number
-from .similarity import MAX_SIMILARITY, ItemGraph, contributions_of, largest
+from .similarity import MAX_SIMILARITY, ItemGraph, accumulate, contributions_of, largest
 
 __all__ = ["SequenceFamily", "SequenceModel", "sequences_from_events", "successor_rules"]
 
@@ -118,20 +118,18 @@ class SequenceModel(FittedModel):
         self.similar = ItemGraph(similar)
         self.decay = float(self.params.get("sequence_decay", 0.5))
         self.fallback = float(self.params.get("sequence_fallback", 0.1))
+        self._decays = self.decay ** np.arange(MAX_RECENT, dtype=np.float64)  # newest first
 
     def _recent(self, history: History) -> tuple[IntArray, npt.NDArray[np.float64]]:
         """The recent likes the history still likes, with their decayed weights (1 newest)."""
         recent = history.recent
-        if recent.size == 0:
-            return recent, np.zeros(0, np.float64)
-        weight = np.ones(recent.size, np.float64)
-        known = np.isin(recent, history.cols)
-        if bool(known.any()):
-            order = np.argsort(history.cols)
-            at = order[np.searchsorted(history.cols, recent[known], sorter=order)]
-            weight[known] = history.weights[at] > 0
-        ages = np.arange(recent.size - 1, -1, -1, dtype=np.float64)
-        decayed = weight * self.decay**ages
+        if recent.size <= self._decays.size:
+            decayed = self._decays[recent.size - 1 :: -1] if recent.size else self._decays[:0]
+        else:
+            decayed = self.decay ** np.arange(recent.size - 1, -1, -1, dtype=np.float64)
+        no_longer = history.cols[history.weights <= 0]  # liked, then disliked or neutral
+        if no_longer.size:
+            decayed = np.where(np.isin(recent, no_longer), 0.0, decayed)
         keep = decayed > 0
         return recent[keep], decayed[keep]
 
@@ -142,23 +140,25 @@ class SequenceModel(FittedModel):
         return signs / liked if liked else signs
 
     def score(self, histories: Sequence[History]) -> FloatArray:
+        if not histories:
+            return np.zeros((0, self.n_items), np.float32)
         rows, cols, weights = [], [], []
         for index, history in enumerate(histories):  # a few per batch: measured cheap
             recent, decayed = self._recent(history)
             rows.append(np.full(recent.size, index, np.int64))
             cols.append(recent)
             weights.append(decayed.astype(np.float32))
-        out = self.next.scores(
-            len(histories), np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
-        )
+        terms = [
+            self.next.terms(np.concatenate(rows), np.concatenate(cols), np.concatenate(weights))
+        ]
         if self.fallback > 0:
             # The history's likes count 1 each and sum to 1: the rules' newest item does too.
             rows_, cols_, signs = flatten(histories, binary=True)
             liked = np.bincount(rows_[signs > 0], minlength=len(histories)).astype(np.float32)
             share = self.fallback / np.maximum(liked, 1.0)
             weighted = (signs * share[rows_]).astype(np.float32)
-            out += self.similar.scores(len(histories), rows_, cols_, weighted)
-        return out
+            terms.append(self.similar.terms(rows_, cols_, weighted))
+        return accumulate(len(histories), self.n_items, terms)
 
     def similar_items(self, col: int, n: int) -> tuple[IntArray, FloatArray]:
         """The likeliest next items after ``col``, then (weighted by the fallback) co-occurring

@@ -27,7 +27,14 @@ from .neighbours import (
     row_entries,
 )
 
-__all__ = ["MAX_SIMILARITY", "ItemGraph", "SimilarityModel"]
+__all__ = [
+    "MAX_SIMILARITY",
+    "ItemGraph",
+    "SimilarityModel",
+    "accumulate",
+    "contributions_of",
+    "largest",
+]
 
 #: Largest similarity a snapshot may hold (a crafted one beyond it is refused).
 MAX_SIMILARITY = 1e6
@@ -54,19 +61,21 @@ class ItemGraph:
         self, n_rows: int, rows: IntArray, cols: IntArray, weights: npt.NDArray[np.float32]
     ) -> FloatArray:
         """The scores of ``n_rows`` histories given flat (history, column, weight) triples (see
-        :func:`~.neighbours.flatten`), as a fresh dense float32 array.
+        :func:`~.neighbours.flatten`), as a fresh dense float32 array."""
+        return accumulate(n_rows, self.n_items, [self.terms(rows, cols, weights)])
 
-        Gathers the rows of S the histories touch and adds them up with one ``np.add.at``: a
-        third of the time of a scipy sparse product for one history (whose set-up dominates)."""
-        out = np.zeros((n_rows, self.n_items), np.float32)
+    def terms(
+        self, rows: IntArray, cols: IntArray, weights: npt.NDArray[np.float32]
+    ) -> tuple[IntArray, FloatArray]:
+        """What the triples add, where: flat positions ``row * n_items + item`` and values (the
+        rows of S they touch, gathered; a dislike's clipped at 0)."""
         positions, owner = row_entries(self.matrix.indptr, cols)
         values = self.matrix.data[positions]
         weight = weights[owner]
         if self.signed:
             values = np.where(weight < 0, np.maximum(values, 0), values)
         target = rows[owner] * self.n_items + self.matrix.indices[positions]
-        np.add.at(out.reshape(-1), target, weight * values)
-        return out
+        return target, (weight * values).astype(np.float32, copy=False)
 
     def neighbours(self, col: int, n: int) -> tuple[IntArray, FloatArray]:
         """Row ``col``'s ``n`` largest positive entries, largest first, never ``col`` itself."""
@@ -85,6 +94,19 @@ class ItemGraph:
         out = np.zeros(rows.size, np.float64)
         np.add.at(out, owner[hit], self.matrix.data[positions[hit]])
         return out
+
+
+def accumulate(
+    n_rows: int, n_items: int, terms: Sequence[tuple[IntArray, FloatArray]]
+) -> FloatArray:
+    """A fresh ``n_rows x n_items`` float32 array of summed terms (see :meth:`ItemGraph.terms`).
+
+    One ``np.add.at`` over the gathered rows: a third of the time of a scipy sparse product for
+    one history, whose set-up dominates (measured 46 against 150 µs at 20k items, 10 items)."""
+    out = np.zeros((n_rows, n_items), np.float32)
+    for target, values in terms:
+        np.add.at(out.reshape(-1), target, values)
+    return out
 
 
 def contributions_of(

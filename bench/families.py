@@ -1,0 +1,184 @@
+"""Evidence for the model families (recommender/models/): quality on every data set we have, the
+defaults, the fit and score costs.
+
+    .venv/bin/python bench/families.py --part quality   # NDCG/recall@10, both protocols, vs ALS
+    .venv/bin/python bench/families.py --part defaults  # each family's grid on validation only
+    .venv/bin/python bench/families.py --part weighting # learn from likes as 1, or their weights
+    .venv/bin/python bench/families.py --part ease-scale      # EASE fit time and memory vs items
+    .venv/bin/python bench/families.py --part ease-precision  # float32 against float64
+    .venv/bin/python bench/families.py --part score-speed     # score() per history, 20k/200k
+    .venv/bin/python bench/families.py --part fit-scale       # sparse families' fits, cost()
+    .venv/bin/python bench/families.py --part knn-speed       # ours against implicit's kNN
+
+Data, protocols and scoring: bench/families_lib.py. BLAS runs single-threaded (as the builder
+runs it); results go to --out as JSON, tables to stdout as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from families_lib import (
+    CANDIDATES,
+    PROTOCOLS,
+    Dataset,
+    Oracle,
+    Popularity,
+    datasets,
+    measured_fit,
+    planted_sessions,
+    ranking,
+    task,
+    tune,
+)
+
+from recommender.blas import limit_blas_threads
+from recommender.ranking import paired_bootstrap
+from recommender.synthetic import TasteModel
+
+OUT = Path("/work/scratch/families/results")
+
+
+def taste_oracle(dataset: Dataset) -> Any:
+    """planted-tastes' answer: P(item | user's group) of the generator (bench/tuning.py's)."""
+    taste = TasteModel(users=2000, items=1000, groups=10, in_group=0.85)
+    per_group = -(-taste.items // taste.groups)
+    within, overall = taste._zipf(per_group), taste._zipf(taste.items)
+    items = np.arange(taste.items)
+    table = np.empty((taste.groups, taste.items), np.float32)
+    for group in range(taste.groups):
+        inside = np.where(items % taste.groups == group, within[items // taste.groups], 0.0)
+        table[group] = taste.in_group * inside + (1 - taste.in_group) * overall
+
+    class TasteOracle:
+        def score(self, hs):
+            return np.vstack([table[h.row % taste.groups] for h in hs])
+
+    return TasteOracle()
+
+
+def row(label, setting, ndcg, recall, fit_s=None, peak=None, params=None, estimate=None):
+    return {
+        "model": label,
+        "settings": setting,
+        "ndcg": float(np.nanmean(ndcg)),
+        "recall": float(np.nanmean(recall)),
+        "per_user_ndcg": ndcg.tolist(),
+        "fit_s": fit_s,
+        "peak_mib": peak,
+        "params": params or {},
+        "estimate_mib_s": estimate,
+    }
+
+
+def part_quality(names, protocols, trials: int, out: Path) -> None:
+    for dataset in datasets(names):
+        for protocol in protocols:
+            if protocol == "last" and not dataset.ordered:
+                print(f"\n{dataset.name}, last: skipped (no event time in the file)")
+                continue
+            started = time.perf_counter()
+            split = PROTOCOLS[protocol](dataset.data, 42)
+            t = task(split, dataset)
+            validation = task(PROTOCOLS[protocol](split.train, 43), dataset)
+            rows = [row("popularity", "-", *ranking(Popularity(t.data), t))]
+            if dataset.name == "planted-sessions":
+                rows.append(
+                    row("oracle (planted)", "-", *ranking(Oracle(planted_sessions()[1]), t))
+                )
+            if dataset.name == "planted-tastes":
+                rows.append(row("oracle (planted)", "-", *ranking(taste_oracle(dataset), t)))
+            for candidate in CANDIDATES:
+                tuned, _ = tune(candidate, validation, trials)
+                for setting, params in (("default", {}), ("tuned", tuned)):
+                    model, seconds, peak = measured_fit(candidate, t.data, params)
+                    rows.append(
+                        row(
+                            candidate.label,
+                            setting,
+                            *ranking(model, t),
+                            seconds,
+                            peak,
+                            params,
+                            candidate.cost(t.data, params),
+                        )
+                    )
+                print(f"  {dataset.name}/{protocol}: {candidate.label} done", flush=True)
+            result = {
+                "dataset": dataset.name,
+                "source": dataset.data.source,
+                "protocol": protocol,
+                "description": split.description,
+                "events": len(dataset.data),
+                "users": dataset.data.n_users,
+                "items": dataset.data.n_items,
+                "test_users": int(t.users.size),
+                "validation_users": int(validation.users.size),
+                "trials": trials,
+                "seconds": time.perf_counter() - started,
+                "rows": rows,
+            }
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"quality-{dataset.name}-{protocol}.json").write_text(json.dumps(result))
+            print_quality(result)
+
+
+def print_quality(result: dict) -> None:
+    rows = result["rows"]
+    als = {r["settings"]: np.array(r["per_user_ndcg"]) for r in rows if r["model"] == "ALS"}
+    print(
+        f"\n### {result['dataset']}, {result['protocol']}: {result['source']}; "
+        f"{result['description']}; {result['test_users']:,} test users "
+        f"({result['validation_users']:,} validation users, {result['trials']} trials per "
+        f"family; {result['seconds']:.0f} s)\n"
+    )
+    print("| model | settings | NDCG@10 | recall@10 | Δ NDCG vs ALS [95 % CI] | fit s | peak MiB |")
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
+    for r in rows:
+        base = als.get(r["settings"], als.get("default"))
+        compare = "" if r["model"] == "ALS" else _difference(np.array(r["per_user_ndcg"]), base)
+        fit = "" if r["fit_s"] is None else f"{r['fit_s']:.2f}"
+        peak = "" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+        print(
+            f"| {r['model']} | {r['settings']} | {r['ndcg']:.4f} | {r['recall']:.4f} | "
+            f"{compare} | {fit} | {peak} |"
+        )
+
+
+def _difference(candidate: np.ndarray, baseline: np.ndarray | None) -> str:
+    if baseline is None:
+        return ""
+    c = paired_bootstrap(candidate, baseline)
+    mark = "**" if c.low > 0 or c.high < 0 else ""
+    return f"{mark}{c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}]{mark}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", required=True)
+    parser.add_argument("--data", default="", help="comma-separated data sets (default: all)")
+    parser.add_argument("--protocols", default="random,last")
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--sizes", default="", help="ease-scale: catalogue sizes")
+    args = parser.parse_args()
+    limit_blas_threads()
+    names = [n for n in args.data.split(",") if n]
+    if args.part == "quality":
+        part_quality(names, args.protocols.split(","), args.trials, args.out)
+    elif args.part == "report":
+        for path in sorted(args.out.glob("quality-*.json")):
+            print_quality(json.loads(path.read_text()))
+    else:
+        from families_parts import PARTS
+
+        PARTS[args.part](names, args)
+
+
+if __name__ == "__main__":
+    main()

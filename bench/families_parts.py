@@ -1,0 +1,352 @@
+"""bench/families.py's other parts: defaults, weighting, EASE's scale and precision, score() and fit
+speed at 20k/200k items, our kNN against implicit's."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from families_lib import (
+    CANDIDATES,
+    PROTOCOLS,
+    Dataset,
+    measured_fit,
+    ranking,
+    task,
+)
+
+from recommender.datasets import datasets_dir
+from recommender.evaluation.data import read_interactions, with_rating_scale
+from recommender.index import ExactTopK
+from recommender.models import History, TrainingData
+from recommender.models.ease import EaseFamily, EaseModel, ease_weights
+from recommender.models.knn import KnnModel, cosine_neighbours
+from recommender.models.neighbours import likes
+from recommender.models.sequence import SequenceModel
+from recommender.ratings import RatingScale
+
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "EASE": [{"ease_lambda": v} for v in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)],
+    "RP3beta": [
+        {"rp3beta_alpha": a, "rp3beta_beta": b, "rp3beta_neighbours": k}
+        for a, b, k in itertools.product((0.6, 0.8, 1.0), (0.2, 0.4, 0.6), (50, 200))
+    ],
+    "item-kNN cosine": [{"knn_neighbours": k} for k in (20, 50, 100, 200, 500)],
+    "item-kNN BM25": [
+        {"knn_neighbours": k, "knn_bm25_k1": k1, "knn_bm25_b": b}
+        for k, k1, b in itertools.product((50, 200), (0.5, 1.2, 5.0, 50.0), (0.25, 0.75))
+    ],
+    "sequence": [
+        {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f, "sequence_beta": be}
+        for s, d, f, be in itertools.product((1, 3, 8), (0.3, 0.7), (0.03, 0.3, 3.0), (0.0, 0.5))
+    ],
+}
+
+
+def _validations(names) -> list[tuple[str, Any]]:
+    """Every data set's validation split(s), carved from the training part of its test split."""
+    from families_lib import datasets
+
+    out = []
+    for dataset in datasets(names):
+        for protocol, make in PROTOCOLS.items():
+            if protocol == "last" and not dataset.ordered:
+                continue
+            train = make(dataset.data, 42).train
+            out.append((f"{dataset.name}/{protocol}", task(make(train, 43), dataset)))
+    return out
+
+
+def part_defaults(names, args) -> None:
+    """Each family's grid on every validation split; the rule (as for ALS's defaults): the best
+    worst case of the ratio to each split's best grid point, then the best mean."""
+    splits = _validations(names)
+    wanted = [c for c in CANDIDATES if c.label in GRIDS]
+    report: dict[str, Any] = {}
+    for candidate in wanted:
+        grid = GRIDS[candidate.label]
+        scores = np.array(
+            [[np.nanmean(ranking(candidate.fit(v.data, p), v)[0]) for p in grid] for _, v in splits]
+        )
+        ratios = scores / scores.max(axis=1, keepdims=True)
+        worst, mean = ratios.min(axis=0), ratios.mean(axis=0)
+        order = np.lexsort((-mean, -worst))
+        report[candidate.label] = {
+            "grid": grid,
+            "scores": scores.tolist(),
+            "splits": [n for n, _ in splits],
+        }
+        print(f"\n#### {candidate.label}: validation NDCG@10 / each split's best grid point\n")
+        print("| settings | worst | mean | " + " | ".join(n for n, _ in splits) + " |")
+        print("| --- | ---: | ---: |" + " ---: |" * len(splits))
+        for k in order[:6]:
+            cells = " | ".join(f"{ratios[d, k]:.2f}" for d in range(len(splits)))
+            label = ", ".join(f"{n.split('_', 1)[1]} {v:g}" for n, v in grid[k].items())
+            print(f"| {label} | {worst[k]:.2f} | {mean[k]:.2f} | {cells} |", flush=True)
+    (args.out / "defaults.json").write_text(json.dumps(report))
+
+
+def part_weighting(names, args) -> None:
+    """Learn (and score) from likes as 1 or from their weights, on the sets whose weights vary:
+    MovieLens and anime ratings through their rating scales (likes, neutral, dislikes)."""
+    from families_lib import datasets
+
+    sets = datasets(["ml-ratings"])
+    shared = datasets_dir()
+    anime = shared / "anime" / "anime_ratings.dat" if shared else None
+    if anime is not None and anime.is_file():
+        scaled = with_rating_scale(read_interactions(anime), RatingScale.parse("1..10"))
+        sets.append(Dataset("anime-ratings-scale", scaled, False, False))
+    flags = {
+        "EASE": "ease_binary",
+        "RP3beta": "rp3beta_binary",
+        "item-kNN BM25": "knn_binary",
+        "item-kNN cosine": "knn_binary",
+    }
+    print("\n| data / protocol | family | likes as 1 | weights | weights - likes as 1 |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for dataset in sets:
+        for protocol, make in PROTOCOLS.items():
+            if protocol == "last" and not dataset.ordered:
+                continue
+            v = task(make(make(dataset.data, 42).train, 43), dataset)
+            for candidate in (c for c in CANDIDATES if c.label in flags):
+                got = [
+                    np.nanmean(ranking(candidate.fit(v.data, {flags[candidate.label]: b}), v)[0])
+                    for b in (True, False)
+                ]
+                print(
+                    f"| {dataset.name} / {protocol} | {candidate.label} | {got[0]:.4f} | "
+                    f"{got[1]:.4f} | {got[1] - got[0]:+.4f} |",
+                    flush=True,
+                )
+
+
+def synthetic_likes(n_items: int, n_users: int, per_user: int, seed: int = 0) -> sp.csr_matrix:
+    """Users x items likes with Zipf-skewed items (exponent 0.8) and 200 taste groups."""
+    rng = np.random.default_rng(seed)
+    zipf = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    zipf /= zipf.sum()
+    items = rng.choice(n_items, n_users * per_user, p=zipf)
+    groups = rng.integers(0, 200, n_users)
+    in_group = rng.random(items.size) < 0.7
+    users = np.repeat(np.arange(n_users), per_user)
+    items = np.where(in_group, (items // 200) * 200 + groups[users], items) % n_items
+    matrix = sp.csr_matrix(
+        (np.ones(items.size, np.float32), (users, items)), shape=(n_users, n_items)
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ease_scale_child(n_items: int) -> None:
+    """One EASE fit in this process: prints JSON (fit s, peak RSS above the data, cost())."""
+    liked = synthetic_likes(n_items, 2 * n_items, 40)
+    before = _rss_mib()
+    started = time.perf_counter()
+    ease_weights(liked, 200.0)
+    seconds = time.perf_counter() - started
+    cost = EaseFamily().cost(liked.shape[0], n_items, liked.nnz, {})
+    print(
+        json.dumps(
+            {
+                "items": n_items,
+                "users": liked.shape[0],
+                "nnz": liked.nnz,
+                "fit_s": seconds,
+                "peak_mib": _rss_mib() - before,
+                "rss_mib": _rss_mib(),
+                "estimate_mib": cost.bytes / 2**20,
+                "estimate_s": cost.seconds,
+            }
+        )
+    )
+
+
+def part_ease_scale(names, args) -> None:
+    sizes = [int(s) for s in (args.sizes or "1000,2000,5000,10000,15000,20000").split(",")]
+    print("\n| items | users | likes | fit s | peak MiB above the data | cost() MiB | cost() s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in sizes:
+        done = subprocess.run(
+            [sys.executable, __file__, "ease-child", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"| {n:,} | {r['users']:,} | {r['nnz']:,} | {r['fit_s']:.1f} | {r['peak_mib']:.0f} | "
+            f"{r['estimate_mib']:.0f} | {r['estimate_s']:.1f} |",
+            flush=True,
+        )
+
+
+def part_ease_precision(names, args) -> None:
+    """float32 (what EASE computes) against a float64 numpy inverse, on the random protocol."""
+    from families_lib import datasets
+
+    print(
+        "\n| data | λ | max abs ΔB / max abs B | NDCG@10 float32 | NDCG@10 float64 "
+        "| top-10 overlap |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for dataset in datasets(names or ["ml-likes", "anime-history"]):
+        t = task(PROTOCOLS["random"](dataset.data, 42), dataset)
+        liked = likes(t.data.user_items, binary=True)
+        gram = (liked.T @ liked).toarray().astype(np.float64)
+        for lam in (10.0, 100.0, 1000.0):
+            single = ease_weights(liked, lam)
+            inverse = np.linalg.inv(gram + lam * np.eye(gram.shape[0]))
+            double = -inverse / np.diag(inverse)[None, :]
+            np.fill_diagonal(double, 0.0)
+            models = [EaseModel({}, liked.shape[1], b.astype(np.float32)) for b in (single, double)]
+            ndcg = [np.nanmean(ranking(m, t)[0]) for m in models]
+            from families_lib import histories
+
+            hs = histories(t.data, t.users[:300])
+            tops = [np.argsort(-m.score(hs), axis=1)[:, :10] for m in models]
+            overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(*tops, strict=True)])
+            error = np.abs(single - double).max() / np.abs(double).max()
+            print(
+                f"| {dataset.name} | {lam:g} | {error:.1e} | {ndcg[0]:.4f} | {ndcg[1]:.4f} "
+                f"| {overlap:.3f} |",
+                flush=True,
+            )
+
+
+def _random_graph(n: int, k: int, rng) -> sp.csr_matrix:
+    cols = rng.integers(0, n, (n, k)).astype(np.int32)
+    values = rng.random((n, k), dtype=np.float32)
+    return sp.csr_matrix((values.ravel(), cols.ravel(), np.arange(n + 1) * k), shape=(n, n))
+
+
+def _per_history_us(score, hs, batch: int) -> float:
+    score(hs[:batch])
+    started, done = time.perf_counter(), 0
+    while time.perf_counter() - started < 1.0:
+        for lo in range(0, len(hs), batch):
+            score(hs[lo : lo + batch])
+        done += len(hs)
+    return (time.perf_counter() - started) / done * 1e6
+
+
+def part_score_speed(names, args) -> None:
+    """score() microseconds per history, models with 100 neighbours per item (random arrays: the
+    cost does not depend on the values) and ALS's exact scoring (64 factors) as the reference."""
+    rng = np.random.default_rng(0)
+    print("\n| items | model | history items | µs / history (batch 1) | µs / history (batch 16) |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for n in (20_000, 200_000):
+        factors = ExactTopK(rng.standard_normal((n, 64)).astype(np.float32))
+        vectors = rng.standard_normal((16, 64)).astype(np.float32)
+        models: dict[str, Any] = {
+            "ALS exact (reference)": lambda hs, f=factors, v=vectors: f.score_many(v[: len(hs)]),
+            "kNN / RP3beta": KnnModel({}, n, _random_graph(n, 100, rng)).score,
+            "sequence": SequenceModel(
+                {}, n, _random_graph(n, 100, rng), _random_graph(n, 100, rng)
+            ).score,
+        }
+        if n <= 20_000:
+            dense = rng.standard_normal((n, n), dtype=np.float32)
+            np.fill_diagonal(dense, 0)
+            models["EASE"] = EaseModel({}, n, dense).score
+        for size in (10, 50, 200):
+            hs = [
+                History(c, np.ones(size, np.float32), c[-50:])
+                for c in (rng.choice(n, size, replace=False).astype(np.int64) for _ in range(64))
+            ]
+            for label, score in models.items():
+                one, sixteen = _per_history_us(score, hs, 1), _per_history_us(score, hs, 16)
+                print(f"| {n:,} | {label} | {size} | {one:.0f} | {sixteen:.0f} |", flush=True)
+        if n > 20_000:
+            print(f"| {n:,} | EASE | - | impossible: B alone is {4 * n * n / 2**30:.0f} GiB | |")
+
+
+def part_fit_scale(names, args) -> None:
+    """Sparse families' fits on synthetic windows of 20k and 200k items against cost()."""
+    print(
+        "\n| items | users | likes | family | fit s | peak MiB (traced) | cost() MiB | cost() s |"
+    )
+    print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    for n_items, n_users in ((20_000, 50_000), (200_000, 100_000)):
+        liked = synthetic_likes(n_items, n_users, 30)
+        order = np.argsort(np.random.default_rng(1).random(liked.nnz))
+        users = np.repeat(np.arange(n_users), np.diff(liked.indptr))
+        from recommender.models.sequence import sequences_from_events
+
+        data = TrainingData(
+            liked, sequences_from_events(n_users, users, liked.indices.astype(np.int64), order)
+        )
+        for candidate in CANDIDATES:
+            if candidate.family is None or candidate.label == "EASE":
+                continue
+            _, seconds, peak = measured_fit(candidate, data, {})
+            est_mib, est_s = candidate.cost(data, {})
+            print(
+                f"| {n_items:,} | {n_users:,} | {liked.nnz:,} | {candidate.label} "
+                f"| {seconds:.1f} | {peak:.0f} | {est_mib:.0f} | {est_s:.1f} |",
+                flush=True,
+            )
+
+
+def part_knn_speed(names, args) -> None:
+    """Cosine top-100 neighbours: ours (one thread) against implicit's all_pairs_knn."""
+    from families_lib import datasets
+    from implicit._nearest_neighbours import all_pairs_knn
+    from implicit.nearest_neighbours import normalize
+
+    windows = [
+        (d.name, likes(task(PROTOCOLS["random"](d.data, 42), d).data.user_items, binary=True))
+        for d in datasets(names or ["ml-likes", "anime-history"])
+    ]
+    windows.append(("synthetic 200k items", synthetic_likes(200_000, 100_000, 30)))
+    print("\n| window | items | likes | ours s | implicit s (1 thread) | implicit s (2 threads) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, liked in windows:
+        started = time.perf_counter()
+        cosine_neighbours(liked, 100)
+        ours = time.perf_counter() - started
+        theirs = []
+        for threads in (1, 2):
+            weighted = normalize(liked.T).T.tocsr()
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                all_pairs_knn(weighted, 101, num_threads=threads, show_progress=False)
+            theirs.append(time.perf_counter() - started)
+        print(
+            f"| {name} | {liked.shape[1]:,} | {liked.nnz:,} | {ours:.2f} | {theirs[0]:.2f} "
+            f"| {theirs[1]:.2f} |",
+            flush=True,
+        )
+
+
+PARTS = {
+    "defaults": part_defaults,
+    "weighting": part_weighting,
+    "ease-scale": part_ease_scale,
+    "ease-precision": part_ease_precision,
+    "score-speed": part_score_speed,
+    "fit-scale": part_fit_scale,
+    "knn-speed": part_knn_speed,
+}
+
+if __name__ == "__main__" and sys.argv[1] == "ease-child":
+    from recommender.blas import limit_blas_threads
+
+    limit_blas_threads()
+    ease_scale_child(int(sys.argv[2]))
