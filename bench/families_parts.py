@@ -33,21 +33,48 @@ from recommender.models.neighbours import likes, product_top_k
 from recommender.models.sequence import SequenceModel
 from recommender.ratings import RatingScale
 
-GRIDS: dict[str, list[dict[str, Any]]] = {
-    "EASE": [{"ease_lambda": v} for v in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)],
-    "RP3beta": [
-        {"rp3beta_alpha": a, "rp3beta_beta": b, "rp3beta_neighbours": k}
-        for a, b, k in itertools.product((0.6, 0.8, 1.0), (0.2, 0.4, 0.6), (50, 200))
-    ],
-    "item-kNN cosine": [{"knn_neighbours": k} for k in (20, 50, 100, 200, 500)],
-    "item-kNN BM25": [
-        {"knn_neighbours": k, "knn_bm25_k1": k1, "knn_bm25_b": b}
-        for k, k1, b in itertools.product((50, 200), (0.5, 1.2, 5.0, 50.0), (0.25, 0.75))
-    ],
-    "sequence": [
-        {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f, "sequence_beta": be}
-        for s, d, f, be in itertools.product((1, 3, 8), (0.3, 0.7), (0.03, 0.3, 3.0), (0.0, 0.5))
-    ],
+#: Round 1: wide grids. Round 2: finer grids around round 1's winners, wider where a winner
+#: sat on a grid's edge (EVALUATION-families.md shows both).
+GRIDS: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "1": {
+        "EASE": [{"ease_lambda": v} for v in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)],
+        "RP3beta": [
+            {"rp3beta_alpha": a, "rp3beta_beta": b, "rp3beta_neighbours": k}
+            for a, b, k in itertools.product((0.6, 0.8, 1.0), (0.2, 0.4, 0.6), (50, 200))
+        ],
+        "item-kNN cosine": [{"knn_neighbours": k} for k in (20, 50, 100, 200, 500)],
+        "item-kNN BM25": [
+            {"knn_neighbours": k, "knn_bm25_k1": k1, "knn_bm25_b": b}
+            for k, k1, b in itertools.product((50, 200), (0.5, 1.2, 5.0, 50.0), (0.25, 0.75))
+        ],
+        "sequence": [
+            {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f, "sequence_beta": e}
+            for s, d, f, e in itertools.product((1, 3, 8), (0.3, 0.7), (0.03, 0.3, 3.0), (0, 0.5))
+        ],
+    },
+    "2": {
+        "EASE": [{"ease_lambda": v} for v in (20.0, 50.0, 70.0, 100.0, 150.0, 200.0)],
+        "RP3beta": [
+            {"rp3beta_alpha": a, "rp3beta_beta": b, "rp3beta_neighbours": k}
+            for a, b, k in itertools.product((0.3, 0.45, 0.6), (0.5, 0.6, 0.7, 0.8), (200, 500))
+        ],
+        "item-kNN cosine": [{"knn_neighbours": k} for k in (5, 10, 20, 30)],
+        "item-kNN BM25": [
+            {"knn_neighbours": k, "knn_bm25_k1": k1, "knn_bm25_b": b}
+            for k, k1, b in itertools.product((10, 20, 50), (5.0, 50.0), (0.25, 0.5))
+        ],
+        "sequence": [
+            {
+                "sequence_steps": s,
+                "sequence_decay": d,
+                "sequence_fallback": f,
+                "sequence_neighbours": k,
+            }
+            for s, d, f, k in itertools.product(
+                (8, 20), (0.7, 0.85, 0.95), (3.0, 10.0, 30.0), (20, 100)
+            )
+        ],
+    },
 }
 
 
@@ -69,10 +96,13 @@ def part_defaults(names, args) -> None:
     """Each family's grid on every validation split; the rule (as for ALS's defaults): the best
     worst case of the ratio to each split's best grid point, then the best mean."""
     splits = _validations(names)
-    wanted = [c for c in CANDIDATES if c.label in GRIDS]
+    grids = GRIDS[args.grid]
+    only = [f for f in args.families.split(",") if f]
+    wanted = [c for c in CANDIDATES if c.label in grids and (not only or c.label in only)]
     report: dict[str, Any] = {}
+    args.out.mkdir(parents=True, exist_ok=True)
     for candidate in wanted:
-        grid = GRIDS[candidate.label]
+        grid = grids[candidate.label]
         scores = np.array(
             [[np.nanmean(ranking(candidate.fit(v.data, p), v)[0]) for p in grid] for _, v in splits]
         )
@@ -91,7 +121,7 @@ def part_defaults(names, args) -> None:
             cells = " | ".join(f"{ratios[d, k]:.2f}" for d in range(len(splits)))
             label = ", ".join(f"{n.split('_', 1)[1]} {v:g}" for n, v in grid[k].items())
             print(f"| {label} | {worst[k]:.2f} | {mean[k]:.2f} | {cells} |", flush=True)
-    (args.out / "defaults.json").write_text(json.dumps(report))
+        (args.out / f"defaults-{args.grid}.json").write_text(json.dumps(report))
 
 
 def part_weighting(names, args) -> None:
