@@ -34,7 +34,8 @@ from recommender.models.sequence import SequenceModel
 from recommender.ratings import RatingScale
 
 #: Round 1: wide grids. Round 2: finer grids around round 1's winners, wider where a winner
-#: sat on a grid's edge (EVALUATION-families.md shows both).
+#: sat on a grid's edge (EVALUATION-families.md shows both). The sequence family's round 2 ran
+#: after its one neighbour count was split in two (successors 100, cosine neighbours 20).
 GRIDS: dict[str, dict[str, list[dict[str, Any]]]] = {
     "1": {
         "EASE": [{"ease_lambda": v} for v in (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)],
@@ -47,9 +48,9 @@ GRIDS: dict[str, dict[str, list[dict[str, Any]]]] = {
             {"knn_neighbours": k, "knn_bm25_k1": k1, "knn_bm25_b": b}
             for k, k1, b in itertools.product((50, 200), (0.5, 1.2, 5.0, 50.0), (0.25, 0.75))
         ],
-        "sequence": [
-            {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f, "sequence_beta": e}
-            for s, d, f, e in itertools.product((1, 3, 8), (0.3, 0.7), (0.03, 0.3, 3.0), (0, 0.5))
+        "sequence": [  # sequence_beta (a popularity penalty, since removed: it never won)
+            {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f}
+            for s, d, f in itertools.product((1, 3, 8), (0.3, 0.7), (0.03, 0.3, 3.0))
         ],
     },
     "2": {
@@ -64,15 +65,8 @@ GRIDS: dict[str, dict[str, list[dict[str, Any]]]] = {
             for k, k1, b in itertools.product((10, 20, 50), (5.0, 50.0), (0.25, 0.5))
         ],
         "sequence": [
-            {
-                "sequence_steps": s,
-                "sequence_decay": d,
-                "sequence_fallback": f,
-                "sequence_neighbours": k,
-            }
-            for s, d, f, k in itertools.product(
-                (8, 20), (0.7, 0.85, 0.95), (3.0, 10.0, 30.0), (20, 100)
-            )
+            {"sequence_steps": s, "sequence_decay": d, "sequence_fallback": f}
+            for s, d, f in itertools.product((3, 8, 20), (0.5, 0.7, 0.85), (1.0, 3.0, 10.0))
         ],
     },
 }
@@ -99,8 +93,9 @@ def part_defaults(names, args) -> None:
     grids = GRIDS[args.grid]
     only = [f for f in args.families.split(",") if f]
     wanted = [c for c in CANDIDATES if c.label in grids and (not only or c.label in only)]
-    report: dict[str, Any] = {}
     args.out.mkdir(parents=True, exist_ok=True)
+    saved = args.out / f"defaults-{args.grid}.json"
+    report: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
     for candidate in wanted:
         grid = grids[candidate.label]
         scores = np.array(
@@ -121,7 +116,7 @@ def part_defaults(names, args) -> None:
             cells = " | ".join(f"{ratios[d, k]:.2f}" for d in range(len(splits)))
             label = ", ".join(f"{n.split('_', 1)[1]} {v:g}" for n, v in grid[k].items())
             print(f"| {label} | {worst[k]:.2f} | {mean[k]:.2f} | {cells} |", flush=True)
-        (args.out / f"defaults-{args.grid}.json").write_text(json.dumps(report))
+        saved.write_text(json.dumps(report))  # other families' results kept
 
 
 def part_weighting(names, args) -> None:

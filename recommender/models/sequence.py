@@ -1,9 +1,9 @@
 """Sequence-aware: the next item from the order of a user's newest likes.
 
 Fit: *sequential rules* on each user's liked items in time order: item b follows item a within
-``sequence_steps`` later likes, weighted 1 / gap (1 step: first-order transitions), the arrival's
-popularity damped by ``sequence_beta``; each item's successors normalised to sum to 1 and the top K
-kept. Plus, for what the rules do not reach, cosine item-kNN co-occurrence (rows summing to 1).
+``sequence_steps`` later likes, weighted 1 / gap (1 step: first-order transitions); each item's
+successors normalised to sum to 1, the top ``sequence_successors`` kept. Plus, for what the rules
+do not reach, cosine item-kNN (``sequence_similar`` neighbours, rows normalised to sum to 1).
 
 Score, for a history whose recent likes are r_1 .. r_m (oldest first):
 
@@ -49,7 +49,7 @@ from .neighbours import (
     top_k_per_row,
 )
 from .params import complete, integer, number
-from .similarity import MAX_SIMILARITY, ItemGraph, accumulate, contributions_of, largest
+from .similarity import ItemGraph, accumulate, contributions_of, largest
 
 __all__ = ["SequenceFamily", "SequenceModel", "sequences_from_events", "successor_rules"]
 
@@ -78,9 +78,7 @@ def _row_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(matrix.multiply(inverse[:, None]), dtype=np.float32)
 
 
-def successor_rules(
-    sequences: Sequences, n_items: int, *, steps: int, beta: float, k: int
-) -> sp.csr_matrix:
+def successor_rules(sequences: Sequences, n_items: int, *, steps: int, k: int) -> sp.csr_matrix:
     """Next[a, b]: how strongly b follows a (see the module docstring), top ``k`` per item."""
     owner = np.repeat(np.arange(sequences.indptr.size - 1), np.diff(sequences.indptr))
     items = sequences.items.astype(np.int64)
@@ -98,9 +96,6 @@ def successor_rules(
         dtype=np.float64,
     )
     counts.sum_duplicates()
-    if beta > 0 and counts.nnz:
-        popularity = np.bincount(items, minlength=n_items).astype(np.float64)
-        counts = sp.csr_matrix(counts.multiply(np.maximum(popularity, 1.0)[None, :] ** -beta))
     return top_k_per_row(_row_normalised(counts), k)
 
 
@@ -116,8 +111,8 @@ class SequenceModel(FittedModel):
         super().__init__(params, n_items)
         self.next = ItemGraph(next_)
         self.similar = ItemGraph(similar)
-        self.decay = float(self.params.get("sequence_decay", 0.5))
-        self.fallback = float(self.params.get("sequence_fallback", 0.1))
+        self.decay = float(self.params.get("sequence_decay", 0.7))
+        self.fallback = float(self.params.get("sequence_fallback", 3.0))
         self._decays = self.decay ** np.arange(MAX_RECENT, dtype=np.float64)  # newest first
 
     def _recent(self, history: History) -> tuple[IntArray, npt.NDArray[np.float64]]:
@@ -223,11 +218,11 @@ class SequenceFamily(ModelFamily):
 
     name = "sequence"
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "sequence_steps": 3,
-        "sequence_decay": 0.5,
-        "sequence_beta": 0.0,
-        "sequence_neighbours": 100,
-        "sequence_fallback": 0.1,
+        "sequence_steps": 8,
+        "sequence_decay": 0.7,
+        "sequence_fallback": 3.0,
+        "sequence_successors": 100,
+        "sequence_similar": 20,
     }
 
     def defaults(self) -> dict[str, Any]:
@@ -237,26 +232,26 @@ class SequenceFamily(ModelFamily):
         out = complete(self.name, params, self.DEFAULTS)
         integer(out, "sequence_steps", 1, MAX_RECENT)
         number(out, "sequence_decay", 0.0, 1.0)
-        number(out, "sequence_beta", 0.0, 2.0)
-        integer(out, "sequence_neighbours", 1, 10_000)
-        number(out, "sequence_fallback", 0.0, 100.0)
+        number(out, "sequence_fallback", 0.0, 1000.0)
+        integer(out, "sequence_successors", 1, 10_000)
+        integer(out, "sequence_similar", 1, 10_000)
         return out
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         return {
-            "sequence_steps": trial.suggest_int("sequence_steps", 1, 10),
-            "sequence_decay": trial.suggest_float("sequence_decay", 0.0, 1.0),
-            "sequence_beta": trial.suggest_float("sequence_beta", 0.0, 1.0),
-            "sequence_neighbours": trial.suggest_int("sequence_neighbours", 10, 1000, log=True),
-            "sequence_fallback": trial.suggest_float("sequence_fallback", 0.01, 10.0, log=True),
+            "sequence_steps": trial.suggest_int("sequence_steps", 1, 20, log=True),
+            "sequence_decay": trial.suggest_float("sequence_decay", 0.0, 0.95),
+            "sequence_fallback": trial.suggest_float("sequence_fallback", 0.1, 30.0, log=True),
+            "sequence_successors": trial.suggest_int("sequence_successors", 10, 500, log=True),
+            "sequence_similar": trial.suggest_int("sequence_similar", 5, 200, log=True),
         }
 
     def cost(self, n_users: int, n_items: int, nnz: int, params: Mapping[str, Any]) -> Cost:
         settings = self.validate(params)
-        k = settings["sequence_neighbours"]
-        similar = product_cost(n_users, n_items, nnz, k)
+        similar = product_cost(n_users, n_items, nnz, settings["sequence_similar"])
         pairs = float(n_users) * MAX_RECENT * settings["sequence_steps"]
-        rules = Cost(int(pairs * 40 + n_items * k * 24), pairs * 1e-7)
+        kept = n_items * settings["sequence_successors"]
+        rules = Cost(int(pairs * 64 + kept * 24), pairs * 2e-7)
         return Cost(max(similar.bytes, rules.bytes), similar.seconds + rules.seconds)
 
     def fit(
@@ -270,15 +265,11 @@ class SequenceFamily(ModelFamily):
         liked = likes(data.user_items, binary=True)
         if liked.nnz == 0 and data.sequences.items.size == 0:
             raise TrainingError("the window has no likes: the sequence family has nothing to learn")
-        k = settings["sequence_neighbours"]
         next_ = successor_rules(
             data.sequences,
             data.shape[1],
             steps=settings["sequence_steps"],
-            beta=settings["sequence_beta"],
-            k=k,
+            k=settings["sequence_successors"],
         )
-        similar = _row_normalised(cosine_neighbours(liked, k, should_stop=should_stop))
-        if not (next_.data.size == 0 or float(next_.data.max()) <= MAX_SIMILARITY):
-            raise TrainingError("the sequence family produced non-finite rules")
-        return SequenceModel(settings, data.shape[1], next_, similar)
+        similar = cosine_neighbours(liked, settings["sequence_similar"], should_stop=should_stop)
+        return SequenceModel(settings, data.shape[1], next_, _row_normalised(similar))

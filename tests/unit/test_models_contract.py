@@ -24,7 +24,7 @@ FAMILIES: dict[str, tuple[ModelFamily, dict]] = {
     "knn-cosine": (KnnFamily(), {"knn_weighting": "cosine", "knn_neighbours": 8}),
     "knn-bm25": (KnnFamily(), {"knn_weighting": "bm25", "knn_neighbours": 8}),
     "rp3beta": (Rp3BetaFamily(), {"rp3beta_neighbours": 8}),
-    "sequence": (SequenceFamily(), {"sequence_neighbours": 8}),
+    "sequence": (SequenceFamily(), {"sequence_similar": 8}),
 }
 
 

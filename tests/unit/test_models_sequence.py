@@ -47,11 +47,13 @@ def test_the_planted_next_item_ranks_first():
 
 
 def test_a_fresh_event_changes_the_answer_at_once():
-    model = SequenceFamily().fit(cycle_window(), {})
-    before = history([2, 3])
-    assert best_unseen(model, before) == [4]
-    after = history([2, 3, 7])  # the newest event ends History.recent
-    assert best_unseen(model, after) == [8]
+    before, after = history([2, 3]), history([2, 3, 7])  # the newest event ends History.recent
+    first_order = SequenceFamily().fit(cycle_window(), {"sequence_steps": 1, "sequence_decay": 0.5})
+    assert best_unseen(first_order, before) == [4]
+    assert best_unseen(first_order, after) == [8]
+    default = SequenceFamily().fit(cycle_window(), {})
+    gain = default.score([after])[0] - default.score([before])[0]
+    assert int(np.argmax(gain)) == 8  # the fresh item's successor gains most
 
 
 def test_older_recent_items_count_less_by_the_decay():
@@ -95,7 +97,7 @@ def test_successor_rules_weigh_later_steps_by_one_over_the_gap():
         sp.csr_matrix((1, 3), dtype=np.float32),
         sequences_from_events(1, np.zeros(3, np.int64), np.array([0, 1, 2]), np.arange(3)),
     )
-    rules = successor_rules(data.sequences, 3, steps=2, beta=0.0, k=10).toarray()
+    rules = successor_rules(data.sequences, 3, steps=2, k=10).toarray()
     # 0 -> 1 (gap 1) and 0 -> 2 (gap 2): 1 and 1/2, normalised to 2/3 and 1/3.
     np.testing.assert_allclose(rules[0], [0.0, 2 / 3, 1 / 3], rtol=1e-6)
     np.testing.assert_allclose(rules[1], [0.0, 0.0, 1.0], rtol=1e-6)
