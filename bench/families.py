@@ -9,6 +9,8 @@ defaults, the fit and score costs.
     .venv/bin/python bench/families.py --part score-speed     # score() per history, 20k/200k
     .venv/bin/python bench/families.py --part fit-scale       # sparse families' fits, cost()
     .venv/bin/python bench/families.py --part knn-speed       # ours against implicit's kNN
+    .venv/bin/python bench/families.py --part headline  # tables from --part quality's results
+    .venv/bin/python bench/families.py --part report    # --part quality's tables again
 
 Data, protocols and scoring: bench/families_lib.py. BLAS runs single-threaded (as the builder
 runs it); results go to --out as JSON, tables to stdout as Markdown.
@@ -163,6 +165,54 @@ def _difference(candidate: np.ndarray, baseline: np.ndarray | None) -> str:
     return f"{mark}{c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}]{mark}"
 
 
+ORDER = ["ml-likes", "ml-ratings", "anime-history", "anime-ratings", "planted-tastes",
+         "planted-sessions"]  # fmt: skip
+
+
+def print_headline(out: Path, metric: str) -> None:
+    """One table per setting: models x (data set, protocol), the metric at 10; with NDCG, a cell
+    is bold where the paired-bootstrap 95 % interval of its difference to ALS excludes 0 (▲ above
+    ALS, ▼ below)."""
+    results = {}
+    for path in out.glob("quality-*.json"):
+        r = json.loads(path.read_text())
+        results[(r["dataset"], r["protocol"])] = r
+    columns = sorted(results, key=lambda k: (ORDER.index(k[0]), k[1] != "random"))
+    models = [m for m in dict.fromkeys(r["model"] for r in results[columns[0]]["rows"])]
+    models += [
+        m for c in columns for m in (r["model"] for r in results[c]["rows"]) if m not in models
+    ]
+    models = list(dict.fromkeys(models))
+    for setting in ("default", "tuned"):
+        print(
+            f"\n{metric}@10, {setting} settings (test users per column: "
+            + ", ".join(f"{d}/{p} {results[(d, p)]['test_users']:,}" for d, p in columns)
+            + ")\n"
+        )
+        print("| model | " + " | ".join(f"{d} {p}" for d, p in columns) + " |")
+        print("| --- |" + " ---: |" * len(columns))
+        for model in models:
+            cells = []
+            for c in columns:
+                rows = {(r["model"], r["settings"]): r for r in results[c]["rows"]}
+                r = rows.get((model, setting)) or rows.get((model, "-"))
+                if r is None:
+                    cells.append("-")
+                    continue
+                base = rows[("ALS", setting)]
+                text = f"{r[metric]:.3f}"
+                if metric == "ndcg" and model != "ALS":
+                    diff = paired_bootstrap(
+                        np.array(r["per_user_ndcg"]), np.array(base["per_user_ndcg"])
+                    )
+                    if diff.low > 0:
+                        text = f"**{text}** ▲"
+                    elif diff.high < 0:
+                        text = f"{text} ▼"
+                cells.append(text)
+            print(f"| {model} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", required=True)
@@ -178,6 +228,9 @@ def main() -> None:
     names = [n for n in args.data.split(",") if n]
     if args.part == "quality":
         part_quality(names, args.protocols.split(","), args.trials, args.out)
+    elif args.part == "headline":
+        print_headline(args.out, "ndcg")
+        print_headline(args.out, "recall")
     elif args.part == "report":
         for path in sorted(args.out.glob("quality-*.json")):
             print_quality(json.loads(path.read_text()))

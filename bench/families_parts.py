@@ -29,6 +29,7 @@ from recommender.models import History, TrainingData
 from recommender.models.ease import EaseFamily, EaseModel, ease_weights
 from recommender.models.knn import KnnModel
 from recommender.models.neighbours import likes, product_top_k
+from recommender.models.rp3beta import Rp3BetaModel
 from recommender.models.sequence import SequenceModel
 from recommender.models.similarity import SimilarityModel
 from recommender.ratings import RatingScale
@@ -311,8 +312,9 @@ def _per_history_us(score, hs, batch: int) -> float:
 
 
 def part_score_speed(names, args) -> None:
-    """score() microseconds per history, models with 100 neighbours per item (random arrays: the
-    cost does not depend on the values) and ALS's exact scoring (64 factors) as the reference."""
+    """score() microseconds per history, models with their default neighbours per item (random
+    arrays: the cost does not depend on the values) and ALS's exact scoring (64 factors) as the
+    reference."""
     rng = np.random.default_rng(0)
     print("\n| items | model | history items | µs / history (batch 1) | µs / history (batch 16) |")
     print("| ---: | --- | ---: | ---: | ---: |")
@@ -321,9 +323,15 @@ def part_score_speed(names, args) -> None:
         vectors = rng.standard_normal((16, 64)).astype(np.float32)
         models: dict[str, Any] = {
             "ALS exact (reference)": lambda hs, f=factors, v=vectors: f.score_many(v[: len(hs)]),
-            "kNN / RP3beta": KnnModel({}, n, _random_graph(n, 100, rng)).score,
-            "sequence": SequenceModel(
-                {}, n, _random_graph(n, 100, rng), _random_graph(n, 100, rng)
+            "item-kNN (20 neighbours, the default)": KnnModel(
+                {}, n, _random_graph(n, 20, rng)
+            ).score,
+            "item-kNN (100 neighbours)": KnnModel({}, n, _random_graph(n, 100, rng)).score,
+            "RP3beta (500 neighbours, the default)": Rp3BetaModel(
+                {}, n, _random_graph(n, 500, rng)
+            ).score,
+            "sequence (100 successors, 20 similar)": SequenceModel(
+                {}, n, _random_graph(n, 100, rng), _random_graph(n, 20, rng)
             ).score,
         }
         if n <= 20_000:
