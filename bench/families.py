@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--sizes", default="", help="ease-scale: catalogue sizes")
+    parser.add_argument("--threads", type=int, default=1, help="ease-scale: BLAS threads")
     parser.add_argument("--grid", default="1", help="defaults: grid round (1 or 2)")
     parser.add_argument("--families", default="", help="defaults: table labels to run")
     args = parser.parse_args()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import resource
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,16 +180,33 @@ def synthetic_likes(n_items: int, n_users: int, per_user: int, seed: int = 0) ->
     return matrix
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
-def ease_scale_child(n_items: int) -> None:
+def _reset_peak() -> float:
+    """Reset this process's peak RSS (Linux: ``5`` to clear_refs) and return the RSS now, so that
+    a later VmHWM is the peak of what follows, not of loading the data."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def _peak_since(base: float) -> float:
+    return _status_mib("VmHWM") - base
+
+
+def ease_scale_child(n_items: int, threads: int) -> None:
     """One EASE fit in this process: prints JSON (fit s, peak RSS above the data, cost())."""
+    import threadpoolctl
+
     liked = synthetic_likes(n_items, 2 * n_items, 40)
-    before = _rss_mib()
+    before = _reset_peak()
     started = time.perf_counter()
-    ease_weights(liked, 200.0)
+    with threadpoolctl.threadpool_limits(threads, "blas"):
+        ease_weights(liked, 50.0)
     seconds = time.perf_counter() - started
     cost = EaseFamily().cost(liked.shape[0], n_items, liked.nnz, {})
     print(
@@ -199,8 +216,7 @@ def ease_scale_child(n_items: int) -> None:
                 "users": liked.shape[0],
                 "nnz": liked.nnz,
                 "fit_s": seconds,
-                "peak_mib": _rss_mib() - before,
-                "rss_mib": _rss_mib(),
+                "peak_mib": _peak_since(before),
                 "estimate_mib": cost.bytes / 2**20,
                 "estimate_s": cost.seconds,
             }
@@ -214,7 +230,7 @@ def part_ease_scale(names, args) -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in sizes:
         done = subprocess.run(
-            [sys.executable, __file__, "ease-child", str(n)],
+            [sys.executable, __file__, "ease-child", str(n), str(args.threads)],
             capture_output=True,
             text=True,
             check=True,
@@ -377,14 +393,14 @@ def fit_child(window: str, label: str) -> None:
     """One fit in this process: prints JSON (fit s, peak RSS above the data, cost())."""
     data = _window(window)
     candidate = next(c for c in CANDIDATES if c.label == label)
-    before = _rss_mib()
+    before = _reset_peak()
     started = time.perf_counter()
     candidate.fit(data, {})
     seconds = time.perf_counter() - started
     est_mib, est_s = candidate.cost(data, {})
     n_users, n_items = data.shape
     print(json.dumps({"users": n_users, "items": n_items, "nnz": data.user_items.nnz,
-                      "fit_s": seconds, "peak_mib": _rss_mib() - before,
+                      "fit_s": seconds, "peak_mib": _peak_since(before),
                       "estimate_mib": est_mib, "estimate_s": est_s}))  # fmt: skip
 
 
@@ -461,6 +477,6 @@ if __name__ == "__main__" and sys.argv[1] in ("ease-child", "fit-child"):
 
     limit_blas_threads()
     if sys.argv[1] == "ease-child":
-        ease_scale_child(int(sys.argv[2]))
+        ease_scale_child(int(sys.argv[2]), int(sys.argv[3]))
     else:
         fit_child(sys.argv[2], sys.argv[3])

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from ..errors import TrainingAborted, TrainingError
 from .base import ArraySpec, Cost, FittedModel, History, ModelFamily, TrainingData
-from .neighbours import check_specs, flatten, likes
+from .neighbours import check_specs, flatten, likes, product_pairs
 from .params import complete, flag, number
 from .similarity import MAX_SIMILARITY, largest
 
@@ -36,7 +36,8 @@ __all__ = ["EaseFamily", "EaseModel", "ease_weights"]
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-#: Calibration of ``cost()`` (bench/families.py --part ease-scale, one core, one run; doubled).
+#: Calibration of ``cost()``: 1.13e-11 measured on one core at 20k items (bench/families.py
+#: --part ease-scale, one run), doubled for a shared machine.
 SECONDS_PER_CUBE = 2.5e-11
 #: Columns of the Gram matrix computed per sparse product (bounded temporary memory).
 GRAM_ENTRIES = 1 << 23
@@ -202,7 +203,7 @@ class EaseFamily(ModelFamily):
         gathered rows of a score; time n³ (factorise and invert) plus the Gram products."""
         n = float(n_items)
         memory = 4 * n * n + 3 * nnz * 16 + 2 * GRAM_ENTRIES * 12 + 8 * (n_users + n_items)
-        gram_pairs = min(8.0 * nnz * nnz / max(n_users, 1) + nnz, float(nnz) * max(n, 1))
+        gram_pairs = product_pairs(n_users, n_items, nnz)
         seconds = SECONDS_PER_CUBE * n**3 + 2e-8 * gram_pairs + 2e-8 * n * n + 0.01
         return Cost(int(memory), float(seconds))
 

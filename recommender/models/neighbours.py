@@ -27,6 +27,7 @@ __all__ = [
     "flatten",
     "likes",
     "product_cost",
+    "product_pairs",
     "product_top_k",
     "row_entries",
     "top_k_per_row",
@@ -155,25 +156,31 @@ def product_top_k(
     return sp.vstack(parts, format="csr", dtype=np.float32)
 
 
-#: Calibration of :func:`product_cost` (bench/families.py --part cost, 2 cores, one run): seconds
-#: per multiply-add of a sparse product and per entry of the product sorted for its top K.
-SECONDS_PER_PAIR = 2e-8
-SECONDS_PER_ENTRY = 2e-7
-#: Users' numbers of likes vary: sum(deg**2) taken as this many times nnz**2 / users (the data
-#: sets we have range from 2 to 4; see bench/families.py --part cost).
-DEGREE_SKEW = 8.0
+#: Calibration of the cost() estimates (bench/families.py --part fit-scale: 6k to 200k items,
+#: one run, measured 1.3 to 4 times below these): seconds per multiply-add of an item-item
+#: product, and per entry of the product ranked for its top K.
+SECONDS_PER_PAIR = 1e-8
+SECONDS_PER_ENTRY = 6e-8
+#: Users' numbers of likes vary: sum(deg**2) taken as this many times nnz**2 / users (measured
+#: 2.9 on MovieLens and anime history).
+DEGREE_SKEW = 4.0
+
+
+def product_pairs(n_users: int, n_items: int, nnz: int) -> float:
+    """The multiply-adds of ``likesᵀ likes`` (the sum over users of their likes squared),
+    estimated from the mean number of likes; never more than nnz x items."""
+    return min(DEGREE_SKEW * nnz * nnz / max(n_users, 1) + nnz, float(nnz) * max(n_items, 1))
 
 
 def product_cost(n_users: int, n_items: int, nnz: int, k: int) -> Cost:
-    """A conservative cost of an items x items top-``k`` product of a users x items matrix with
-    ``nnz`` likes: its multiply-adds (sum over users of their likes squared, estimated from the
-    mean), the entries it sorts, the inputs' copies, one chunk and the result."""
-    users = max(n_users, 1)
-    pairs = min(DEGREE_SKEW * nnz * nnz / users + nnz, float(nnz) * max(n_items, 1))
+    """A conservative cost of :func:`product_top_k` on a users x items matrix with ``nnz``
+    likes: its multiply-adds, the entries it ranks, the inputs' copies, one chunk and the
+    result."""
+    pairs = product_pairs(n_users, n_items, nnz)
     entries = min(pairs, float(n_items) * n_items)
-    chunk_bytes = min(entries, MAX_PRODUCT_ENTRIES) * 64  # CSR block, its sort keys and order
+    chunk_bytes = min(entries, MAX_PRODUCT_ENTRIES) * 40  # CSR block, its sort keys and order
     inputs = 4 * nnz * 16 + 8 * (n_users + n_items)
-    result = n_items * k * 8 * 3  # the top K per item, its parts and the stacked copy
+    result = n_items * k * 8 * 2  # the top K per item and the stacked copy
     seconds = pairs * SECONDS_PER_PAIR + entries * SECONDS_PER_ENTRY + 0.01
     return Cost(int(inputs + chunk_bytes + result), float(seconds))
 
