@@ -9,10 +9,12 @@ defaults, the fit and score costs.
     .venv/bin/python bench/families.py --part score-speed     # score() per history, 20k/200k
     .venv/bin/python bench/families.py --part fit-scale       # sparse families' fits, cost()
     .venv/bin/python bench/families.py --part knn-speed       # ours against implicit's kNN
+    .venv/bin/python bench/families.py --part sasrec-estimate # a transformer block's throughput
     .venv/bin/python bench/families.py --part headline  # tables from --part quality's results
     .venv/bin/python bench/families.py --part report    # --part quality's tables again
 
-Data, protocols and scoring: bench/families_lib.py. BLAS runs single-threaded (as the builder
+Data, protocols and scoring: bench/families_lib.py; the parts: bench/families_parts.py (quality)
+and bench/families_cost.py (cost). BLAS runs single-threaded (as the builder
 runs it); results go to --out as JSON, tables to stdout as Markdown.
 """
 
@@ -236,9 +238,10 @@ def main() -> None:
         for path in sorted(args.out.glob("quality-*.json")):
             print_quality(json.loads(path.read_text()))
     else:
-        from families_parts import PARTS
+        from families_cost import PARTS as COST
+        from families_parts import PARTS as QUALITY
 
-        PARTS[args.part](names, args)
+        {**QUALITY, **COST}[args.part](names, args)
 
 
 if __name__ == "__main__":
