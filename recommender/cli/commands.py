@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import RecommenderError, one_line
 from ..kafka import KafkaSettings
+from ..models import ALIASES
 
 __all__ = [
     "run_bot_command",
@@ -84,7 +85,7 @@ def run_build(args: argparse.Namespace) -> int:
         keep=args.keep,
         lock_ttl=args.lock_ttl,
         params=params,
-        model=args.model,
+        model=ALIASES.get(args.model, args.model),
         model_memory=args.model_memory,
         exposures_topic=_topic_or_none(args.exposures_topic),
         attribution_window=args.attribution_window,

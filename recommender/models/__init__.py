@@ -23,8 +23,13 @@ from .base import (
     Setting,
     TrainingData,
 )
+from .ease import EaseFamily, EaseModel
+from .knn import KnnFamily, KnnModel
+from .rp3beta import Rp3BetaFamily, Rp3BetaModel
+from .sequence import SequenceFamily, SequenceModel
 
 __all__ = [
+    "ALIASES",
     "FAMILIES",
     "MAX_FACTOR",
     "MAX_RECENT",
@@ -47,7 +52,13 @@ __all__ = [
 #: Every family, by name: its trainer and its fitted model's class.
 FAMILIES: dict[str, tuple[type[ModelFamily], type[FittedModel]]] = {
     "als": (AlsFamily, AlsModel),
+    "ease": (EaseFamily, EaseModel),
+    "rp3beta": (Rp3BetaFamily, Rp3BetaModel),
+    "knn": (KnnFamily, KnnModel),
+    "sequence": (SequenceFamily, SequenceModel),
 }
+#: Other names operators may use for a family (``--model seq``).
+ALIASES: dict[str, str] = {"seq": "sequence", "item-knn": "knn", "rp3": "rp3beta"}
 
 
 def family_of(manifest: Mapping[str, Any]) -> str:

@@ -144,7 +144,7 @@ def tune(
         "search_users": int(data.search_users.size),
         "confirm_users": int(data.confirm_users.size),
     }
-    excluded = _over_budget(space, data)
+    excluded = _over_budget(space, data, space.max_seconds or budget_seconds / 3)
     allowed = tuple(f for f in space.families if f not in excluded)
     for family, why in excluded.items():
         log.info("tuning leaves %s out: %s", family, why)
@@ -175,7 +175,12 @@ def tune(
         )
     if not allowed:
         return outcome(current, False, "every family is over the memory budget", [])
-    space = SearchSpace(families=allowed, pinned=space.pinned, max_bytes=space.max_bytes)
+    space = SearchSpace(
+        families=allowed,
+        pinned=space.pinned,
+        max_bytes=space.max_bytes,
+        max_seconds=space.max_seconds,
+    )
     search_users = data.search_users
     if search_users.size > max_search_users:
         search_users = np.sort(
@@ -307,8 +312,9 @@ def tune(
     return outcome(best, better, reason, records, comparison)
 
 
-def _over_budget(space: SearchSpace, data: ValidationSplit) -> dict[str, str]:
-    """Families whose fit on this split would take more than the memory budget, and why."""
+def _over_budget(space: SearchSpace, data: ValidationSplit, max_seconds: float) -> dict[str, str]:
+    """Families whose fit on this split would take more than the memory budget, or more than
+    ``max_seconds``, and why (ALS, the fallback, is never left out for time)."""
     n_users, n_items = data.train.shape
     nnz = int(data.train.nnz)
     found = {}
@@ -319,5 +325,10 @@ def _over_budget(space: SearchSpace, data: ValidationSplit) -> dict[str, str]:
             found[name] = (
                 f"a fit on {n_items:,} items would take about {cost.bytes / 2**30:.1f} GiB, over "
                 f"the {space.max_bytes / 2**30:.1f} GiB budget"
+            )
+        elif name != "als" and cost.seconds > max_seconds:
+            found[name] = (
+                f"a fit on {n_items:,} items would take about {cost.seconds:.0f} s, more than "
+                f"{max_seconds:.0f} s of the tuning budget"
             )
     return found

@@ -26,6 +26,8 @@ class SearchSpace:
     pinned: Mapping[str, float | int] = field(default_factory=dict)
     #: Peak bytes a trial's fit may take; a family over it on this window is left out.
     max_bytes: int = 8 << 30
+    #: Seconds one trial's fit may be expected to take (None: a third of the session's budget).
+    max_seconds: float | None = None
 
     def suggest(self, trial: Any) -> Setting:
         family = (
@@ -54,11 +56,11 @@ class SearchSpace:
             values["family"] = setting.family
         elif setting.family != self.families[0]:
             return {}
-        prefix = f"{setting.family}_"
         for name, value in setting.params.items():
-            if setting.family == "als" and (name in self.pinned or name not in TUNABLE):
-                continue
-            values[prefix + name] = value
+            if setting.family != "als":
+                values[name] = value  # other families' settings are named as optuna's
+            elif name not in self.pinned and name in TUNABLE:
+                values[f"als_{name}"] = value
         return values
 
 
