@@ -45,6 +45,7 @@ from recommender.models.rp3beta import Rp3BetaFamily  # noqa: E402
 from recommender.models.sequence import SequenceFamily, sequences_from_events  # noqa: E402
 from recommender.ranking import per_user_metrics, top_k_rows  # noqa: E402
 from recommender.ratings import RatingScale  # noqa: E402
+from recommender.synthetic import SessionModel  # noqa: E402
 from recommender.training import AlsParams, train_als  # noqa: E402
 
 K = 10
@@ -67,23 +68,16 @@ def planted_sessions(
     """Users walk a hidden transition graph: from each item, three fixed successors with
     probabilities 0.6/0.25/0.15, 10 % of steps a jump to a Zipf-popular item. Returns the events
     (time = step) and the true next-item distribution (items x items)."""
-    rng = np.random.default_rng(seed)
-    zipf = 1.0 / np.arange(1, items + 1) ** 1.1
+    model = SessionModel(items=items)
+    successors, walks = model.draw(users, length, np.random.default_rng(seed))
+    zipf = 1.0 / np.arange(1, items + 1) ** model.skew
     zipf /= zipf.sum()
-    successors = np.array([rng.choice(items, 3, replace=False) for _ in range(items)])
-    probabilities = np.array([0.6, 0.25, 0.15])
-    truth = np.tile(0.1 * zipf, (items, 1))
+    truth = np.tile(model.jump * zipf, (items, 1))
     np.add.at(
         truth,
         (np.repeat(np.arange(items), 3), successors.ravel()),
-        0.9 * np.tile(probabilities, items),
+        (1 - model.jump) * np.tile([0.6, 0.25, 0.15], items),
     )
-    walks = np.empty((users, length), np.int64)
-    walks[:, 0] = rng.choice(items, users, p=zipf)
-    for step in range(1, length):
-        pick = successors[walks[:, step - 1], rng.choice(3, users, p=probabilities)]
-        jump = rng.random(users) < 0.1
-        walks[:, step] = np.where(jump, rng.choice(items, users, p=zipf), pick)
     data = Interactions(
         np.repeat(np.arange(users), length),
         walks.ravel(),

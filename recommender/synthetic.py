@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TasteModel", "random_snapshot_arrays"]
+__all__ = ["SessionModel", "TasteModel", "random_snapshot_arrays"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,6 +66,43 @@ class TasteModel:
     def values(self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]) -> list[bytes]:
         """Wire values ``u<k>:i<k>``."""
         return [f"u{u}:i{i}".encode() for u, i in zip(users.tolist(), items.tolist(), strict=True)]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionModel:
+    """Users walk a hidden transition graph, where order is the whole signal.
+
+    From each item, three fixed successors follow with probabilities 0.6, 0.25 and 0.15; a
+    ``jump`` share of steps goes to a Zipf-popular item instead. An ordered model should learn
+    each item's successors; a model that ignores order sees only their co-occurrence.
+    """
+
+    items: int = 1000
+    jump: float = 0.1
+    skew: float = 1.1
+
+    def draw(
+        self, users: int, length: int, rng: np.random.Generator
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """A graph and walks on it: (items x 3 successors, most likely first; users x length
+        item numbers in time order)."""
+        popular = 1.0 / np.arange(1, self.items + 1) ** self.skew
+        popular /= popular.sum()
+        successors = np.array([rng.choice(self.items, 3, replace=False) for _ in range(self.items)])
+        walks = np.empty((users, length), np.int64)
+        walks[:, 0] = rng.choice(self.items, users, p=popular)
+        for step in range(1, length):
+            pick = successors[walks[:, step - 1], rng.choice(3, users, p=[0.6, 0.25, 0.15])]
+            jump = rng.random(users) < self.jump
+            walks[:, step] = np.where(jump, rng.choice(self.items, users, p=popular), pick)
+        return successors, walks
+
+    @staticmethod
+    def values(walks: npt.NDArray[np.int64], *, first_user: int = 0) -> list[bytes]:
+        """Wire values ``s<k>:i<k>``, walk by walk and step by step (the order to produce)."""
+        users = np.repeat(np.arange(first_user, first_user + walks.shape[0]), walks.shape[1])
+        pairs = zip(users.tolist(), walks.ravel().tolist(), strict=True)
+        return [f"s{u}:i{i}".encode() for u, i in pairs]
 
 
 def random_snapshot_arrays(

@@ -113,6 +113,9 @@ class WindowEvents:
     timestamps: npt.NDArray[np.int64]
     user_ids: list[str]
     item_ids: list[str]
+    #: Each event's rank in the window's order (time, then offset in its partition): what
+    #: breaks ties in time (a burst produced within one millisecond); None: ties are unordered.
+    order: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return int(self.users.size)
@@ -376,6 +379,8 @@ class InteractionWindow:
         weights, _ = self._decayed(self._weight[:size].astype(np.float32), ts)
         user_rows, users = np.unique(self._user[:size], return_inverse=True)
         item_rows, items = np.unique(self._item[:size], return_inverse=True)
+        order = np.empty(size, np.int64)
+        order[np.lexsort((self._partition[:size], self._offset[:size], ts))] = np.arange(size)
         return WindowEvents(
             users.ravel().astype(np.int64),
             items.ravel().astype(np.int64),
@@ -383,6 +388,7 @@ class InteractionWindow:
             ts,
             [self.users.ids[r] for r in user_rows.tolist()],
             [self.items.ids[r] for r in item_rows.tolist()],
+            order,
         )
 
     def compact_vocabularies(self, *, slack: float = 2.0, minimum: int = 1024) -> bool:

@@ -148,7 +148,8 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         "--tune",
         choices=["on", "off"],
         default="on",
-        help="search ALS settings on the window in the background (default on); explicit "
+        help="search model families and their settings on the window in the background (default "
+        "on; --model pins the family); explicit "
         "--factors/--regularization/--alpha/--iterations are left as given",
     )
     tuning.add_argument(

@@ -43,7 +43,10 @@ def split(events: WindowEvents, *, fraction: float = 0.2, seed: int = 0) -> Vali
     is validation; users with liked validation items they did not train on are split in two."""
     rng = np.random.default_rng(seed)
     n = len(events)
-    order = np.lexsort((rng.permutation(n), events.timestamps, events.users))
+    shuffled = rng.permutation(n)
+    # Ties in time in the window's order; without one (a file), in a seeded shuffle.
+    tie = shuffled if events.order is None else events.order
+    order = np.lexsort((shuffled, tie, events.timestamps, events.users))
     users = events.users[order]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, n])
