@@ -91,8 +91,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--protocol",
         action="append",
         default=[],
-        choices=["temporal", "global", "prequential", "seed", "all"],
-        help="repeatable; default temporal (per-user holdout, last 20%% by time)",
+        choices=["temporal", "last", "global", "prequential", "seed", "all"],
+        help="repeatable; default temporal (per-user holdout, last 20%% by time); last: "
+        "leave-last-out by time (each user's newest like, where order matters)",
     )
     evaluate.add_argument("--k", type=int_list, default=[10], help="e.g. 5,10,20 (default 10)")
     evaluate.add_argument("--min-rating", type=float, help="only ratings >= this are positives")
@@ -115,6 +116,13 @@ def make_parser() -> argparse.ArgumentParser:
         type=float,
         default=90.0,
         help="self-tuning seconds for the 'what the daemon serves' row (0: no such row)",
+    )
+    evaluate.add_argument(
+        "--family-budget",
+        type=float,
+        default=20.0,
+        help="self-tuning seconds for each model family's row (EASE, RP3beta, item-kNN, "
+        "sequence; 0: no family rows)",
     )
     evaluate.add_argument(
         "--windows",

@@ -233,6 +233,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cutoff=args.cutoff,
             search_budget=args.search_budget,
             daemon_budget=args.daemon_budget,
+            family_budget=args.family_budget,
             windows=args.windows,
             retrain_every=args.retrain_every,
             half_lives=args.half_lives,

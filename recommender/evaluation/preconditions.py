@@ -16,7 +16,7 @@ from ..errors import ConfigError, RecommenderError
 from . import seed_protocol as seed
 from .data import Interactions
 from .options import TITLES, EvaluateOptions, Protocol
-from .splits import global_cutoff, per_user_holdout, truth_sets
+from .splits import global_cutoff, leave_last_out, per_user_holdout, truth_sets
 
 __all__ = ["Plan", "check_options", "plan_protocols", "prequential_retrains", "reason_not_to_run"]
 
@@ -83,6 +83,14 @@ def _global(data: Interactions, options: EvaluateOptions) -> str | None:
     return None
 
 
+def _last(data: Interactions, options: EvaluateOptions) -> str | None:
+    if data.timestamps is None:
+        return "the file has no timestamps: leave-last-out needs to know which event is newest"
+    if not truth_sets(leave_last_out(data, seed=options.seed)):
+        return "no user has two liked events (one to learn from, the newest to find)"
+    return None
+
+
 def prequential_retrains(data: Interactions, options: EvaluateOptions) -> list[int]:
     """The ``--retrain-every`` values that retrain before the stream ends: with the others no
     model exists before the last event, so no event would be scored."""
@@ -135,6 +143,8 @@ def reason_not_to_run(
     ratings, which the seed's protocol judges), or None when it can."""
     if protocol == "temporal":
         return _temporal(data, options)
+    if protocol == "last":
+        return _last(data, options)
     if protocol == "global":
         return _global(data, options)
     if protocol == "prequential":

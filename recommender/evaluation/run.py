@@ -10,20 +10,22 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import RecommenderError
+from ..models import FAMILIES
 from ..ratings import RatingScale
 from ..training import AlsParams
 from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
 from .exposures import exposure_figures, figures_markdown
+from .families import LABELS, best_family_sentence, family_models, train_sequences
 from .headline import Headline, compare_with_strongest
 from .models import SEED_ALS, AlsModel, FamilyModel, ItemKnn, Popularity, Recommender
 from .offline import ModelResult, evaluate_model, search_als
-from .options import PROTOCOLS, TITLES, EvaluateOptions, Protocol
+from .options import LAST_NOTE, PROTOCOLS, TITLES, EvaluateOptions, Protocol
 from .preconditions import check_options, plan_protocols
 from .prequential_section import prequential_section
 from .report import Report, params_text, setting_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
-from .splits import Split, global_cutoff, per_user_holdout, truth_sets
+from .splits import Split, global_cutoff, leave_last_out, per_user_holdout, truth_sets
 
 __all__ = ["PROTOCOLS", "EvaluateOptions", "Evaluation", "Protocol", "run_evaluation"]
 
@@ -87,26 +89,43 @@ def _offline(
         split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
     )
     bar.close()
-    models: list[Recommender] = [*_baselines(), AlsModel(best, name="ALS, tuned on validation")]
+    baselines = _baselines()
+    families, family_notes = (
+        family_models(
+            split.train, budget_seconds=options.family_budget, binary=binary, seed=options.seed
+        )
+        if options.family_budget > 0
+        else ([], [])
+    )
+    daemon: FamilyModel | None = None
     daemon_note = ""
     if options.daemon_budget > 0:
         served, outcome = daemon_settings(
-            split.train, budget_seconds=options.daemon_budget, binary=binary, seed=options.seed
+            split.train,
+            budget_seconds=options.daemon_budget,
+            binary=binary,
+            seed=options.seed,
+            families=tuple(FAMILIES),
         )
-        models.insert(
-            -1,
-            FamilyModel(
-                served,
-                name=f"{served.family.upper() if served.family == 'als' else served.family}, "
-                f"what the daemon serves (self-tuned {options.daemon_budget:g} s)",
-            ),
+        daemon = FamilyModel(
+            served,
+            name=f"{LABELS[served.family]}, what the daemon serves "
+            f"(self-tuned {options.daemon_budget:g} s)",
+            sequences=train_sequences(split.train, seed=options.seed),
         )
         daemon_note = (
             f"The daemon's row is what the builder serves after its first tuning session on the "
-            f"training events ({len(outcome.trials)} trials in {outcome.seconds:.0f} s; "
+            f"training events, every family searched ({len(outcome.trials)} trials in "
+            f"{outcome.seconds:.0f} s; "
             f"{'adopted ' + setting_text(served) if outcome.adopted else 'kept its defaults'}: "
             f"{outcome.reason})."
         )
+    models: list[Recommender] = [
+        *baselines,
+        *families,
+        *([daemon] if daemon is not None else []),
+        AlsModel(best, name="ALS, tuned on validation"),
+    ]
     results: list[ModelResult] = []
     for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
         results.append(evaluate_model(model, split, ks, binary=binary))
@@ -137,9 +156,12 @@ def _offline(
             [[r.name, *[r.metrics[k]["ndcg"] for k in ks]] for r in results],
         )
     ndcg = {m.name: r.metrics[k0]["ndcg"] for m, r in zip(models, results, strict=True)}
-    baselines = [r for m, r in zip(models, results, strict=True) if not isinstance(m, AlsModel)]
+    by_model = dict(zip(map(id, models), results, strict=True))
     tuned = results[-1]
-    headline = compare_with_strongest(tuned, baselines, k0, label="tuned ALS", seed=options.seed)
+    baselines_scored = [by_model[id(m)] for m in baselines if not isinstance(m, AlsModel)]
+    headline = compare_with_strongest(
+        tuned, baselines_scored, k0, label="tuned ALS", seed=options.seed
+    )
     report.md(
         headline.text(),
         "",
@@ -150,11 +172,20 @@ def _offline(
         "",
     )
     report.summary.append(headline.text(lead=f"**{name}**"))
-    if daemon_note:
-        daemon_ndcg = results[-2].metrics[k0]["ndcg"]
-        share = f"{daemon_ndcg / ndcg[tuned.name]:.0%}" if ndcg[tuned.name] > 0 else "-"
+    if families or family_notes:
         report.md(
-            daemon_note + f" NDCG@{k0} {daemon_ndcg:.4f} = {share} of the full search's.",
+            "Each family's row is its best setting after a "
+            f"{options.family_budget:g} s self-tuning session on a validation split carved from "
+            "the training events (each user's newest fifth), its defaults where none was better "
+            "beyond the noise. " + " ".join(family_notes),
+            "",
+        )
+    if daemon is not None:
+        learnt = [tuned, *(by_model[id(m)] for m in families)]
+        report.md(
+            daemon_note,
+            "",
+            best_family_sentence(by_model[id(daemon)], learnt, k0, seed=options.seed),
             "",
         )
 
@@ -265,7 +296,10 @@ def _run(
     if protocol == "temporal":
         split = per_user_holdout(data, fraction=options.test_fraction, seed=options.seed)
         return _offline(report, split, TITLES["temporal"], options)
-    if protocol == "global":
+    if protocol == "last":
+        split = leave_last_out(data, seed=options.seed)
+        _offline(report, split, TITLES["last"], options, LAST_NOTE)
+    elif protocol == "global":
         split = global_cutoff(data, quantile=options.cutoff)
         trained_users = set(split.train.users.tolist())
         cold = {u for u in truth_sets(split) if u not in trained_users}

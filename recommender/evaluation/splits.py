@@ -12,6 +12,7 @@ from .data import Interactions
 __all__ = [
     "Split",
     "global_cutoff",
+    "leave_last_out",
     "per_user_holdout",
     "truth_sets",
 ]
@@ -52,6 +53,30 @@ def per_user_holdout(data: Interactions, *, fraction: float = 0.2, seed: int = 4
         data.subset(~test),
         data.subset(test),
         f"per-user holdout: {how} {fraction:.0%} of each user's events",
+    )
+
+
+def leave_last_out(data: Interactions, *, seed: int = 42) -> Split:
+    """Each user's newest liked event is test (by time; ties in a seeded shuffle), the events
+    before it train; events after it (dislikes, neutral ratings) are left out, being later than
+    what is predicted. Users with fewer than two likes only train."""
+    if data.timestamps is None:
+        raise ValueError("leave-last-out needs timestamps")
+    order = _order(data, np.random.default_rng(seed))
+    users, liked = data.users[order], data.weights[order] > 0
+    likes = np.flatnonzero(liked)
+    owners = users[likes]
+    newest = likes[np.r_[owners[1:] != owners[:-1], True]] if likes.size else likes
+    newest = newest[np.bincount(owners, minlength=data.n_users)[users[newest]] >= 2]
+    cut = np.full(data.n_users, np.iinfo(np.int64).max)  # position of each user's test event
+    cut[users[newest]] = newest
+    position = np.arange(users.size)
+    test = np.zeros(len(data), bool)
+    train = np.zeros(len(data), bool)
+    test[order[newest]] = True
+    train[order[position < cut[users]]] = True
+    return Split(
+        data.subset(train), data.subset(test), "leave-last-out: each user's newest liked event"
     )
 
 

@@ -36,6 +36,7 @@ from .base import (
     Sequences,
     TrainingData,
 )
+from .data import recent_sequences
 from .knn import cosine_neighbours, knn_cost
 from .neighbours import (
     check_csr,
@@ -61,14 +62,10 @@ def sequences_from_events(
 ) -> Sequences:
     """Each user's liked events (pass only likes) sorted by ``order`` (e.g. time; ties keep the
     given order), at most the MAX_RECENT newest."""
-    by_time = np.lexsort((np.arange(users.size), order, users))
-    users, items = users[by_time], items[by_time]
-    counts = np.bincount(users, minlength=n_users)
-    from_end = np.repeat(np.cumsum(counts), counts) - np.arange(users.size)
-    keep = from_end <= MAX_RECENT
-    indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(np.minimum(counts, MAX_RECENT), out=indptr[1:])
-    return Sequences(indptr, items[keep].astype(np.int32))
+    zeros = np.zeros(users.size, np.int64)
+    ties = np.arange(users.size, dtype=np.int64)
+    keys = (zeros, ties, np.asarray(order))
+    return recent_sequences(users, items, keys, np.ones(users.size, bool), n_users)
 
 
 def _row_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:

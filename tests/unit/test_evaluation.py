@@ -81,6 +81,8 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
             "--protocol",
             "temporal",
             "--protocol",
+            "last",
+            "--protocol",
             "global",
             "--protocol",
             "prequential",
@@ -90,6 +92,8 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
             "2",
             "--daemon-budget",
             "2",
+            "--family-budget",
+            "0.5",
             "--windows",
             "2000,0",
             "--retrain-every",
@@ -101,13 +105,24 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
     )
     assert code == 0
     text = (out / "report.md").read_text()
-    for heading in ("## Per-user holdout", "## Global time cut-off", "## Prequential"):
+    for heading in (
+        "## Per-user holdout", "## Leave-last-out by time", "## Global time cut-off",
+        "## Prequential",
+    ):  # fmt: skip
         assert heading in text
     report = json.loads((out / "report.json").read_text())
-    names = [m["name"] for m in report["Per-user holdout"]["models"]]
-    assert names[0] == "popularity" and names[-1] == "ALS, tuned on validation"
-    assert names[-2] == "ALS, what the daemon serves (self-tuned 2 s)"
+    for section in ("Per-user holdout", "Leave-last-out by time"):
+        names = [m["name"] for m in report[section]["models"]]
+        assert names[0] == "popularity" and names[-1] == "ALS, tuned on validation"
+        assert "what the daemon serves (self-tuned 2 s)" in names[-2]
+        families = {name.split(",")[0] for name in names[5:-2]}
+        assert families == {"EASE", "RP3beta", "item-kNN", "sequence"}, names
     assert "what the builder serves after its first tuning session" in text
+    assert (
+        text.count("of the best learnt model's NDCG@10")
+        + text.count("is the best learnt model here")
+        >= 3
+    )
     assert len(report["prequential"]) == 2
     assert all(0 <= run["recall"] <= 1 for run in report["prequential"])
     for png in ("ndcg_vs_k_per-user.png", "prequential_over_time.png", "prequential_by_window.png"):
@@ -214,3 +229,24 @@ def test_prequential_fold_in_weighs_fresh_events_as_the_newest_window_events(tmp
     built.clear()
     prequential.run_prequential(data, window_events=3000, retrain_every=1000, params=params)
     assert built == [1.0, 1.0, 1.0]
+
+
+def test_leave_last_out_holds_out_each_users_newest_like_and_nothing_later():
+    from recommender.evaluation.data import Interactions
+    from recommender.evaluation.splits import leave_last_out
+
+    # u0: likes at t=1,2,3 then a dislike at t=4; u1: one like only; u2: likes at t=5, 1.
+    data = Interactions(
+        np.array([0, 0, 0, 0, 1, 2, 2]),
+        np.array([0, 1, 2, 3, 0, 4, 5]),
+        np.array([1, 1, 1, -1, 1, 1, 1], np.float32),
+        np.array([1, 2, 3, 4, 1, 5, 1], np.int64),
+        ["u0", "u1", "u2"],
+        [f"i{i}" for i in range(6)],
+        "test",
+    )
+    split = leave_last_out(data)
+    test = sorted(zip(split.test.users.tolist(), split.test.items.tolist(), strict=True))
+    assert test == [(0, 2), (2, 4)]
+    train = sorted(zip(split.train.users.tolist(), split.train.items.tolist(), strict=True))
+    assert train == [(0, 0), (0, 1), (1, 0), (2, 5)]  # u0's later dislike is in neither

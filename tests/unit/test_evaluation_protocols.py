@@ -20,7 +20,10 @@ from recommender.evaluation.preconditions import (
 )
 from recommender.synthetic import TasteModel
 
-QUICK = ["--search-budget", "0.3", "--daemon-budget", "0", "--no-plots", "--no-progress"]
+QUICK = [
+    "--search-budget", "0.3", "--daemon-budget", "0", "--family-budget", "0",
+    "--no-plots", "--no-progress",
+]  # fmt: skip
 
 
 def taste_file(path, *, users, per_user=10, stamps=True, seed=0):
@@ -52,11 +55,14 @@ def test_protocol_all_on_600_users_skips_the_seed_protocol_and_reports_the_other
     extra = ["--windows", "3000", "--retrain-every", "2000"]
     assert evaluate(taste_file(tmp_path / "d.csv", users=600), out, "all", extra=extra) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["protocols"]["ran"] == ["temporal", "global", "prequential"]
+    assert report["protocols"]["ran"] == ["temporal", "last", "global", "prequential"]
     assert list(report["protocols"]["skipped"]) == ["seed"]
     assert "more than 1,000 users" in report["protocols"]["skipped"]["seed"]
     text = (out / "report.md").read_text()
-    for heading in ("## Per-user holdout", "## Global time cut-off", "## Prequential"):
+    for heading in (
+        "## Per-user holdout", "## Leave-last-out by time", "## Global time cut-off",
+        "## Prequential",
+    ):  # fmt: skip
         assert heading in text
     assert "## The seed's protocol" not in text
     assert "not run: needs more than 1,000 users" in text and "the file has 600" in text
