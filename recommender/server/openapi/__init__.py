@@ -6,7 +6,7 @@ from typing import Any
 
 from ... import __version__
 from ...events import MAX_WEIGHT, MIN_WEIGHT
-from .common import ERRORS, EVENT_ID, EVENT_LINES, ID, ID_LIST, json_ref, param
+from .common import ERRORS, EVENT_ID, EVENT_LINES, FILTERS, ID, ID_LIST, json_ref, param
 from .online import ONLINE_SCHEMAS, RECOMMENDATION_ID, experiments_paths
 from .seed import SEED_SCHEMAS, seed_paths, seed_recommend
 
@@ -45,7 +45,8 @@ def openapi_document(max_n: int) -> dict[str, Any]:
         "info": {
             "title": "recommender",
             "version": __version__,
-            "description": "Streaming recommendations: sliding-window ALS with real-time fold-in.",
+            "description": "Streaming recommendations: models of a sliding window (ALS, EASE, "
+            "RP3beta, item-kNN, sequence), fresh events counted at once.",
         },
         "paths": {
             "/recommend": {
@@ -62,6 +63,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                             {"type": "boolean", "default": True},
                             "Leave out items the user already has",
                         ),
+                        *FILTERS,
                     ],
                     "responses": {"200": json_ref("Recommendations", "Success"), **ERRORS},
                 },
@@ -69,9 +71,17 @@ def openapi_document(max_n: int) -> dict[str, Any]:
             },
             **seed_paths(),
             **experiments_paths(),
-            "/similar": get("Items similar to an item (cosine)", [item, n], "SimilarItems", "404"),
+            "/similar": get(
+                "Items similar to an item (by the serving model)",
+                [item, n, *FILTERS],
+                "SimilarItems",
+                "404",
+            ),
             "/similar-users": get(
-                "Users similar to a user (cosine)", [user, n], "SimilarUsers", "404"
+                "Users similar to a user (cosine of user vectors; 400 for a family without)",
+                [user, n],
+                "SimilarUsers",
+                "404",
             ),
             "/popular": get(
                 "Most popular items in the window",
@@ -83,6 +93,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                         {"type": "boolean", "default": False},
                         "Weight events by recency (half-life: a quarter of the window's span)",
                     ),
+                    *FILTERS,
                 ],
                 "Popular",
             ),

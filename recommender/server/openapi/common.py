@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ERRORS", "EVENT_ID", "EVENT_LINES", "ID", "ID_LIST", "json_ref", "param"]
+__all__ = [
+    "CATEGORIES",
+    "CATEGORY",
+    "ERRORS",
+    "EVENT_ID",
+    "EVENT_LINES",
+    "FILTERS",
+    "ID",
+    "ID_LIST",
+    "json_ref",
+    "param",
+]
 
 _ID = "[^,:\\x00-\\x1f\\x7f]{1,256}"
 ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": f"^{_ID}$"}
@@ -18,6 +29,10 @@ ID_LIST = {
     "maxLength": 2000,
     "pattern": f"^{_ID}(,{_ID})*$",
 }
+
+#: A category name (server/validation.py: 1 to 64 characters, at most 32 of them).
+CATEGORY = {"type": "string", "minLength": 1, "maxLength": 64}
+CATEGORIES = {"type": "array", "items": CATEGORY, "maxItems": 32}
 
 
 def param(
@@ -44,3 +59,23 @@ ERRORS = {
     "401": json_ref("Error", "A bearer token is required (see --api-token)"),
     "503": json_ref("Error", "No model is loaded yet"),
 }
+
+#: The catalogue filters every answering route takes (``label.NAME=VALUE`` too: every given
+#: label must hold; OpenAPI cannot name a parameter family, so it is described here).
+FILTERS = [
+    {
+        **param(
+            "category",
+            CATEGORIES,
+            "Only items in one of these categories (repeat the parameter); with "
+            "label.NAME=VALUE parameters, only items whose label NAME is VALUE",
+        ),
+        "style": "form",
+        "explode": True,
+    },
+    {
+        **param("exclude_category", CATEGORIES, "Never items in these categories (repeatable)"),
+        "style": "form",
+        "explode": True,
+    },
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import ID, json_ref
+from .common import CATEGORIES, CATEGORY, ID, json_ref
 from .online import RECOMMENDATION_ID
 
 __all__ = ["SEED_SCHEMAS", "seed_paths", "seed_recommend"]
@@ -88,6 +88,8 @@ def seed_recommend(max_n: int) -> dict[str, Any]:
         {
             "chat_id": CHAT_ID,
             "top_n": {"type": "integer", "minimum": 1, "maximum": max_n},
+            "category": {"oneOf": [CATEGORY, CATEGORIES]},
+            "exclude_category": {"oneOf": [CATEGORY, CATEGORIES]},
         },
         ["chat_id"],
         "ChatMovies",
