@@ -23,11 +23,12 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .events import clip_pair_weights
 from .foldin import MAX_FOLD_IN_ITEMS, FoldIn
 from .index import AnnSettings, ExactTopK, make_top_k, select_top
 from .models import MAX_RECENT, FittedModel, History, LatentModel, family_of, model_class
 from .models.answers import Answer, AnswerSource, Contribution, Query, ScoredItem
+from .models.histories import UserHistories
+from .models.popularity import PopularItems
 from .ratings import RatingScale
 from .snapshot import Snapshot
 
@@ -72,17 +73,21 @@ class RecommenderModel:
             shape=(len(self.user_ids), len(self.item_ids)),
         )
         self.popularity: IntArray = arrays["popularity"]
-        # Most popular first; ties broken by column for a stable answer.
-        self.popular_order = np.lexsort((np.arange(self.popularity.size), -self.popularity))
-        self.recent_popularity: FloatArray = arrays["recent_popularity"]
-        self.recent_order = np.lexsort((np.arange(self.popularity.size), -self.recent_popularity))
-        self.recent_indptr = arrays.get("recent_indptr")
-        self.recent_items = arrays.get("recent_items")
+        self.popular_items = PopularItems(
+            self.item_ids, self.popularity, arrays["recent_popularity"]
+        )
         #: The rating scale events are given in, if the builder declared one.
         self.ratings = RatingScale.from_dict(self.manifest.get("ratings"))
         #: Weight multiplier of an event at the window's newest time (with a half-life; else
         #: 1): fresh events are newer still, so they weigh at least as much (see the window).
         self.fresh_weight = float(self.manifest.get("window", {}).get("newest_weight", 1.0))
+        self.histories = UserHistories(
+            self.seen,
+            arrays.get("recent_indptr"),
+            arrays.get("recent_items"),
+            self.item_index,
+            self.fresh_weight,
+        )
         self.family = family_of(self.manifest)
         model_section = self.manifest.get("model") or {}
         params = model_section.get("params") or self.manifest.get("params", {})
@@ -150,16 +155,12 @@ class RecommenderModel:
 
     # -- a user's history ----------------------------------------------------------------------
 
-    def _seen_row(self, row: int) -> tuple[IntArray, FloatArray]:
-        lo, hi = self.seen.indptr[row], self.seen.indptr[row + 1]
-        return self.seen.indices[lo:hi].astype(np.int64), self.seen.data[lo:hi]
-
     def seen_items(self, user: str) -> list[tuple[str, float]]:
         """Items (with summed weights) the user has in the snapshot's window."""
         row = self.user_index.get(user)
         if row is None:
             return []
-        cols, weights = self._seen_row(row)
+        cols, weights = self.histories.seen_row(row)
         return [
             (self.item_ids[c], float(w))
             for c, w in zip(cols.tolist(), weights.tolist(), strict=True)
@@ -172,49 +173,9 @@ class RecommenderModel:
             (c for c in (index.get(item) for item in items) if c is not None), dtype=np.int64
         )
 
-    def _recent_row(self, row: int) -> IntArray:
-        if self.recent_indptr is None or self.recent_items is None:
-            return np.zeros(0, np.int64)
-        lo, hi = self.recent_indptr[row], self.recent_indptr[row + 1]
-        return np.asarray(self.recent_items[lo:hi], dtype=np.int64)
-
     def history(self, user: str | None, fresh: Sequence[tuple[str, float]] = ()) -> History:
-        """The user's window items plus fresh events (distinct columns, summed weights), and
-        their newest liked items in order (window, then fresh)."""
-        cols: list[IntArray] = []
-        weights: list[FloatArray] = []
-        recent: list[IntArray] = []
-        row = None if user is None else self.user_index.get(user)
-        if row is not None:
-            c, w = self._seen_row(row)
-            cols.append(c)
-            weights.append(np.asarray(w, dtype=np.float32))
-            recent.append(self._recent_row(row))
-        priority = np.zeros(0, np.int64)
-        if fresh:
-            index = self.item_index
-            scale = self.fresh_weight
-            known = [(index[item], weight * scale) for item, weight in fresh if item in index]
-            if known:
-                priority = np.array([c for c, _ in known], dtype=np.int64)
-                cols.append(priority)
-                fresh_weights = np.array([w for _, w in known], dtype=np.float32)
-                weights.append(fresh_weights)
-                recent.append(priority[fresh_weights > 0])
-        if not cols:
-            return History(np.zeros(0, np.int64), np.zeros(0, np.float32), row=row)
-        all_cols, all_weights = np.concatenate(cols), np.concatenate(weights)
-        distinct, inverse = np.unique(all_cols, return_inverse=True)
-        summed = clip_pair_weights(np.bincount(inverse.ravel(), weights=all_weights))
-        ordered = np.concatenate(recent)[-MAX_RECENT:] if recent else np.zeros(0, np.int64)
-        return History(
-            distinct,
-            summed.astype(np.float32),
-            recent=ordered,
-            row=row,
-            fresh=bool(priority.size),
-            priority=priority,
-        )
+        """The user's window items plus fresh events (see :meth:`UserHistories.of`)."""
+        return self.histories.of(None if user is None else self.user_index.get(user), fresh)
 
     # -- fold-in (latent families) ---------------------------------------------------------------
 
@@ -327,7 +288,7 @@ class RecommenderModel:
             cols = select_top(scores, wanted)
             items = self._scored(cols, scores[cols])
         else:
-            items = self._popular(wanted, banned)
+            items = self.popular_items.top(wanted, banned)
         return Answer(items[query.offset :], query.source)
 
     def _among(
@@ -382,30 +343,7 @@ class RecommenderModel:
         banned = self.columns(exclude)
         if excluded is not None and excluded.size:
             banned = np.concatenate((banned, excluded))
-        if allowed is not None:
-            if banned.size:
-                allowed = allowed[~np.isin(allowed, banned)]
-            score = self.recent_popularity if recent else self.popularity
-            cols = allowed[np.lexsort((allowed, -score[allowed]))][: n + offset]
-            return [
-                ScoredItem(self.item_ids[c], float(v))
-                for c, v in zip(cols.tolist(), score[cols].tolist(), strict=True)
-            ][offset:]
-        return self._popular(n + offset, banned, recent=recent)[offset:]
-
-    def _popular(self, n: int, banned: IntArray, *, recent: bool = False) -> list[ScoredItem]:
-        order, score = (
-            (self.recent_order, self.recent_popularity)
-            if recent
-            else (self.popular_order, self.popularity)
-        )
-        if banned.size:
-            order = order[~np.isin(order, banned)]
-        top = order[:n]
-        return [
-            ScoredItem(self.item_ids[c], float(s))
-            for c, s in zip(top.tolist(), score[top].tolist(), strict=True)
-        ]
+        return self.popular_items.top(n + offset, banned, recent=recent, allowed=allowed)[offset:]
 
     def _scored(self, cols: IntArray, scores: FloatArray) -> list[ScoredItem]:
         ids = self.item_ids

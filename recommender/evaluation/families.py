@@ -67,7 +67,8 @@ def family_models(
         outcome = tune(
             events,
             current=defaults,
-            space=SearchSpace(families=(family,)),
+            # A fit may take the whole budget (the builder's tuner allows a third of its own).
+            space=SearchSpace(families=(family,), max_seconds=budget_seconds),
             budget_seconds=budget_seconds,
             seed=seed,
         )
