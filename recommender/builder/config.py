@@ -62,6 +62,9 @@ class BuilderConfig:
     poll_timeout: float = 0.2
     #: Hyper-parameters given explicitly (--factors ...): tuning leaves these alone.
     pinned: frozenset[str] = frozenset()
+    #: Other families' settings given explicitly (--model-setting ease_lambda=200): used
+    #: whenever that family is, never tuned.
+    family_settings: Mapping[str, Any] = field(default_factory=dict)
     #: Self-tuning: on by default; seconds of search per session; re-tune after this many
     #: publications or seconds, whichever comes first.
     tune: bool = True
@@ -114,6 +117,14 @@ class BuilderConfig:
             raise ConfigError(
                 f"--model {self.model!r}: choose auto or one of {', '.join(sorted(FAMILIES))}"
             )
+        for family, given in settings_by_family(self.family_settings).items():
+            if self.model not in ("auto", family):
+                raise ConfigError(f"--model-setting {', '.join(given)}: --model is {self.model}")
+            trainer = make_family(family)
+            try:
+                trainer.validate({**trainer.defaults(), **given})
+            except ValueError as exc:
+                raise ConfigError(f"--model-setting: {exc}") from None
 
     @property
     def retry_seconds(self) -> float:
@@ -157,10 +168,27 @@ class BuilderConfig:
             return None
         trainer = make_family(family)
         values = {**trainer.defaults(), **params}
+        values.update(settings_by_family(self.family_settings).get(family, {}))
         if family == "als":
             values.update({name: getattr(self.params, name) for name in self.pinned})
             values["random_seed"] = self.params.random_seed
         return Setting(family, trainer.validate(values))
+
+
+def settings_by_family(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``--model-setting`` values grouped by the family their name starts with
+    (``ease_lambda``: EASE). Raises ConfigError for a name no family has."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, value in settings.items():
+        family = name.split("_", 1)[0]
+        if family == "als" or family not in FAMILIES or "_" not in name:
+            known = ", ".join(sorted(f for f in FAMILIES if f != "als"))
+            raise ConfigError(
+                f"--model-setting {name}: names start with a family ({known}) and an "
+                "underscore, e.g. ease_lambda=200 (ALS has --factors ...)"
+            )
+        found.setdefault(family, {})[name] = value
+    return found
 
 
 @dataclass(slots=True)

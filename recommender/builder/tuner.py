@@ -37,7 +37,10 @@ class Tuner:
         self._abort = abort
         self.space = SearchSpace(
             families=config.families,
-            pinned={name: getattr(config.params, name) for name in config.pinned},
+            pinned={
+                **{name: getattr(config.params, name) for name in config.pinned},
+                **config.family_settings,
+            },
             max_bytes=config.model_memory,
         )
         self.state: TunerState = "waiting" if config.tune else "off"

@@ -10,6 +10,7 @@ from .options import (
     add_model_dir,
     byte_size,
     duration,
+    model_setting,
     optional_duration,
     positive_float,
     quality_drop,
@@ -187,6 +188,16 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         metavar="auto|FAMILY",
         help="the model family: auto (default: start with ALS, and let self-tuning choose a "
         "family on evidence) or one of " + ", ".join(_family_names()) + " (pinned)",
+    )
+    parser.add_argument(
+        "--model-setting",
+        action="append",
+        type=model_setting,
+        default=[],
+        metavar="NAME=VALUE",
+        help="pin one setting of a family other than ALS (repeatable), e.g. ease_lambda=200, "
+        "knn_weighting=bm25, sequence_steps=3, ease_binary=false; used whenever that family "
+        "is, never tuned",
     )
     als = parser.add_argument_group("ALS (given explicitly: pinned, tuning leaves them alone)")
     defaults = AlsParams()

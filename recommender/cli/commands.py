@@ -92,6 +92,7 @@ def run_build(args: argparse.Namespace) -> int:
         experiments_topic=_topic_or_none(args.experiments_topic),
         dead_letter_topic=args.dead_letter_topic,
         pinned=frozenset(given),
+        family_settings=dict(args.model_setting),
         device=resolve_device(args.device),
         tune=args.tune == "on",
         tune_budget=args.tune_budget,

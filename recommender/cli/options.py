@@ -20,6 +20,7 @@ __all__ = [
     "duration",
     "duration_list",
     "int_list",
+    "model_setting",
     "optional_duration",
     "port_number",
     "positive_float",
@@ -152,6 +153,26 @@ def quality_drop(text: str) -> float | None:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be from 0 to below 1, or off; got {text}")
     return value
+
+
+def model_setting(text: str) -> tuple[str, bool | int | float | str]:
+    """``NAME=VALUE``: a number, true/false, or text (the family validates it)."""
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or not name or not raw:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. ease_lambda=200; got {text!r}")
+    value: bool | int | float | str
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+    return name, value
 
 
 def int_list(text: str) -> list[int]:

@@ -16,10 +16,10 @@ TUNABLE: Final = ("factors", "regularization", "alpha", "iterations")
 
 @dataclass(frozen=True, slots=True)
 class SearchSpace:
-    """What is searched: the families (``auto``: all; else one), and ALS's pinned flags.
+    """What is searched: the families (``auto``: all; else one), and the pinned settings.
 
-    ALS's ranges are its family's (:meth:`recommender.models.AlsFamily.suggest`); ``pinned``
-    ALS values are never changed.
+    Each family's ranges are its own (``suggest``); ``pinned`` values (ALS's flags by their
+    names, other families' settings by theirs: ``ease_lambda``) are never changed.
     """
 
     families: tuple[str, ...] = ("als",)
@@ -36,7 +36,11 @@ class SearchSpace:
             else self.families[0]
         )
         trainer = make_family(family)
-        values = trainer.suggest(trial) if family != "als" else self._als(trial)
+        if family == "als":
+            values = self._als(trial)
+        else:  # an operator's --model-setting is never searched
+            pinned = {k: v for k, v in self.pinned.items() if k.startswith(f"{family}_")}
+            values = {**trainer.suggest(_Pinned(trial, pinned)), **pinned}
         return Setting(family, trainer.validate({**trainer.defaults(), **values}))
 
     def _als(self, trial: Any) -> dict[str, Any]:
@@ -58,14 +62,16 @@ class SearchSpace:
             return {}
         for name, value in setting.params.items():
             if setting.family != "als":
-                values[name] = value  # other families' settings are named as optuna's
+                if name not in self.pinned:  # other families' settings are named as optuna's
+                    values[name] = value
             elif name not in self.pinned and name in TUNABLE:
                 values[f"als_{name}"] = value
         return values
 
 
 class _Pinned:
-    """A trial that answers pinned ALS names with their pinned values (nothing is suggested)."""
+    """A trial that answers pinned names with their pinned values (nothing is suggested); ALS's
+    optuna names are ``als_<flag>``, the others' their settings' names."""
 
     def __init__(self, trial: Any, pinned: Mapping[str, Any]) -> None:
         self.trial, self.pinned = trial, pinned
@@ -82,3 +88,7 @@ class _Pinned:
         if value is not None:
             return float(value)
         return float(self.trial.suggest_float(name, *args, **kwargs))
+
+    def suggest_categorical(self, name: str, choices: Any, *args: Any, **kwargs: Any) -> Any:
+        value = self._value(name)
+        return value if value is not None else self.trial.suggest_categorical(name, choices)

@@ -80,3 +80,30 @@ def test_the_batch_window_is_bounded_milliseconds():
     for bad in ("-1", "101", "nan", "soon"):
         with pytest.raises(argparse.ArgumentTypeError):
             batch_window_ms(bad)
+
+
+def test_a_family_setting_is_typed_checked_and_applied_whenever_that_family_is(tmp_path):
+    from recommender.builder import BuilderConfig
+    from recommender.errors import ConfigError
+    from recommender.store import LocalStore
+
+    args = make_parser().parse_args(
+        ["build", "t", "10", "100", "--model-setting", "ease_lambda=200",
+         "--model-setting", "knn_weighting=bm25", "--model-setting", "ease_binary=false"]
+    )  # fmt: skip
+    settings = dict(args.model_setting)
+    assert settings == {"ease_lambda": 200, "knn_weighting": "bm25", "ease_binary": False}
+
+    def config(**kw):
+        return BuilderConfig(
+            topic="t", retrain_every=10, window_events=100, store=LocalStore(tmp_path), **kw
+        )
+
+    ease = config(family_settings=settings).setting_for("ease", {"ease_lambda": 5.0})
+    assert ease is not None and ease.params == {"ease_lambda": 200.0, "ease_binary": False}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        config(family_settings={"ease_lamda": 1.0})
+    with pytest.raises(ConfigError, match="--model is knn"):
+        config(model="knn", family_settings={"ease_lambda": 1.0})
+    with pytest.raises(ConfigError, match="names start with a family"):
+        config(family_settings={"factors": 8})

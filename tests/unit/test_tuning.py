@@ -153,3 +153,16 @@ def test_a_pinned_family_is_the_only_one_searched(events):
         budget_seconds=2.0,
     )
     assert outcome.trials and {t.family for t in outcome.trials} == {"knn"}
+
+
+def test_a_pinned_setting_of_another_family_is_never_searched(events):
+    outcome = tune(
+        events,
+        current=Setting("knn", {}),
+        space=SearchSpace(families=("knn",), pinned={"knn_weighting": "bm25", "knn_bm25_k1": 3.0}),
+        budget_seconds=1.5,
+    )
+    assert len(outcome.trials) > 3
+    assert all(t.params["knn_weighting"] == "bm25" for t in outcome.trials)
+    assert all(t.params["knn_bm25_k1"] == 3.0 for t in outcome.trials)
+    assert len({t.params["knn_neighbours"] for t in outcome.trials}) > 1  # the rest is searched
