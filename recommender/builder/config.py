@@ -135,6 +135,20 @@ class BuilderConfig:
         """The families this builder may serve (self-tuning searches among them)."""
         return tuple(FAMILIES) if self.model == "auto" else (self.model,)
 
+    @property
+    def pinned_family_settings(self) -> dict[str, Any]:
+        """The operator's ``--model-setting`` values, plus, with ``--half-life`` on plain
+        events (no ``--ratings``), ``<family>_binary`` false for the families that have it:
+        their weights are then the decayed likes, so decay counts for them as it does for ALS
+        (likes as 1 would ignore it). Never searched."""
+        found: dict[str, Any] = {}
+        if self.half_life_seconds is not None and self.ratings is None:
+            for family in self.families:
+                name = f"{family}_binary"
+                if name in make_family(family).defaults():
+                    found[name] = False
+        return {**found, **self.family_settings}
+
     def initial_setting(self) -> Setting:
         """What the first retrain uses: the pinned family (or ALS) with its defaults, the
         pinned ALS flags applied."""
@@ -168,7 +182,7 @@ class BuilderConfig:
             return None
         trainer = make_family(family)
         values = {**trainer.defaults(), **params}
-        values.update(settings_by_family(self.family_settings).get(family, {}))
+        values.update(settings_by_family(self.pinned_family_settings).get(family, {}))
         if family == "als":
             values.update({name: getattr(self.params, name) for name in self.pinned})
             values["random_seed"] = self.params.random_seed

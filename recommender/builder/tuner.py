@@ -39,7 +39,7 @@ class Tuner:
             families=config.families,
             pinned={
                 **{name: getattr(config.params, name) for name in config.pinned},
-                **config.family_settings,
+                **config.pinned_family_settings,
             },
             max_bytes=config.model_memory,
         )

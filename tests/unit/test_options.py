@@ -107,3 +107,26 @@ def test_a_family_setting_is_typed_checked_and_applied_whenever_that_family_is(t
         config(model="knn", family_settings={"ease_lambda": 1.0})
     with pytest.raises(ConfigError, match="names start with a family"):
         config(family_settings={"factors": 8})
+
+
+def test_with_a_half_life_on_plain_events_item_item_families_learn_the_decayed_weights(tmp_path):
+    from recommender.builder import BuilderConfig
+    from recommender.ratings import RatingScale
+    from recommender.store import LocalStore
+
+    def setting(family, **kw):
+        config = BuilderConfig(
+            topic="t", retrain_every=10, window_events=100, store=LocalStore(tmp_path), **kw
+        )
+        found = config.setting_for(family, {})
+        assert found is not None
+        return found.params
+
+    assert setting("ease")["ease_binary"] is True
+    assert setting("ease", half_life_seconds=3600.0)["ease_binary"] is False
+    assert setting("knn", half_life_seconds=3600.0)["knn_binary"] is False
+    # Ratings: likes as 1 stays (their magnitudes measured worse), unless the operator says.
+    scale = RatingScale.parse("1..5")
+    assert setting("rp3beta", half_life_seconds=3600.0, ratings=scale)["rp3beta_binary"] is True
+    given = {"ease_binary": True}
+    assert setting("ease", half_life_seconds=3600.0, family_settings=given)["ease_binary"] is True
