@@ -92,8 +92,8 @@ def test_attribution_equals_the_ground_truth_across_restarts_and_replicas(
             expected_hits.add(rec_id)
         elif k % 4 == 2:  # a dislike of a shown item: negative feedback, never a hit
             events.append({"user": user, "item": items[2], "weight": -1})
-        else:  # an item it was not shown: not attributed
-            events.append({"user": user, "item": "never-shown-item"})
+        else:  # an item it was not shown (new to everyone, so no answer had it): not attributed
+            events.append({"user": user, "item": f"unshown-{k}"})
 
     for k in range(40):
         answer(k, f"u{k}")
@@ -132,11 +132,14 @@ def test_attribution_equals_the_ground_truth_across_restarts_and_replicas(
     for k in range(60, 70):
         act(k)
     assert _post(f"{bases[0]}/interactions", events)[0] == 200
-    wait_until(
-        lambda: _day(bases[0]) == (70, len(expected_hits)),
-        timeout=90,
-        what="the counts after the monitor's restart",
-    )
+    try:
+        wait_until(
+            lambda: _day(bases[0]) == (70, len(expected_hits)),
+            timeout=90,
+            what="the counts after the monitor's restart",
+        )
+    except AssertionError:
+        raise AssertionError(json.dumps(SEEN[bases[0]])[:3000]) from None
     hour = _online(bases[0])["periods"]["1h"]
     assert hour["negatives"] >= 17  # the dislikes of shown items
     assert hour["explicit"] >= 17

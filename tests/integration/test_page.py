@@ -92,7 +92,7 @@ def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, sys
     assert "model" in status and "v" in status
     # Settings, the gate and self-tuning are part of the panel (the fixture pins factors and
     # iterations and turns tuning off).
-    assert "pinned: 8 factors" in status and "self-tuning" in status and "off" in status
+    assert "pinned: ALS, 8 factors" in status and "self-tuning" in status and "off" in status
     page.wait_for_selector("#status:has-text('/ 3 fresh')", timeout=5_000)  # status panel too
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-after-three-clicks.png"), full_page=True)
