@@ -339,10 +339,11 @@ async def load(url_for, seconds: float, concurrency: int) -> tuple[int, list[flo
     return len(latencies), latencies, errors
 
 
-def wait_http(url: str) -> None:
+def wait_http(url: str, timeout: float = 30.0) -> None:
     import urllib.request
 
-    for _ in range(300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
@@ -549,7 +550,33 @@ def bench_foldin(repeats: int) -> None:
 
 
 def bench_freshness(kafka: KafkaSettings, probes: int, background_rate: float) -> None:
-    """Publish one event for a new user; poll /recommend until its answer reflects it."""
+    lat, versions = measure_freshness(kafka, probes, background_rate)
+    report(f"### Freshness: event published -> reflected in `/recommend` ({probes} probes)")
+    report()
+    report(
+        f"background load {background_rate:,.0f} events/s on the same topic; the builder "
+        f"retrained and the server swapped {versions} times during the probes; polling every 5 ms"
+    )
+    report()
+    report("| p50 | p95 | p99 | max |")
+    report("| ---: | ---: | ---: | ---: |")
+    report(
+        f"| {np.percentile(lat, 50):.0f} ms | {np.percentile(lat, 95):.0f} ms | "
+        f"{np.percentile(lat, 99):.0f} ms | {lat.max():.0f} ms |"
+    )
+    report()
+
+
+def measure_freshness(
+    kafka: KafkaSettings,
+    probes: int,
+    background_rate: float,
+    builder_args: tuple[str, ...] = (),
+    ready_timeout: float = 30.0,
+) -> tuple[np.ndarray, int]:
+    """Publish one event for a new user; poll /recommend until its answer reflects it. A builder
+    (``builder_args`` added to its command, e.g. ``--model knn``) retrains every 5 s under
+    steady background load. Returns (milliseconds per probe, model versions swapped in)."""
     import json
     import threading
     import urllib.request
@@ -577,13 +604,14 @@ def bench_freshness(kafka: KafkaSettings, probes: int, background_rate: float) -
                 "--log-level",
                 "WARNING",
                 *kafka_args,
+                *builder_args,
             ],
             cwd=ROOT,
         )
         server = start_server(tmp, port, "--topic", topic, *kafka_args)
         stop = threading.Event()
         try:
-            wait_http(f"http://127.0.0.1:{port}/ready")
+            wait_http(f"http://127.0.0.1:{port}/ready", ready_timeout)
 
             def background() -> None:  # steady load: retrains and swaps keep happening
                 producer = kafka.producer()
@@ -623,21 +651,7 @@ def bench_freshness(kafka: KafkaSettings, probes: int, background_rate: float) -
             for proc in (server, builder):
                 proc.terminate()
                 proc.wait()
-    lat = np.asarray(latencies) * 1000
-    report(f"### Freshness: event published -> reflected in `/recommend` ({probes} probes)")
-    report()
-    report(
-        f"background load {background_rate:,.0f} events/s on the same topic; the builder "
-        f"retrained and the server swapped {versions} times during the probes; polling every 5 ms"
-    )
-    report()
-    report("| p50 | p95 | p99 | max |")
-    report("| ---: | ---: | ---: | ---: |")
-    report(
-        f"| {np.percentile(lat, 50):.0f} ms | {np.percentile(lat, 95):.0f} ms | "
-        f"{np.percentile(lat, 99):.0f} ms | {lat.max():.0f} ms |"
-    )
-    report()
+    return np.asarray(latencies) * 1000, versions
 
 
 def main() -> None:

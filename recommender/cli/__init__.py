@@ -24,6 +24,7 @@ from .commands import (
     run_serve,
     run_status,
 )
+from .experiment import add_experiment_command
 from .options import (
     add_common,
     add_kafka,
@@ -191,6 +192,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_common(demo)
     demo.set_defaults(run=run_demo)
 
+    add_experiment_command(commands)
     add_datasets_command(commands)
     return parser
 

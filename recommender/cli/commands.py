@@ -174,6 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_format=args.log_format,
             exposures_topic=_topic_or_none(args.exposures_topic) if wants_kafka else None,
+            attribution_window_s=args.attribution_window,
             experiments_topic=_topic_or_none(args.experiments_topic) if wants_kafka else None,
             challenger_model_dir=args.challenger_model_dir,
             experiment=args.experiment,

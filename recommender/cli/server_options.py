@@ -11,6 +11,7 @@ from .options import (
     add_model_dir,
     batch_window_ms,
     byte_size,
+    duration,
     port_number,
     positive_float,
 )
@@ -76,6 +77,13 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         default="recommendations",
         help="log every answer (recommendation_id, user, items, model, arm) to this topic when "
         "following Kafka (default recommendations; off: not logged)",
+    )
+    live.add_argument(
+        "--attribution-window",
+        type=duration,
+        default=1800.0,
+        help="a chat API rating names the chat answer that showed the item when that answer is "
+        "at most this old (default 30m; give the builder the same, it attributes everything)",
     )
     live.add_argument(
         "--experiments-topic",

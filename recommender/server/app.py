@@ -189,7 +189,9 @@ def create_app(
     app.add_routes(experiment_routes)
     registrations = Registrations(config.chat_memory // 4, shared=chat_registry)
     app[CHAT] = ChatState(
-        registrations=registrations, asked=AskedMemory(max_bytes=config.chat_memory * 3 // 4)
+        registrations=registrations,
+        asked=AskedMemory(max_bytes=config.chat_memory * 3 // 4),
+        attribution_window_s=config.attribution_window_s,
     )
     app.on_cleanup.append(lambda app: _close(registrations))
     app.cleanup_ctx.append(snapshot_watcher)

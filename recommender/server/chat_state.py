@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -153,19 +154,28 @@ class AskedMemory:
 
 class AnswerMemory:
     """Per user, the last chat answer's ``recommendation_id`` and items (a later rating of one
-    of them names that answer), least recently answered users dropped past ``max_users``."""
+    of them names that answer, within ``window_s``: the attribution window), least recently
+    answered users dropped past ``max_users``."""
 
-    def __init__(self, *, max_users: int = 100_000) -> None:
+    def __init__(self, *, max_users: int = 100_000, window_s: float = 1800.0) -> None:
         self.max_users = max_users
-        self._answers: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
+        self.window_s = window_s
+        self._answers: OrderedDict[str, tuple[str, frozenset[str], float]] = OrderedDict()
 
-    def remember(self, user: str, recommendation_id: str, items: list[str]) -> None:
-        self._answers[user] = (recommendation_id, frozenset(items[:100]))
+    def remember(
+        self, user: str, recommendation_id: str, items: list[str], *, now: float | None = None
+    ) -> None:
+        at = time.monotonic() if now is None else now
+        self._answers[user] = (recommendation_id, frozenset(items[:100]), at)
         self._answers.move_to_end(user)
         while len(self._answers) > self.max_users:
             self._answers.popitem(last=False)
 
-    def named(self, user: str, item: str) -> str | None:
-        """The id of the last answer to ``user`` that showed ``item``, if any."""
+    def named(self, user: str, item: str, *, now: float | None = None) -> str | None:
+        """The id of the last answer to ``user`` that showed ``item``, if it is at most the
+        attribution window old (an older one is no longer what the rating answers)."""
         found = self._answers.get(user)
-        return found[0] if found is not None and item in found[1] else None
+        if found is None or item not in found[1]:
+            return None
+        at = time.monotonic() if now is None else now
+        return found[0] if at - found[2] <= self.window_s else None

@@ -69,10 +69,11 @@ class ChatState:
         registrations: Registrations | None = None,
         asked: AskedMemory | None = None,
         seed: int = 0,
+        attribution_window_s: float = 1800.0,
     ) -> None:
         self.registrations = registrations or Registrations()
         self.asked = asked or AskedMemory()
-        self.answers = AnswerMemory()
+        self.answers = AnswerMemory(window_s=attribution_window_s)
         self._rng = np.random.default_rng(seed)
 
     def register(self, user: str) -> bool:

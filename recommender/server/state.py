@@ -88,6 +88,9 @@ class ServerConfig:
     min_ratings: int = 10
     #: Every answer logged to this topic (None: not logged; ids are given anyway).
     exposures_topic: str | None = None
+    #: A chat rating names the chat answer that showed the item when it is at most this old
+    #: (seconds; the builder's --attribution-window judges every interaction).
+    attribution_window_s: float = 1800.0
     #: Another builder's store served next to the champion in an experiment.
     challenger_model_dir: str | None = None
     #: The experiment started with the server (off, interleave, ab) and A/B's challenger share.

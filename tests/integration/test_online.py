@@ -165,6 +165,14 @@ def test_attribution_equals_the_ground_truth_across_restarts_and_replicas(
     assert "Online figures from the exposure log" in (tmp_path / "report" / "report.md").read_text()
 
 
+def _cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "recommender", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _dump(kafka, name: str) -> list[tuple[int, int, bytes]]:
     """Every record of a topic: (partition, timestamp ms, value)."""
     from confluent_kafka import TopicPartition
@@ -248,7 +256,7 @@ def test_interleaving_finds_the_better_model_within_1600_answers(
         timeout=30,
         what="the challenger",
     )
-    status, body = get_json(f"{base}/recommend?user=u3&n=8")
+    _, body = get_json(f"{base}/recommend?user=u3&n=8")
     assert body["arm"] == "interleaved"
     shown = 0
     verdict = "undecided"
@@ -267,11 +275,16 @@ def test_interleaving_finds_the_better_model_within_1600_answers(
     experiments = get_json(f"{base}/experiments")[1]
     assert verdict == better, json.dumps(experiments)[:3000]
     assert experiments["results"]["arms"]["impressions_with_a_like"] >= 100
-    # Switched to A/B at run time, through the experiments topic.
-    status, started = _post(f"{base}/experiments", {"mode": "ab", "share": 0.5})
-    assert status == 202 and started["replicas"] == "all"
+    shown_text = _cli("experiment", "show", "--server", base)
+    assert f"Verdict      {better}" in shown_text and "interleaved answers" in shown_text
+    # Switched to A/B at run time with the CLI, through the experiments topic.
+    started = _cli("experiment", "start", "ab", "--share", "0.5", "--server", base)
+    assert "(ab) on every replica" in started
     wait_until(lambda: get_json(f"{base}/experiments")[1]["mode"] == "ab", timeout=20, what="ab")
     arms = {get_json(f"{base}/recommend?user=u{k}&n=3")[1]["arm"] for k in range(40)}
     assert arms == {"champion", "challenger"}
     assert _post(f"{base}/experiments", {"mode": "sideways"})[0] == 400
+    assert "stopped the experiment" in _cli("experiment", "stop", "--server", base)
+    wait_until(lambda: get_json(f"{base}/experiments")[1]["mode"] == "off", timeout=20, what="off")
+    assert "arm" not in get_json(f"{base}/recommend?user=u3&n=3")[1]
     assert builder.stop() == 0

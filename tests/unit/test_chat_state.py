@@ -95,3 +95,15 @@ def test_asked_memory_stays_within_its_budget():
     asked.add("user-9999", "c")
     asked.add("user-9999", "d")
     assert asked.recent("user-9999") == {"b", "c", "d"}
+
+
+def test_a_rating_names_the_chat_answer_only_within_the_attribution_window():
+    from recommender.server.chat_state import AnswerMemory
+
+    answers = AnswerMemory(window_s=60.0)
+    answers.remember("42", "rec-a", ["i1", "i2"], now=1000.0)
+    assert answers.named("42", "i2", now=1059.0) == "rec-a"
+    assert answers.named("42", "i3", now=1001.0) is None  # not in that answer
+    assert answers.named("42", "i2", now=1061.0) is None  # too old: no longer what it answers
+    answers.remember("42", "rec-b", ["i2"], now=1100.0)
+    assert answers.named("42", "i2", now=1101.0) == "rec-b"
