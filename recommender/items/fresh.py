@@ -10,10 +10,18 @@ An item the serving model does not know (published after its snapshot) gets a ve
   users most likely to like it.
 
 Such items are then scored next to the model's own (``score``), appear in ``/similar``, and are
-dropped once a snapshot knows them. For latent families (ALS); item-item families learn new
-items at their next retrain. Bounded: at most ``max_items`` items (least recently updated
-dropped first) and ``max_users`` events per item. Updated by the follower thread, read by
-requests through one reference (an immutable view), so a request never waits for it. Pure.
+dropped once a snapshot knows them.
+
+For the item-item families (EASE, RP3beta, item-kNN, sequence), which have no item vectors, a new
+item is represented by the same fresh co-occurrences: a distribution over the model's items,
+what its users like in the window (each user's liked items sharing that user's weight, the top
+``MAX_COLUMNS`` kept, summing to 1), or else its categories' items, uniformly. Its score for a
+history is that distribution times the history's scores of the model's items (``scores_of_row``):
+a weighted mean of the model's own scores, on their scale, so it is ranked among them; its
+similar items are the items those items are similar to. Bounded: at most ``max_items`` items
+(least recently updated dropped first) and ``max_users`` events per item. Updated by the
+follower thread, read by requests through one reference (an immutable view), so a request never
+waits for it. Pure.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from ..foldin import FoldIn
 
@@ -34,17 +43,22 @@ __all__ = ["FreshItems", "FreshItemsView"]
 
 FloatArray = npt.NDArray[np.float32]
 Source = Literal["events", "content"]
+#: An item-item family's new item: at most this many of the model's items represent it.
+MAX_COLUMNS = 100
 
 
 @dataclass(frozen=True, slots=True)
 class FreshItemsView:
-    """The new items of one model: ids, vectors (rows), how each was made, their norms."""
+    """The new items of one model: ids, vectors (rows; a latent family's), how each was made,
+    their norms; for an item-item family ``columns`` instead: one row per new item, a
+    distribution over the model's items (see the module docstring)."""
 
     model_version: int
     ids: tuple[str, ...]
     vectors: FloatArray
     sources: tuple[Source, ...]
     norms: FloatArray
+    columns: sp.csr_matrix | None = None
 
     @property
     def size(self) -> int:
@@ -52,6 +66,13 @@ class FreshItemsView:
 
     def scores(self, vector: FloatArray) -> FloatArray:
         return np.asarray(self.vectors @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+
+    def scores_of_row(self, row: FloatArray) -> FloatArray:
+        """An item-item family's scores of the new items, given a history's scores of the
+        model's items (finite: before anything is masked)."""
+        if self.columns is None:
+            return np.zeros(self.size, np.float32)
+        return np.asarray(self.columns @ np.asarray(row, np.float32), np.float32).ravel()
 
 
 EMPTY = FreshItemsView(0, (), np.zeros((0, 1), np.float32), (), np.zeros(0, np.float32))
@@ -67,7 +88,8 @@ class FreshItems:
         self._events: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._content: OrderedDict[str, frozenset[str]] = OrderedDict()  # item -> categories
         self._dirty: set[str] = set()
-        self._vectors: dict[str, tuple[FloatArray, Source]] = {}
+        #: Per new item: a latent family's vector, or an item-item family's sparse 1 x n row.
+        self._vectors: dict[str, tuple[Any, Source]] = {}
         self._lock = threading.Lock()
         self._model: Any = None
         self._user_folding: FoldIn | None = None
@@ -147,13 +169,14 @@ class FreshItems:
             if model is not None and model is not self._model:
                 self._model = model
             model = self._model
-            if model is None or not getattr(model, "latent", False):
+            if model is None:
                 self.view = EMPTY
                 return
             dirty, self._dirty = self._dirty, set()
             started = time.perf_counter()
+            fold = self._fold if model.latent else self._fold_columns
             for item in dirty:
-                found = self._fold(model, item)
+                found = fold(model, item)
                 if found is None:
                     self._vectors.pop(item, None)
                 else:
@@ -191,6 +214,37 @@ class FreshItems:
                 return np.mean(means, axis=0).astype(np.float32), "content"
         return None
 
+    def _fold_columns(self, model: Any, item: str) -> tuple[Any, Source] | None:
+        """An item-item family's new item: a sparse distribution over the model's items (a
+        1 x n row), what its users like, or its categories' items."""
+        users = self._events.get(item)
+        weights = np.zeros(model.n_items, np.float64)
+        if users:
+            for user, weight in users.items():
+                row = model.user_index.get(user)
+                if row is None or weight <= 0:
+                    continue
+                cols, values = model.histories.seen_row(row)
+                liked = cols[values > 0]
+                if liked.size:
+                    weights[liked] += weight / liked.size
+            self.folded += 1
+            if weights.any():
+                return _top_distribution(weights), "events"
+        categories = self._content.get(item)
+        if categories:
+            for category in categories:
+                cols = [
+                    model.item_index[i]
+                    for i in self.catalog.members(category)
+                    if i in model.item_index
+                ]
+                if cols:
+                    weights[cols] += 1.0 / len(cols)
+            if weights.any():
+                return _top_distribution(weights), "content"
+        return None
+
     def _category_mean(self, model: Any, category: str) -> FloatArray | None:
         if category not in self._category_means:
             members = self.catalog.members(category)
@@ -204,9 +258,19 @@ class FreshItems:
 
     def _make_view(self, model: Any) -> FreshItemsView:
         if not self._vectors:
-            empty = np.zeros((0, model.factors), np.float32)
+            empty = np.zeros((0, max(model.factors, 1)), np.float32)
             return FreshItemsView(model.version, (), empty, (), np.zeros(0, np.float32))
         ids = tuple(self._vectors)
+        if not model.latent:
+            rows = sp.vstack([self._vectors[i][0] for i in ids], format="csr")
+            return FreshItemsView(
+                model.version,
+                ids,
+                np.zeros((len(ids), 1), np.float32),
+                tuple(self._vectors[i][1] for i in ids),
+                np.zeros(len(ids), np.float32),
+                columns=rows.astype(np.float32),
+            )
         vectors = np.stack([self._vectors[i][0] for i in ids]).astype(np.float32)
         return FreshItemsView(
             model.version,
@@ -223,6 +287,17 @@ class FreshItems:
             "content": sum(s == "content" for s in view.sources),
             "pending": len(self._dirty),
         }
+
+
+def _top_distribution(weights: npt.NDArray[np.float64]) -> sp.csr_matrix:
+    """The ``MAX_COLUMNS`` largest of ``weights``, summing to 1, as a sparse 1 x n row."""
+    cols = np.flatnonzero(weights)
+    if cols.size > MAX_COLUMNS:
+        cols = np.sort(cols[np.argpartition(weights[cols], -MAX_COLUMNS)[-MAX_COLUMNS:]])
+    values = weights[cols] / weights[cols].sum()
+    return sp.csr_matrix(
+        (values.astype(np.float32), cols, np.array([0, cols.size])), shape=(1, weights.size)
+    )
 
 
 def merge(

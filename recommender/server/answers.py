@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,13 +13,12 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-from ..index import select_top
 from ..items import ItemFilter
-from ..items.fresh import merge
 from ..model import Answer, Query, RecommenderModel, ScoredItem
 from ..online.experiments import ab_arm
 from .experiments import ExperimentAnswer, experiments_of
 from .exposures import exposures_of
+from .new_items import new_item_scores, similar_with_new_items, with_new_items
 from .page import INDEX_HTML
 from .state import BATCHER, CATALOG, CONFIG, FRESH, FRESH_ITEMS, HOLDER, METRICS
 from .validation import (
@@ -89,42 +87,6 @@ def items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[s
     return out
 
 
-def with_new_items(
-    request: web.Request,
-    model: RecommenderModel,
-    query: Query,
-    answer: Answer,
-    item_filter: ItemFilter | None,
-    seen: frozenset[str],
-) -> Answer:
-    """``answer`` with the items the model does not know yet (item fold-in, content cold start)
-    where they score higher; never one the user has (``seen``), nor one the catalogue or the
-    filter forbids."""
-    view = request.app[FRESH_ITEMS].view
-    stale = view.size == 0 or view.model_version != model.version
-    if query.vector is None or stale or query.offset:  # later pages: the model's own items
-        return answer
-    catalog = request.app[CATALOG]
-    scores = view.scores(query.vector)
-    best = np.argsort(-scores, kind="stable")[: query.n + len(seen) + 16]
-    extra = [
-        (view.ids[k], float(scores[k]))
-        for k in best.tolist()
-        if view.ids[k] not in seen and catalog.allows(view.ids[k], item_filter)
-    ]
-    if not extra:
-        return answer
-    merged = merge(answer.items, extra, query.n)
-    explore = request.app[CONFIG].explore
-    if explore > 0:  # reserved slots: the best new items for this user, even if they score low
-        reserved = extra[: math.ceil(explore * query.n)]
-        missing = [pair for pair in reserved if pair not in merged]
-        if missing:
-            merged = merged[: max(0, query.n - len(missing))] + missing
-    items = [ScoredItem(i, s) for i, s in merged]
-    return Answer(items, answer.source)
-
-
 def shown_columns(
     request: web.Request, model: RecommenderModel, item_filter: ItemFilter | None = None
 ) -> tuple[IntArray, IntArray | None]:
@@ -158,8 +120,9 @@ async def answer_query(
     if key is not None and not model.approximate and allowed is None:
         # Exact scoring reads the whole model: share that read with concurrent requests.
         scores = await request.app[BATCHER].score(model, key)
+    scores, new_scores = new_item_scores(request.app[FRESH_ITEMS].view, model, query, scores)
     answer = model.answer(query, scores, excluded=excluded, allowed=allowed)
-    answer = with_new_items(request, model, query, answer, item_filter, seen)
+    answer = with_new_items(request, model, query, answer, item_filter, seen, new_scores)
     metrics = request.app[METRICS]
     metrics.answers.labels(answer.source).inc()
     if answer.fallback:
@@ -311,7 +274,9 @@ async def similar(request: web.Request) -> web.Response:
     model = model_or_503(request)
     item_filter = filter_params(request)
     excluded, allowed = shown_columns(request, model, item_filter)
-    similar_of = functools.partial(_similar, request, model, item_filter, excluded, allowed)
+    similar_of = functools.partial(
+        similar_with_new_items, request, model, item_filter, excluded, allowed
+    )
     if model.approximate:  # a large catalogue: scoring every item is for a thread
         found = await asyncio.to_thread(similar_of, item, n)
     else:
@@ -327,60 +292,6 @@ async def similar(request: web.Request) -> web.Response:
             "recommendation_id": rec_id,
         }
     )
-
-
-def _similar(
-    request: web.Request,
-    model: RecommenderModel,
-    item_filter: ItemFilter | None,
-    excluded: IntArray,
-    allowed: IntArray | None,
-    item: str,
-    n: int,
-) -> list[ScoredItem] | None:
-    """Similar items, the new ones (unknown to the model, with vectors) included both ways: a
-    new item has similar items, and is one."""
-    view = request.app[FRESH_ITEMS].view
-    fresh = model.latent and view.size > 0 and view.model_version == model.version
-    if item in model.item_index:
-        found = model.similar_items(item, n, excluded=excluded, allowed=allowed)
-        if not fresh or found is None:
-            return found
-        vector = np.asarray(model.item_factors[model.item_index[item]], dtype=np.float32)
-    elif fresh and item in view.ids:
-        vector = view.vectors[view.ids.index(item)]
-        found = _cosine_in_model(model, vector, n, excluded, allowed)
-    else:
-        return None
-    norm = max(float(np.linalg.norm(vector)), 1e-12)
-    cosine = view.vectors @ vector / np.maximum(view.norms * norm, 1e-12)
-    catalog = request.app[CATALOG]
-    extra = [
-        (view.ids[k], float(cosine[k]))
-        for k in np.argsort(-cosine, kind="stable")[: n + 1].tolist()
-        if view.ids[k] != item and catalog.allows(view.ids[k], item_filter)
-    ]
-    return [ScoredItem(i, s) for i, s in merge(found, extra, n)]
-
-
-def _cosine_in_model(
-    model: RecommenderModel,
-    vector: FloatArray,
-    n: int,
-    excluded: IntArray,
-    allowed: IntArray | None,
-) -> list[ScoredItem]:
-    items = np.asarray(model.item_factors, dtype=np.float32)
-    norms = np.linalg.norm(items, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
-    cosine = (items @ vector) / np.maximum(norms, 1e-12)
-    if excluded.size:
-        cosine[excluded] = -np.inf
-    if allowed is not None:
-        keep = np.full(cosine.size, -np.inf, np.float32)
-        keep[allowed] = cosine[allowed]
-        cosine = keep
-    top = select_top(cosine.astype(np.float32), n)
-    return [ScoredItem(model.item_ids[c], float(cosine[c])) for c in top.tolist()]
 
 
 @routes.get("/popular")

@@ -163,11 +163,11 @@ def http_port() -> int:
 def system(kafka, topic, daemons, tmp_path, http_port):
     """Builder (count retrains only) + a real-time server on a topic with a trained model.
 
-    ``system(retrain_every=..., server_args=[...])`` returns
+    ``system(retrain_every=..., server_args=[...], builder_args=[...])`` returns
     (topic, items topic, base URL, model dir, builder, server).
     """
 
-    def start(*, retrain_every="4000", server_args=()):
+    def start(*, retrain_every="4000", server_args=(), builder_args=()):
         name = topic(2)
         items_topic = topic(1, prefix="items")
         produce(kafka, name, TASTE.values(*TASTE.sample(4000, np.random.default_rng(7))))
@@ -194,6 +194,7 @@ def system(kafka, topic, daemons, tmp_path, http_port):
                 "--model-dir",
                 str(model_dir),
                 *kafka_args,
+                *builder_args,
             ],
         )
         server = daemons(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from .conftest import TASTE, get_json, produce, wait_until
 
 
@@ -76,9 +78,17 @@ def test_a_category_filter_fills_n_with_its_items_only(kafka, system):
     assert get_json(f"{base}/recommend?user=u1&category=" + "x" * 65)[0] == 400
 
 
-def test_a_new_items_first_events_make_it_recommendable_before_any_retrain(kafka, system):
-    name, _items_topic, base, _model_dir, *_ = system(retrain_every="4000")
+@pytest.mark.parametrize("family", ["als", "knn", "ease"])
+def test_a_new_items_first_events_make_it_recommendable_before_any_retrain(
+    kafka, system, family
+):
+    """ALS folds the item in (a vector from its users); the item-item families represent it by
+    what its users like (fresh co-occurrences)."""
+    name, _items_topic, base, _model_dir, *_ = system(
+        retrain_every="4000", builder_args=["--model", family]
+    )
     version = get_json(f"{base}/ready")[1]["model_version"]
+    assert get_json(f"{base}/model")[1]["manifest"]["model"]["family"] == family
     group = 1
     clickers = [f"u{k}" for k in range(group, 80, TASTE.groups)][:20]
     produce(kafka, name, [f"{u}:brand-new".encode() for u in clickers])

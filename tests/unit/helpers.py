@@ -60,6 +60,30 @@ def publish_window(model_dir, version, events, *, factors=2, params=None, manife
     return Path(publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest))
 
 
+def publish_family(model_dir, version, events, family, params=None):
+    """Fit model family ``family`` (EASE, kNN, ...) with ``params`` on ``events`` and publish
+    snapshot ``version``, as the builder would; returns its path."""
+    from pathlib import Path
+
+    from recommender.models import make_family
+    from recommender.snapshot import publish_snapshot
+    from recommender.training import snapshot_arrays
+
+    window = InteractionWindow(1_000_000)
+    append_events(window, events)
+    matrix = window.matrix()
+    trainer = make_family(family)
+    settings = trainer.validate(params or {})
+    fitted = trainer.fit(matrix.training_data(), settings)
+    manifest = {
+        "topic": "t",
+        "partitions": {"0": {"window_start": 0, "next_offset": len(events)}},
+        "model": {"family": family, "params": settings},
+        "params": settings,
+    }
+    return Path(publish_snapshot(model_dir, version, snapshot_arrays(matrix, fitted), manifest))
+
+
 def block_events(groups=2, users_per=20, items_per=10):
     """Checkerboard events: user g<g>u<u> touched every item g<g>i<i> except i == u % items_per."""
     return [
