@@ -55,7 +55,19 @@ def select_top(scores: FloatArray, n: int) -> IntArray:
     n = min(n, size)
     if n <= 0:
         return np.zeros(0, np.int64)
-    top = np.argpartition(scores, size - n)[size - n :] if n < size else np.arange(size)
+    positive = scores > 0
+    count = int(np.count_nonzero(positive))
+    if n <= count < size // 4:
+        # Sparse scores (an item-item family's: a history touches few items' neighbours): the
+        # best n are among the few positive ones. argpartition over the whole array would meet
+        # thousands of equal zeros, where introselect is slow (measured 620 µs against 40 µs
+        # at 20k items).
+        candidates = np.flatnonzero(positive)
+        top = candidates[np.argpartition(scores[candidates], count - n)[count - n :]]
+    elif n < size:
+        top = np.argpartition(scores, size - n)[size - n :]
+    else:
+        top = np.arange(size)
     top = top[np.argsort(-scores[top], kind="stable")]
     return top[np.isfinite(scores[top])].astype(np.int64)
 

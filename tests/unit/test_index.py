@@ -3,6 +3,8 @@ model answering through it for every kind of user."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender.index import AnnSettings, ExactTopK, GraphTopK, make_top_k
 from recommender.model import RecommenderModel
@@ -101,3 +103,27 @@ def test_the_model_answers_every_kind_of_user_through_the_graph(tmp_path):
         assert not seen & set(items(a))
     anonymous = graph.answer(graph.query_for_items(["g1i3", "g1i4"], 10))
     assert anonymous.source == "fold-in" and len(anonymous.items) == 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 400),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 0.2),
+    st.integers(0, 420),
+    st.integers(0, 2**32 - 1),
+)
+def test_select_top_is_the_best_n_finite_scores_best_first(size, dense, banned, n, seed):
+    """Dense or sparse (mostly zeros, as an item-item family's: its own path), with banned
+    (-inf) entries and ties."""
+    from recommender.index import select_top
+
+    rng = np.random.default_rng(seed)
+    scores = np.where(rng.random(size) < dense, rng.integers(-3, 6, size) / 2, 0.0)
+    scores[rng.random(size) < banned] = -np.inf
+    scores = scores.astype(np.float32)
+    top = select_top(scores, n)
+    finite = np.sort(scores[np.isfinite(scores)])[::-1]
+    expected = finite[: min(n, scores.size)]
+    np.testing.assert_array_equal(scores[top], expected)
+    assert len(set(top.tolist())) == top.size
