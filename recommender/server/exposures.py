@@ -47,6 +47,7 @@ class ExposureLog:
         health: BrokerHealth,
         *,
         queue_messages: int = 100_000,
+        delivery_timeout_ms: int = 30_000,
     ) -> None:
         self.topic = topic if kafka is not None else None
         self.metrics = metrics
@@ -59,7 +60,10 @@ class ExposureLog:
                     "linger.ms": 50,
                     "acks": 1,
                     "queue.buffering.max.messages": queue_messages,
-                    "message.timeout.ms": 30_000,
+                    "message.timeout.ms": delivery_timeout_ms,
+                    # A delivery report (a Python callback, under the GIL the event loop needs)
+                    # only for a record that failed: those are the ones counted.
+                    "delivery.report.only.error": True,
                 },
                 **health.client_config("server exposures"),
             )
