@@ -10,9 +10,11 @@ Pure: no Kafka (the server's :mod:`recommender.server.exposures` produces them).
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
-import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -41,9 +43,32 @@ _ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{12}$")
 RECOMMENDATION_HEADER: Final = "recommendation_id"
 
 
-def new_recommendation_id() -> str:
-    """A fresh id: 12 URL-safe characters (72 random bits: collisions are negligible)."""
-    return secrets.token_urlsafe(9)
+class _RandomIds:
+    """12 URL-safe characters from 72 bits of ``os.urandom``, read 512 ids at a time: one
+    system call per id was a third of what logging an answer cost (3.6 of 17 µs, profiled)."""
+
+    _BATCH: Final = 512
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: list[str] = []
+        # A forked child must not hand out the ids its parent still holds.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._ids = []
+
+    def __call__(self) -> str:
+        with self._lock:
+            if not self._ids:
+                raw = base64.urlsafe_b64encode(os.urandom(9 * self._BATCH)).decode("ascii")
+                self._ids = [raw[k : k + 12] for k in range(0, len(raw), 12)]
+            return self._ids.pop()
+
+
+#: A fresh id: 12 URL-safe characters (72 random bits: collisions are negligible).
+new_recommendation_id: Final = _RandomIds()
 
 
 def is_recommendation_id(value: object) -> bool:

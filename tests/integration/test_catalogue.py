@@ -79,9 +79,7 @@ def test_a_category_filter_fills_n_with_its_items_only(kafka, system):
 
 
 @pytest.mark.parametrize("family", ["als", "knn", "ease"])
-def test_a_new_items_first_events_make_it_recommendable_before_any_retrain(
-    kafka, system, family
-):
+def test_a_new_items_first_events_make_it_recommendable_before_any_retrain(kafka, system, family):
     """ALS folds the item in (a vector from its users); the item-item families represent it by
     what its users like (fresh co-occurrences)."""
     name, _items_topic, base, _model_dir, *_ = system(

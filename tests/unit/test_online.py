@@ -340,3 +340,23 @@ def test_an_interaction_waits_for_the_exposure_it_answers():
     join.exposure(shown, 0, 0)
     join.release(11_000)
     assert join.report(20_000)["live"]["periods"]["5m"]["hits"] == 1
+
+
+def test_recommendation_ids_are_unique_url_safe_and_not_shared_with_a_forked_child():
+    import os
+
+    from recommender.online.exposures import is_recommendation_id, new_recommendation_id
+
+    ids = [new_recommendation_id() for _ in range(5000)]  # several batches of system randomness
+    assert len(set(ids)) == len(ids) and all(is_recommendation_id(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, ",".join(new_recommendation_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 1 << 16).decode().split(","))
+    os.close(read)
+    mine = {new_recommendation_id() for _ in range(100)}
+    assert len(child) == 100 and not child & mine
