@@ -57,11 +57,11 @@ def select_top(scores: FloatArray, n: int) -> IntArray:
         return np.zeros(0, np.int64)
     positive = scores > 0
     count = int(np.count_nonzero(positive))
-    if n <= count < size // 4:
+    if n <= count < size // 2:
         # Sparse scores (an item-item family's: a history touches few items' neighbours): the
-        # best n are among the few positive ones. argpartition over the whole array would meet
-        # thousands of equal zeros, where introselect is slow (measured 620 µs against 40 µs
-        # at 20k items).
+        # best n are among the positive ones. argpartition over the whole array would meet
+        # thousands of equal zeros, where introselect can be very slow (at 20k items with 60 %
+        # zeros, 1,280 µs against 57 µs for the positives alone; 620 against 40 in a kNN answer).
         candidates = np.flatnonzero(positive)
         top = candidates[np.argpartition(scores[candidates], count - n)[count - n :]]
     elif n < size:
