@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from ..errors import TrainingAborted, TrainingError
 from .base import ArraySpec, Cost, FittedModel, History, ModelFamily, TrainingData
-from .neighbours import check_specs, flatten, likes, product_pairs
+from .neighbours import check_specs, flatten, likes_to_learn, product_pairs
 from .params import complete, flag, number
 from .similarity import MAX_SIMILARITY, largest
 
@@ -215,9 +215,7 @@ class EaseFamily(ModelFamily):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> FittedModel:
         settings = self.validate(params)
-        liked = likes(data.user_items, binary=settings["ease_binary"])
-        if liked.nnz == 0:
-            raise TrainingError("the window has no likes: EASE has nothing to learn")
+        liked = likes_to_learn(data.user_items, binary=settings["ease_binary"], family="EASE")
         weights = ease_weights(liked, settings["ease_lambda"], should_stop=should_stop)
         if not _bounded(weights):
             raise TrainingError(f"EASE produced weights beyond ±{MAX_SIMILARITY:g} or not finite")

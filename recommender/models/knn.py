@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import TrainingAborted, TrainingError
+from ..errors import TrainingAborted
 from .base import Cost, FittedModel, ModelFamily, TrainingData
-from .neighbours import likes, product_pairs, top_k_per_row
+from .neighbours import likes_to_learn, product_pairs, top_k_per_row
 from .params import choice, complete, flag, integer, number
 from .similarity import SimilarityModel
 
@@ -143,9 +143,7 @@ class KnnFamily(ModelFamily):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> FittedModel:
         settings = self.validate(params)
-        liked = likes(data.user_items, binary=settings["knn_binary"])
-        if liked.nnz == 0:
-            raise TrainingError("the window has no likes: item-kNN has nothing to learn")
+        liked = likes_to_learn(data.user_items, binary=settings["knn_binary"], family="item-kNN")
         k = settings["knn_neighbours"]
         if settings["knn_weighting"] == "cosine":
             similarity = cosine_neighbours(liked, k, should_stop=should_stop)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..errors import TrainingAborted
+from ..errors import TrainingAborted, TrainingError
 from .base import ArraySpec, Cost, History
 
 __all__ = [
@@ -50,6 +50,15 @@ def likes(user_items: sp.csr_matrix, *, binary: bool) -> sp.csr_matrix:
     if binary:
         matrix.data[:] = 1.0
     return matrix
+
+
+def likes_to_learn(user_items: sp.csr_matrix, *, binary: bool, family: str) -> sp.csr_matrix:
+    """:func:`likes` of a window for ``family`` to fit on; a window without any is a
+    ``TrainingError`` (logged and counted by the builder, never published)."""
+    liked = likes(user_items, binary=binary)
+    if liked.nnz == 0:
+        raise TrainingError(f"the window has no likes: {family} has nothing to learn")
+    return liked
 
 
 def flatten(

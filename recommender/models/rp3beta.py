@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import TrainingError
 from .base import Cost, FittedModel, ModelFamily, TrainingData
-from .neighbours import likes, product_cost, product_top_k
+from .neighbours import likes_to_learn, product_cost, product_top_k
 from .params import complete, flag, integer, number
 from .similarity import SimilarityModel
 
@@ -101,9 +100,7 @@ class Rp3BetaFamily(ModelFamily):
         should_stop: Callable[[], bool] = lambda: False,
     ) -> FittedModel:
         settings = self.validate(params)
-        liked = likes(data.user_items, binary=settings["rp3beta_binary"])
-        if liked.nnz == 0:
-            raise TrainingError("the window has no likes: RP3beta has nothing to learn")
+        liked = likes_to_learn(data.user_items, binary=settings["rp3beta_binary"], family="RP3beta")
         similarity = rp3beta_neighbours(
             liked,
             alpha=settings["rp3beta_alpha"],
