@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from ..errors import ConfigError, LockLost, RecommenderError, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
 from ..online.monitor import Monitor
-from ..store import WriterLease
+from ..store import WriterLease, retry_transient
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
@@ -83,11 +83,18 @@ class ModelBuilder:
 
     def _resume(self, partitions: list[int]) -> list[TopicPartition]:
         store = self.config.store
-        try:
+
+        def read() -> dict[str, Any] | None:
             for leftover in store.cleanup_incomplete():
                 log.info("removed an incomplete snapshot left by a killed writer: %s", leftover)
-            manifest = self.publisher.resume()
+            found = self.publisher.resume()
             self.publisher.version = store.highest_version()
+            return found
+
+        try:
+            # A store that flaps at start-up (a reset connection) is tried again for a few
+            # seconds; one that stays unreachable stops the builder with one line.
+            manifest = retry_transient(read)
         except RecommenderError:
             raise
         except Exception as exc:  # the store's client: unreachable, denied, ...

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from .base import MANIFEST_NAME, MAX_MANIFEST_BYTES, SnapshotStore, snapshot_name, version_of
 from .lease import WriterLease
 from .local import LocalStore
+from .objlock import retry_transient
 
 __all__ = [
     "MANIFEST_NAME",
@@ -28,6 +29,7 @@ __all__ = [
     "WriterLease",
     "as_store",
     "open_store",
+    "retry_transient",
     "snapshot_name",
     "version_of",
 ]
