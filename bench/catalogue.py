@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import report, start_server, wait_http  # noqa: E402
+from run import bench_kafka, report, start_server, wait_http  # noqa: E402
 
 from recommender.blas import limit_blas_threads  # noqa: E402
-from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
+from recommender.broker import free_port  # noqa: E402
 from recommender.events import format_event, parse_values  # noqa: E402
 from recommender.index import AnnSettings  # noqa: E402
 from recommender.items import Catalog, ItemFilter  # noqa: E402
@@ -230,12 +230,8 @@ def main() -> None:
     if "foldin" in sections:
         bench_foldin(1000)
     if "fresh" in sections:
-        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if external:
-            bench_fresh(KafkaSettings(external), args.probes)
-        else:
-            with EmbeddedBroker() as broker:
-                bench_fresh(KafkaSettings(broker.bootstrap_servers), args.probes)
+        with bench_kafka() as kafka:
+            bench_fresh(kafka, args.probes)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import statistics
@@ -35,11 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from run import cpu_seconds, load, measure_freshness, report, start_server, wait_http  # noqa: E402
+from run import bench_kafka, cpu_seconds, load, measure_freshness, report, start_server, wait_http  # noqa: E402
 from scale import fill_window  # noqa: E402
 
 from recommender.blas import limit_blas_threads  # noqa: E402
-from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
+from recommender.broker import free_port  # noqa: E402
+from recommender.evaluation.families import LABELS  # noqa: E402
 from recommender.index import AnnSettings  # noqa: E402
 from recommender.kafka import KafkaSettings  # noqa: E402
 from recommender.model import RecommenderModel  # noqa: E402
@@ -47,13 +47,6 @@ from recommender.models import FAMILIES, make_family  # noqa: E402
 from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
 from recommender.training import snapshot_arrays  # noqa: E402
 
-LABELS = {
-    "als": "ALS",
-    "ease": "EASE",
-    "rp3beta": "RP3beta",
-    "knn": "item-kNN",
-    "sequence": "sequence",
-}
 EASE_MAX_ITEMS = 20_000  # B is 4 n² bytes: 1.5 GiB at 20k items, 149 GiB at 200k
 
 
@@ -325,12 +318,7 @@ def main() -> None:
                 )
             report_http(facts, results, args)
     if "fresh" in sections:
-        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        with contextlib.ExitStack() as stack:
-            if external:
-                kafka = KafkaSettings(external)
-            else:
-                kafka = KafkaSettings(stack.enter_context(EmbeddedBroker()).bootstrap_servers)
+        with bench_kafka() as kafka:
             bench_fresh(kafka, families, args.probes, args.background_rate)
 
 

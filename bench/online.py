@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import random
@@ -28,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import cpu_seconds, load, report, start_server, trained_snapshot, wait_http  # noqa: E402
+from run import bench_kafka, cpu_seconds, load, report, start_server, trained_snapshot, wait_http  # noqa: E402
 
-from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
+from recommender.broker import free_port  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.online.attribution import Attribution  # noqa: E402
 from recommender.online.experiments import (  # noqa: E402
@@ -230,18 +229,13 @@ def main() -> None:
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
     report()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with contextlib.ExitStack() as stack:
-        if "logging" in sections:
-            if external:
-                kafka = KafkaSettings(external)
-            else:
-                kafka = KafkaSettings(stack.enter_context(EmbeddedBroker()).bootstrap_servers)
+    if "logging" in sections:
+        with bench_kafka() as kafka:
             bench_logging(kafka, args.seconds, args.concurrency, args.repeats)
-        if "join" in sections:
-            bench_join(200_000, 1.0)
-        if "power" in sections:
-            bench_power(args.runs)
+    if "join" in sections:
+        bench_join(200_000, 1.0)
+    if "power" in sections:
+        bench_power(args.runs)
 
 
 if __name__ == "__main__":

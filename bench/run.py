@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +338,18 @@ async def load(url_for, seconds: float, concurrency: int) -> tuple[int, list[flo
 
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return len(latencies), latencies, errors
+
+
+@contextlib.contextmanager
+def bench_kafka() -> Iterator[KafkaSettings]:
+    """The broker benchmarks run against: ``$KAFKA_BOOTSTRAP_SERVERS`` when set, else an
+    embedded one for the duration."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield KafkaSettings(external)
+        return
+    with EmbeddedBroker() as broker:
+        yield KafkaSettings(broker.bootstrap_servers)
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -675,18 +688,11 @@ def main() -> None:
     report(f"Command: `{' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}`")
     report()
     report(
-        f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
     report()
-    import os
-
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with contextlib.ExitStack() as stack:
-        if external:
-            kafka = KafkaSettings(external)
-        else:
-            kafka = KafkaSettings(stack.enter_context(EmbeddedBroker()).bootstrap_servers)
+    with bench_kafka() as kafka:
         if "ingest" in sections:
             bench_ingest(kafka, args.events, args.repeats, args.batch)
         if "train" in sections:

@@ -169,18 +169,7 @@ def _similar_itemwise(
     new = view.scores_of_row(scores)
     new[new <= 0] = -np.inf  # no shared evidence is no similarity (as for the model's own)
     if found is None:
-        if excluded.size:
-            scores[excluded] = -np.inf
-        if allowed is not None:
-            keep = np.full(scores.size, -np.inf, np.float32)
-            keep[allowed] = scores[allowed]
-            scores = keep
-        top = select_top(scores, n)
-        found = [
-            ScoredItem(model.item_ids[c], float(scores[c]))
-            for c in top.tolist()
-            if np.isfinite(scores[c])
-        ]
+        found = _top_among(model, scores, n, excluded, allowed)
     return _with_new(request, view, found, new, item, item_filter, n)
 
 
@@ -193,12 +182,24 @@ def _cosine_in_model(
 ) -> list[ScoredItem]:
     items = np.asarray(model.item_factors, dtype=np.float32)
     norms = np.linalg.norm(items, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
-    cosine = (items @ vector) / np.maximum(norms, 1e-12)
+    cosine = ((items @ vector) / np.maximum(norms, 1e-12)).astype(np.float32)
+    return _top_among(model, cosine, n, excluded, allowed)
+
+
+def _top_among(
+    model: RecommenderModel,
+    scores: FloatArray,
+    n: int,
+    excluded: IntArray,
+    allowed: IntArray | None,
+) -> list[ScoredItem]:
+    """The model's ``n`` best items by ``scores`` (changed in place), never ``excluded`` ones,
+    only ``allowed`` ones when given."""
     if excluded.size:
-        cosine[excluded] = -np.inf
+        scores[excluded] = -np.inf
     if allowed is not None:
-        keep = np.full(cosine.size, -np.inf, np.float32)
-        keep[allowed] = cosine[allowed]
-        cosine = keep
-    top = select_top(cosine.astype(np.float32), n)
-    return [ScoredItem(model.item_ids[c], float(cosine[c])) for c in top.tolist()]
+        keep = np.full(scores.size, -np.inf, np.float32)
+        keep[allowed] = scores[allowed]
+        scores = keep
+    top = select_top(scores, n)  # finite scores only
+    return [ScoredItem(model.item_ids[c], float(scores[c])) for c in top.tolist()]

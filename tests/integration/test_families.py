@@ -33,14 +33,19 @@ def start(kafka, topic, daemons, tmp_path, http_port, values, *builder_args):
         builder_command(name, model_dir, kafka.bootstrap_servers, str(len(values)), "100000",
                         "-b", *builder_args),
     )  # fmt: skip
+    base = serve(kafka, daemons, model_dir, http_port, name)
+    wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=90, what="a model")
+    return name, base
+
+
+def serve(kafka, daemons, model_dir, http_port, name) -> str:
+    """A server following topic ``name`` for fresh events; returns its base URL."""
     daemons(
         "server",
         server_command(model_dir, http_port, "--topic", name, "--poll-interval", "0.1",
                        "--bootstrap-servers", kafka.bootstrap_servers),
     )  # fmt: skip
-    base = f"http://127.0.0.1:{http_port}"
-    wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=90, what="a model")
-    return name, base
+    return f"http://127.0.0.1:{http_port}"
 
 
 def group_share(items, group):
@@ -136,12 +141,7 @@ def test_where_order_is_the_signal_auto_ends_up_serving_the_sequence_family(
     )
     command[command.index("--tune") + 1] = "on"
     daemons("builder", [*command, "--tune-budget", "8"])
-    daemons(
-        "server",
-        server_command(model_dir, http_port, "--topic", name, "--poll-interval", "0.1",
-                       "--bootstrap-servers", kafka.bootstrap_servers),
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{http_port}"
+    base = serve(kafka, daemons, model_dir, http_port, name)
     info = wait_until(
         lambda: (b := get_json(f"{base}/model")[1]).get("family") == "sequence" and b,
         timeout=120,
