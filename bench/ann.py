@@ -42,7 +42,7 @@ def synthetic(items: int, users: int, factors: int = 64, seed: int = 0):
 def real(name: str, queries: int):
     from recommender.datasets import datasets_dir
     from recommender.evaluation.data import read_interactions, to_matrix
-    from recommender.training import AlsParams, train_als
+    from recommender.models.als_training import AlsParams, train_als
 
     shared = datasets_dir()
     if shared is None:

@@ -33,14 +33,18 @@ from run import bench_kafka, report, start_server, wait_http  # noqa: E402
 from recommender.blas import limit_blas_threads  # noqa: E402
 from recommender.broker import free_port  # noqa: E402
 from recommender.events import format_event, parse_values  # noqa: E402
-from recommender.index import AnnSettings  # noqa: E402
 from recommender.items import Catalog, ItemFilter  # noqa: E402
 from recommender.items.fresh import FreshItems  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
-from recommender.model import RecommenderModel  # noqa: E402
-from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
+from recommender.models.als_training import AlsParams, train_als  # noqa: E402
+from recommender.serving.index import AnnSettings  # noqa: E402
+from recommender.serving.model import RecommenderModel  # noqa: E402
+from recommender.snapshot import (  # noqa: E402
+    load_snapshot,
+    publish_snapshot,
+    snapshot_arrays,
+)
 from recommender.synthetic import TasteModel, random_snapshot_arrays  # noqa: E402
-from recommender.training import AlsParams, snapshot_arrays, train_als  # noqa: E402
 from recommender.window import InteractionWindow  # noqa: E402
 
 

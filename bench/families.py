@@ -42,8 +42,8 @@ from families_lib import (
 )
 
 from recommender.blas import limit_blas_threads
-from recommender.ranking import paired_bootstrap
 from recommender.synthetic import TasteModel
+from recommender.user_metrics import paired_bootstrap
 
 OUT = Path("/work/scratch/families/results")
 

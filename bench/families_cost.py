@@ -20,13 +20,13 @@ from families_lib import (
     task,
 )
 
-from recommender.index import ExactTopK
 from recommender.models import History, TrainingData
 from recommender.models.ease import EaseFamily, EaseModel, ease_weights
 from recommender.models.knn import KnnModel
 from recommender.models.neighbours import likes, product_top_k
 from recommender.models.rp3beta import Rp3BetaModel
 from recommender.models.sequence import SequenceModel
+from recommender.serving.index import ExactTopK
 
 
 def synthetic_likes(n_items: int, n_users: int, per_user: int, seed: int = 0) -> sp.csr_matrix:

@@ -34,7 +34,7 @@ from families_lib import PROTOCOLS, datasets, ranking, task
 from recommender.blas import limit_blas_threads
 from recommender.evaluation.daemon import daemon_settings
 from recommender.models import FAMILIES, make_family
-from recommender.ranking import paired_bootstrap
+from recommender.user_metrics import paired_bootstrap
 
 RESULTS = Path("/work/scratch/families/results")
 LEARNT = ("ALS", "EASE", "RP3beta", "item-kNN cosine", "item-kNN BM25", "sequence")

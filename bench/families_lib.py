@@ -39,14 +39,14 @@ from recommender.evaluation.data import (  # noqa: E402
 )
 from recommender.evaluation.splits import Split, per_user_holdout, truth_sets  # noqa: E402
 from recommender.models import History, ModelFamily, Sequences, TrainingData  # noqa: E402
+from recommender.models.als_training import AlsParams, train_als  # noqa: E402
 from recommender.models.ease import EaseFamily  # noqa: E402
 from recommender.models.knn import KnnFamily  # noqa: E402
 from recommender.models.rp3beta import Rp3BetaFamily  # noqa: E402
 from recommender.models.sequence import SequenceFamily, sequences_from_events  # noqa: E402
-from recommender.ranking import per_user_metrics, top_k_rows  # noqa: E402
 from recommender.ratings import RatingScale  # noqa: E402
 from recommender.synthetic import SessionModel  # noqa: E402
-from recommender.training import AlsParams, train_als  # noqa: E402
+from recommender.user_metrics import per_user_metrics, top_k_rows  # noqa: E402
 
 K = 10
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -40,12 +40,15 @@ from scale import fill_window  # noqa: E402
 from recommender.blas import limit_blas_threads  # noqa: E402
 from recommender.broker import free_port  # noqa: E402
 from recommender.evaluation.families import LABELS  # noqa: E402
-from recommender.index import AnnSettings  # noqa: E402
 from recommender.kafka import KafkaSettings  # noqa: E402
-from recommender.model import RecommenderModel  # noqa: E402
 from recommender.models import FAMILIES, make_family  # noqa: E402
-from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
-from recommender.training import snapshot_arrays  # noqa: E402
+from recommender.serving.index import AnnSettings  # noqa: E402
+from recommender.serving.model import RecommenderModel  # noqa: E402
+from recommender.snapshot import (  # noqa: E402
+    load_snapshot,
+    publish_snapshot,
+    snapshot_arrays,
+)
 
 EASE_MAX_ITEMS = 20_000  # B is 4 n² bytes: 1.5 GiB at 20k items, 149 GiB at 200k
 

@@ -33,12 +33,16 @@ sys.path.insert(0, str(ROOT))
 from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
 from recommender.builder import BuilderConfig, ModelBuilder  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
-from recommender.model import RecommenderModel  # noqa: E402
+from recommender.models.als_training import AlsParams, train_als  # noqa: E402
 from recommender.producer import produce_values as send  # noqa: E402
-from recommender.snapshot import load_snapshot, publish_snapshot  # noqa: E402
+from recommender.serving.model import RecommenderModel  # noqa: E402
+from recommender.snapshot import (  # noqa: E402
+    load_snapshot,
+    publish_snapshot,
+    snapshot_arrays,
+)
 from recommender.store import LocalStore  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
-from recommender.training import AlsParams, snapshot_arrays, train_als  # noqa: E402
 from recommender.window import InteractionWindow  # noqa: E402
 
 TASTE = TasteModel(users=50_000, items=20_000, groups=50)
@@ -228,8 +232,8 @@ def bench_train(sizes: list[int], repeats: int) -> None:
 
 def bench_gate(total: int, repeats: int) -> None:
     """Retrain cost with the quality gate on: fit without the holdout, judge, solve users."""
+    from recommender.models.als_training import solve_users
     from recommender.quality import GateModel, compare_models
-    from recommender.training import solve_users
 
     params = AlsParams()
     window = window_of(total)

@@ -40,13 +40,17 @@ from run import TRIVIAL, load, produce_values, start_server, wait_http  # noqa: 
 from recommender.blas import limit_blas_threads  # noqa: E402
 from recommender.broker import EmbeddedBroker, free_port  # noqa: E402
 from recommender.events import parse_values  # noqa: E402
-from recommender.index import AnnSettings, ExactTopK, GraphTopK  # noqa: E402
 from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
-from recommender.model import RecommenderModel  # noqa: E402
-from recommender.snapshot import load_published, publish_snapshot  # noqa: E402
+from recommender.models.als_training import AlsParams, train_als  # noqa: E402
+from recommender.serving.index import AnnSettings, ExactTopK, GraphTopK  # noqa: E402
+from recommender.serving.model import RecommenderModel  # noqa: E402
+from recommender.snapshot import (  # noqa: E402
+    load_published,
+    publish_snapshot,
+    snapshot_arrays,
+)
 from recommender.store import LocalStore  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
-from recommender.training import AlsParams, snapshot_arrays, train_als  # noqa: E402
 from recommender.window import InteractionWindow  # noqa: E402
 
 

@@ -39,9 +39,9 @@ from recommender.evaluation.models import AlsModel, Popularity  # noqa: E402
 from recommender.evaluation.offline import evaluate_model, search_als  # noqa: E402
 from recommender.evaluation.splits import Split, per_user_holdout  # noqa: E402
 from recommender.models import Setting  # noqa: E402
+from recommender.models.als_training import AlsParams  # noqa: E402
 from recommender.ratings import RatingScale  # noqa: E402
 from recommender.synthetic import TasteModel  # noqa: E402
-from recommender.training import AlsParams  # noqa: E402
 
 OLD_DEFAULTS = AlsParams(factors=64, regularization=0.05, alpha=1.0, iterations=15)
 K = 10
@@ -223,8 +223,8 @@ def replay_gate(data: Interactions, *, every: int, window: int, planted_bad: boo
     """Replay ``data`` in time order; retrain every ``every`` events and ask the gate, exactly as
     the builder does (held-out = events the serving model has not seen, by offset)."""
     from recommender.events import format_event, parse_values
+    from recommender.models.als_training import solve_users, train_als
     from recommender.quality import GateModel, compare_models
-    from recommender.training import solve_users, train_als
     from recommender.window import InteractionWindow
 
     # Without timestamps a file is grouped by user, which no live stream is: interleave at random.

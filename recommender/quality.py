@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from .models import FittedModel, History, LatentModel, Sequences
 from .models.data import recent_sequences
-from .ranking import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
+from .user_metrics import PairedComparison, paired_bootstrap, per_user_metrics, top_k_rows
 
 __all__ = ["Decision", "GateModel", "GateVerdict", "compare_models", "served_rankings"]
 

@@ -10,9 +10,9 @@ from typing import Any, Literal
 from ..errors import ConfigError
 from ..events import DEFAULT_MAX_ID_BYTES
 from ..models import FAMILIES, Setting, make_family
+from ..models.als_training import AlsParams
 from ..ratings import RatingScale
 from ..store import SnapshotStore
-from ..training import AlsParams
 
 __all__ = ["BuilderConfig", "BuilderStats"]
 

@@ -20,10 +20,10 @@ import numpy as np
 
 from ..errors import LockLost, TrainingAborted, TrainingError, one_line
 from ..models import FittedModel, ModelFamily, Setting, make_family
+from ..models.als_training import AlsParams
 from ..quality import GateModel, GateVerdict, compare_models
-from ..snapshot import publish_snapshot
+from ..snapshot import publish_snapshot, snapshot_arrays
 from ..store import WriterLease
-from ..training import AlsParams, snapshot_arrays
 from ..window import WindowMatrix
 from .config import BuilderConfig, BuilderStats
 from .manifest import retrain_manifest

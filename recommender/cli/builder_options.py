@@ -26,7 +26,7 @@ def _family_names() -> list[str]:
 
 
 def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
-    from ..training import AlsParams
+    from ..models.als_training import AlsParams
 
     parser.add_argument("topic", metavar="TOPIC", help="the interactions topic")
     parser.add_argument(

@@ -58,7 +58,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..builder import BuilderConfig, ModelBuilder
-    from ..training import AlsParams, resolve_device
+    from ..models.als_training import AlsParams, resolve_device
 
     given = {
         name: getattr(args, name)

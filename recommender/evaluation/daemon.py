@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models import Setting
-from ..training import AlsParams
+from ..models.als_training import AlsParams
 from ..tuning import SearchSpace, TuningOutcome, tune
 from ..window import WindowEvents
 from .data import Interactions

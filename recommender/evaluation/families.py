@@ -10,8 +10,8 @@ import numpy as np
 
 from ..models import FAMILIES, Sequences, Setting, make_family
 from ..models.data import recent_sequences
-from ..ranking import paired_bootstrap
 from ..tuning import SearchSpace, tune
+from ..user_metrics import paired_bootstrap
 from .daemon import window_events
 from .data import Interactions
 from .models import FamilyModel

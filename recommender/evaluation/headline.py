@@ -3,7 +3,7 @@
 Popularity and the seed's settings alone flatter ALS when an item-kNN beats both (cosine does
 on MovieLens' per-user holdout), so the headline names the strongest non-ALS model, the ratio
 and difference against it, the number of users, and, where the metric is a mean over users, the
-paired bootstrap interval of the difference (:func:`recommender.ranking.paired_bootstrap`).
+paired bootstrap interval of the difference (:func:`recommender.user_metrics.paired_bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ranking import PairedComparison, paired_bootstrap
+from ..user_metrics import PairedComparison, paired_bootstrap
 from .offline import ModelResult
 
 __all__ = ["Headline", "compare_with_strongest", "strongest"]

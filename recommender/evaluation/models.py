@@ -12,7 +12,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..models import FittedModel, History, Sequences, Setting, TrainingData, make_family
-from ..training import AlsParams, train_als
+from ..models.als_training import AlsParams, train_als
 
 __all__ = [
     "SEED_ALS",
@@ -142,7 +142,7 @@ def likes_only(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 @dataclass
 class AlsModel:
-    """Our ALS (implicit, through :func:`recommender.training.train_als`)."""
+    """Our ALS (implicit, through :func:`recommender.models.als_training.train_als`)."""
 
     params: AlsParams = field(default_factory=AlsParams)
     name: str = "ALS"

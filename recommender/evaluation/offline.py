@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..training import AlsParams
+from ..models.als_training import AlsParams
 from .data import Interactions, to_matrix
 from .metrics import evaluate_lists, user_scores
 from .models import AlsModel, Popularity, Recommender

@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ..events import format_event, parse_values
-from ..model import RecommenderModel
-from ..snapshot import snapshot_in_memory
-from ..training import AlsParams, snapshot_arrays, train_als
+from ..models.als_training import AlsParams, train_als
+from ..serving.model import RecommenderModel
+from ..snapshot import snapshot_arrays, snapshot_in_memory
 from ..window import InteractionWindow
 from .data import Interactions
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..training import AlsParams
+from ..models.als_training import AlsParams
 from .data import Interactions
 from .options import TITLES, EvaluateOptions
 from .preconditions import prequential_retrains

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..models import Setting
-from ..training import AlsParams
+from ..models.als_training import AlsParams
 from .data import Interactions
 
 __all__ = ["Report", "fmt", "params_text"]

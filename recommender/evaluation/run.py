@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from ..errors import RecommenderError
 from ..models import FAMILIES
+from ..models.als_training import AlsParams
 from ..ratings import RatingScale
-from ..training import AlsParams
 from .daemon import daemon_settings
 from .data import Interactions, read_interactions, with_rating_scale
 from .exposures import exposure_figures, figures_markdown

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..training import AlsParams
+from ..models.als_training import AlsParams
 from .data import Interactions, to_matrix
 from .models import AlsModel, Recommender
 

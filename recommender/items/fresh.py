@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..foldin import FoldIn
+from ..models.foldin import FoldIn
 
 __all__ = ["FreshItems", "FreshItemsView"]
 

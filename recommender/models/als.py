@@ -1,8 +1,8 @@
 """Implicit-feedback ALS (implicit's ``AlternatingLeastSquares``) behind the family protocol.
 
-The fit is :func:`recommender.training.train_als`, unchanged; a history is answered with the
+The fit is :func:`.als_training.train_als`, unchanged; a history is answered with the
 user's trained factors (known user, nothing fresh) or a fold-in (the ALS user step against the
-item factors, :class:`~recommender.foldin.FoldIn`), scored against the item factors. ALS is a
+item factors, :class:`~recommender.models.foldin.FoldIn`), scored against the item factors. ALS is a
 *latent* family: users and items share a space, so top items can come from an HNSW graph over
 the item factors, and users have vectors (``/similar-users``).
 """
@@ -14,8 +14,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 
-from ..foldin import FoldIn, solve_symmetric
-from ..training import AlsParams, TrainedFactors, check_factors, solve_users, train_als
+from .als_training import AlsParams, TrainedFactors, check_factors, solve_users, train_als
 from .base import (
     MAX_FACTOR,
     ArraySpec,
@@ -27,6 +26,7 @@ from .base import (
     ModelFamily,
     TrainingData,
 )
+from .foldin import FoldIn, solve_symmetric
 
 __all__ = ["AlsFamily", "AlsModel", "LatentModel"]
 
@@ -174,7 +174,7 @@ class AlsModel(LatentModel):
 
 
 class AlsFamily(ModelFamily):
-    """ALS: ``fit`` is :func:`~recommender.training.train_als` (on the CPU or a GPU)."""
+    """ALS: ``fit`` is :func:`~recommender.models.als_training.train_als` (on the CPU or a GPU)."""
 
     name: ClassVar[str] = "als"
 

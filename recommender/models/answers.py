@@ -1,6 +1,6 @@
 """What answering a request produces: a resolved query, scored items, an answer, contributions.
 
-Pure data (numpy arrays inside); :class:`recommender.model.RecommenderModel` makes them.
+Pure data (numpy arrays inside); :class:`recommender.serving.model.RecommenderModel` makes them.
 """
 
 from __future__ import annotations

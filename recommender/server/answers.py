@@ -14,8 +14,8 @@ import numpy.typing as npt
 from aiohttp import web
 
 from ..items import ItemFilter
-from ..model import Answer, Query, RecommenderModel, ScoredItem
 from ..online.experiments import ab_arm
+from ..serving.model import Answer, Query, RecommenderModel, ScoredItem
 from .experiments import ExperimentAnswer, experiments_of
 from .exposures import exposures_of
 from .new_items import new_item_scores, similar_with_new_items, with_new_items

@@ -1,4 +1,5 @@
-"""The aiohttp application: state, middleware, routes, background tasks; and running it."""
+"""The aiohttp application: state, middleware, routes, background tasks (running it is
+:mod:`.processes`'s)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from ..fresh import FreshEvents
 from ..items import Catalog
 from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, parse_overrides
+from ..serving.batching import ScoreBatcher
+from ..serving.fresh import FreshEvents
 from ..store import open_store
 from .answers import routes as answer_routes
-from .batching import ScoreBatcher
 from .chat_state import AskedMemory, Registrations, SharedRegistry
 from .experiments import Experiments, experiments_of
 from .experiments import routes as experiment_routes
@@ -23,7 +24,6 @@ from .exposures import ExposureLog, exposures_of
 from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
-from .processes import run_server
 from .routes import routes
 from .seed_api import ChatState
 from .seed_api import routes as seed_routes
@@ -48,7 +48,7 @@ from .state import (
 from .validation import json_error
 from .watcher import snapshot_watcher
 
-__all__ = ["create_app", "run_server"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 

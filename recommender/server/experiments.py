@@ -27,9 +27,9 @@ from typing import Any, cast
 from aiohttp import web
 
 from ..kafka import BrokerHealth, KafkaSettings
-from ..model import Answer, RecommenderModel, ScoredItem
 from ..online.experiments import ExperimentSpec, Mode, ab_arm, team_draft
 from ..online.exposures import Arm, new_recommendation_id
+from ..serving.model import Answer, RecommenderModel, ScoredItem
 from ..store import SnapshotStore, open_store
 from .state import EXPERIMENTS, HEALTH, HOLDER, ModelHolder, ServerConfig
 from .validation import json_error, json_response

@@ -24,7 +24,6 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from ..events import parse_values
-from ..fresh import FreshEvents
 from ..items import Catalog, ItemRecord
 from ..items.fresh import FreshItems
 from ..kafka import (
@@ -39,7 +38,8 @@ from ..kafka import (
 )
 from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
-from ..model import RecommenderModel
+from ..serving.fresh import FreshEvents
+from ..serving.model import RecommenderModel
 from .metrics import ServerMetrics
 
 __all__ = ["Coverage", "Follower"]

@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..fresh import FreshEvents
 from ..items import Catalog
 from ..kafka import BrokerHealth
-from ..model import RecommenderModel
+from ..serving.fresh import FreshEvents
+from ..serving.model import RecommenderModel
 
 __all__ = ["ServerMetrics"]
 

@@ -11,11 +11,11 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-from ..index import select_top
 from ..items import ItemFilter
 from ..items.fresh import FreshItemsView, merge
-from ..model import Answer, Query, RecommenderModel, ScoredItem
 from ..models import History
+from ..serving.index import select_top
+from ..serving.model import Answer, Query, RecommenderModel, ScoredItem
 from .state import CATALOG, CONFIG, FRESH_ITEMS
 
 __all__ = ["new_item_scores", "similar_with_new_items", "with_new_items"]

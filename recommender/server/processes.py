@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..blas import limit_blas_threads
 from ..errors import ConfigError
+from .app import create_app
 from .chat_state import Registrations, SharedRegistry
 from .state import HOLDER, ServerConfig
 
@@ -90,7 +91,7 @@ async def _serve(
     parent: int | None,
     chat_registry: SharedRegistry | None = None,
 ) -> None:
-    app: web.Application = _create_app(config, chat_registry)
+    app: web.Application = create_app(config, chat_registry=chat_registry)
     # A few seconds for requests in flight (run_app's default of 60 s let keep-alive clients
     # hold a stopping server).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
@@ -133,12 +134,6 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
             stop.set()
             return
         await asyncio.sleep(_PARENT_WATCH_SECONDS)
-
-
-def _create_app(config: ServerConfig, chat_registry: SharedRegistry | None) -> web.Application:
-    from .app import create_app  # app imports this module (run_server)
-
-    return create_app(config, chat_registry=chat_registry)
 
 
 def _serve_process(

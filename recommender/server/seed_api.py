@@ -31,9 +31,9 @@ from aiohttp import web
 from ..errors import ConfigError
 from ..events import format_event
 from ..items import ItemFilter
-from ..model import RecommenderModel
 from ..online.exposures import new_recommendation_id
 from ..ratings import RatingScale
+from ..serving.model import RecommenderModel
 from .answers import answer_query, log_exposure
 from .chat_state import AnswerMemory, AskedMemory, Registrations
 from .ingest import Ingest

@@ -11,14 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..fresh import FreshEvents
 from ..items import Catalog
 from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, KafkaSettings
 from ..logs import LogFormat
-from ..model import RecommenderModel
+from ..serving.batching import ScoreBatcher
+from ..serving.fresh import FreshEvents
+from ..serving.model import RecommenderModel
 from ..store import SnapshotStore
-from .batching import ScoreBatcher
 from .follower import Coverage
 from .metrics import ServerMetrics
 

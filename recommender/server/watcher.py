@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..errors import SnapshotError
-from ..index import AnnSettings
 from ..logs import RateLimitedLog
-from ..model import RecommenderModel
 from ..online import ONLINE_STATUS
+from ..serving.index import AnnSettings
+from ..serving.model import RecommenderModel
 from ..snapshot import load_published, writer_of
 from ..store import SnapshotStore
 from .experiments import experiments_of

@@ -11,6 +11,7 @@ meeting a NaN. Nothing is pickled: arrays are loaded with ``allow_pickle=False``
 
 from ..models.base import MAX_FACTOR
 from ..store import MANIFEST_NAME, MAX_MANIFEST_BYTES
+from .arrays import snapshot_arrays
 from .files import (
     Snapshot,
     decode_ids,
@@ -49,6 +50,7 @@ __all__ = [
     "publish_snapshot",
     "read_manifest",
     "read_published_manifest",
+    "snapshot_arrays",
     "snapshot_in_memory",
     "write_snapshot_files",
     "writer_of",

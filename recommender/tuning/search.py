@@ -35,8 +35,8 @@ import numpy as np
 from ..errors import TrainingAborted, TrainingError
 from ..models import FittedModel, Setting, make_family
 from ..models.als import AlsModel
-from ..ranking import PairedComparison, paired_bootstrap
-from ..training import AlsParams, TrainedFactors, train_als
+from ..models.als_training import AlsParams, TrainedFactors, train_als
+from ..user_metrics import PairedComparison, paired_bootstrap
 from ..window import WindowEvents
 from .space import TUNABLE, SearchSpace
 from .validation import ValidationSplit, per_user_ndcg, split

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from ..models import FittedModel, History, Sequences, TrainingData
 from ..models.data import pair_matrix, recent_sequences
-from ..ranking import per_user_metrics, top_k_rows
+from ..user_metrics import per_user_metrics, top_k_rows
 from ..window import WindowEvents
 
 __all__ = ["ValidationSplit", "per_user_ndcg", "split"]

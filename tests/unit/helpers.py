@@ -41,8 +41,8 @@ def publish_window(model_dir, version, events, *, factors=2, params=None, manife
     manifest); returns its path."""
     from pathlib import Path
 
-    from recommender.snapshot import publish_snapshot
-    from recommender.training import AlsParams, snapshot_arrays, train_als
+    from recommender.models.als_training import AlsParams, train_als
+    from recommender.snapshot import publish_snapshot, snapshot_arrays
 
     window = InteractionWindow(1_000_000)
     append_events(window, events)
@@ -66,8 +66,7 @@ def publish_family(model_dir, version, events, family, params=None):
     from pathlib import Path
 
     from recommender.models import make_family
-    from recommender.snapshot import publish_snapshot
-    from recommender.training import snapshot_arrays
+    from recommender.snapshot import publish_snapshot, snapshot_arrays
 
     window = InteractionWindow(1_000_000)
     append_events(window, events)

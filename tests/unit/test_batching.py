@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from recommender.model import RecommenderModel
-from recommender.server.batching import ScoreBatcher
+from recommender.serving.batching import ScoreBatcher
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
 
 from .helpers import block_events, publish_window

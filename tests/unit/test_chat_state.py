@@ -3,8 +3,8 @@
 import pytest
 
 import recommender.server.seed_api as seed_api
-from recommender.model import RecommenderModel
 from recommender.server.seed_api import ChatState
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
 
 from .helpers import block_events, publish_window

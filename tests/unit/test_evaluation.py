@@ -210,7 +210,7 @@ def test_prequential_fold_in_weighs_fresh_events_as_the_newest_window_events(tmp
     """The replay must serve as the server does: with a half-life, fresh events are scaled by
     the window's newest weight (else decay would be judged against a handicapped fold-in)."""
     import recommender.evaluation.prequential as prequential
-    from recommender.training import AlsParams
+    from recommender.models.als_training import AlsParams
 
     built = []
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 
 from recommender.broker import free_port
-from recommender.fresh import FreshEvents
 from recommender.items import Catalog
 from recommender.kafka import BrokerHealth, KafkaSettings
 from recommender.server.exposures import ExposureLog
 from recommender.server.metrics import ServerMetrics
+from recommender.serving.fresh import FreshEvents
 
 
 def _dropped(metrics: ServerMetrics, reason: str) -> float:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recommender.foldin import solve_symmetric
+from recommender.models.foldin import solve_symmetric
 
 
 def test_a_definite_system_is_solved_exactly():

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.events import format_event, parse_values
-from recommender.fresh import FreshEvents
+from recommender.serving.fresh import FreshEvents
 
 
 def add(store, events, partition=0, start=0):

@@ -7,7 +7,7 @@ import pytest
 
 from recommender.items import Catalog
 from recommender.items.fresh import FreshItems
-from recommender.model import RecommenderModel
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
 
 from .helpers import block_events, publish_window

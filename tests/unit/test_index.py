@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.index import AnnSettings, ExactTopK, GraphTopK, make_top_k
-from recommender.model import RecommenderModel
+from recommender.serving.index import AnnSettings, ExactTopK, GraphTopK, make_top_k
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
 
 from .helpers import block_events, publish_window
@@ -116,7 +116,7 @@ def test_the_model_answers_every_kind_of_user_through_the_graph(tmp_path):
 def test_select_top_is_the_best_n_finite_scores_best_first(size, dense, banned, n, seed):
     """Dense or sparse (mostly zeros, as an item-item family's: its own path), with banned
     (-inf) entries and ties."""
-    from recommender.index import select_top
+    from recommender.serving.index import select_top
 
     rng = np.random.default_rng(seed)
     scores = np.where(rng.random(size) < dense, rng.integers(-3, 6, size) / 2, 0.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recommender.model import RecommenderModel
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
 
 from .helpers import block_events, publish_window
@@ -123,7 +123,7 @@ def test_explanation_contributions_add_up_to_the_fold_in_score(model):
 
 
 def test_fold_in_of_a_heavy_user_is_bounded_and_keeps_fresh_items(model, monkeypatch):
-    import recommender.foldin as foldin_module
+    import recommender.models.foldin as foldin_module
 
     monkeypatch.setattr(foldin_module, "MAX_FOLD_IN_ITEMS", 3)
     used = []
@@ -142,7 +142,7 @@ def test_fold_in_of_a_heavy_user_is_bounded_and_keeps_fresh_items(model, monkeyp
 
 
 def test_recency_weighted_popular_differs_from_plain_counts(tmp_path):
-    from recommender.model import RecommenderModel
+    from recommender.serving.model import RecommenderModel
     from recommender.snapshot import load_snapshot
 
     # publish_window stamps events 0, 1, 2, ... ms: "new" is bought last, "old" more often.
@@ -158,7 +158,7 @@ def test_fold_in_is_implicits_own_user_solve_with_likes_dislikes_and_neutral(tmp
     for the same weights, including negative (disliked) and zero (neutral) ones."""
     import scipy.sparse as sp
 
-    from recommender.training import AlsParams, _als
+    from recommender.models.als_training import AlsParams, _als
 
     params = AlsParams(factors=4, iterations=8, alpha=alpha, regularization=0.1)
     path = publish_window(tmp_path, 1, block_events(), params=params)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from recommender.index import AnnSettings
-from recommender.model import RecommenderModel
 from recommender.models import AlsFamily, AlsModel, History, Setting, TrainingData
+from recommender.models.als_training import AlsParams
 from recommender.models.base import Sequences
+from recommender.serving.index import AnnSettings
+from recommender.serving.model import RecommenderModel
 from recommender.snapshot import load_snapshot
-from recommender.training import AlsParams
 
 from .helpers import block_events, publish_window
 

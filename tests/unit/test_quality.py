@@ -11,10 +11,10 @@ import pytest
 from recommender.builder import BuilderConfig, BuilderStats
 from recommender.builder.publish import Publisher, RetrainJob
 from recommender.models import AlsModel, Setting
+from recommender.models.als_training import AlsParams, train_als
 from recommender.quality import GateModel, compare_models
 from recommender.store import LocalStore
 from recommender.synthetic import TasteModel
-from recommender.training import AlsParams, train_als
 from recommender.window import InteractionWindow
 
 from .helpers import append_events

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recommender.errors import TrainingAborted, TrainingError
-from recommender.training import AlsParams, check_factors, train_als
+from recommender.models.als_training import AlsParams, check_factors, train_als
 from recommender.window import InteractionWindow
 
 from .helpers import append_events
@@ -73,7 +73,7 @@ def test_bad_hyper_parameters_are_refused(bad):
 
 def test_device_auto_falls_back_to_the_cpu_and_gpu_says_what_it_needs():
     from recommender.errors import ConfigError
-    from recommender.training import gpu_available, resolve_device
+    from recommender.models.als_training import gpu_available, resolve_device
 
     assert resolve_device("cpu") == "cpu"
     if gpu_available():
@@ -84,7 +84,7 @@ def test_device_auto_falls_back_to_the_cpu_and_gpu_says_what_it_needs():
             resolve_device("gpu")
 
 
-@pytest.mark.skipif("not __import__('recommender.training').training.gpu_available()")
+@pytest.mark.skipif("not __import__('recommender.models.als_training').models.als_training.gpu_available()")
 def test_gpu_training_learns_the_same_blocks_as_the_cpu():
     """Runs only where implicit can use a GPU (CUDA and rmm): not on CI."""
     matrix = checkerboard()
@@ -107,7 +107,7 @@ def test_blas_runs_single_threaded_after_training_starts() -> None:
         "from recommender.blas import limit_blas_threads\n"
         "limit_blas_threads()\n"  # nothing loaded yet: a limit set now reaches no library
         "import scipy.linalg\n"
-        "from recommender.training import AlsParams, _als\n"
+        "from recommender.models.als_training import AlsParams, _als\n"
         "_als(AlsParams(factors=4, iterations=1))\n"
         "print([lib['num_threads'] for lib in threadpoolctl.threadpool_info()"
         " if lib['user_api'] == 'blas'])\n"

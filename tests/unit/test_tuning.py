@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from recommender.models import FAMILIES, Setting
+from recommender.models.als_training import AlsParams
 from recommender.synthetic import SessionModel, TasteModel
-from recommender.training import AlsParams
 from recommender.tuning import SearchSpace, split, tune
 from recommender.window import InteractionWindow
 

@@ -6,18 +6,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .blas import limit_blas_threads
-from .errors import ConfigError, TrainingAborted, TrainingError
-
-if TYPE_CHECKING:
-    from .models.base import FittedModel
-    from .window import WindowMatrix
+from ..blas import limit_blas_threads
+from ..errors import ConfigError, TrainingAborted, TrainingError
 
 __all__ = [
     "AlsParams",
@@ -26,7 +22,6 @@ __all__ = [
     "check_factors",
     "gpu_available",
     "resolve_device",
-    "snapshot_arrays",
     "solve_users",
     "train_als",
 ]
@@ -226,36 +221,8 @@ def check_factors(
         )
     if user_factors.shape[1] != item_factors.shape[1]:
         raise TrainingError("user and item factors have different widths")
-    from .models.base import MAX_FACTOR
+    from .base import MAX_FACTOR
 
     for factors in (user_factors, item_factors):
         if factors.size and not bool(np.all(np.abs(factors) <= MAX_FACTOR)):  # NaN fails too
             raise TrainingError(f"ALS produced non-finite factors (or beyond {MAX_FACTOR:g})")
-
-
-def snapshot_arrays(
-    matrix: WindowMatrix, model: FittedModel | TrainedFactors
-) -> dict[str, np.ndarray]:
-    """The arrays of a snapshot (see :mod:`recommender.snapshot`) for one trained window: the
-    window's (ids, seen items, popularity, each user's recent items) and the model's own
-    (``TrainedFactors``: ALS's factors)."""
-    from .models.als import AlsModel
-    from .models.base import Sequences
-    from .snapshot import encode_ids
-
-    if isinstance(model, TrainedFactors):
-        model = AlsModel(model.user_factors, model.item_factors, {})
-    seen = matrix.user_items
-    sequences = matrix.sequences or Sequences.empty(len(matrix.user_ids))
-    return {
-        **model.arrays(),
-        "user_ids": encode_ids(matrix.user_ids),
-        "item_ids": encode_ids(matrix.item_ids),
-        "seen_indptr": seen.indptr.astype(np.int64),
-        "seen_indices": seen.indices.astype(np.int32),
-        "seen_weights": seen.data.astype(np.float32),
-        "popularity": matrix.popularity,
-        "recent_popularity": matrix.recent_popularity,
-        "recent_indptr": sequences.indptr.astype(np.int64),
-        "recent_items": sequences.items.astype(np.int32),
-    }

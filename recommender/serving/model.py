@@ -23,14 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .foldin import MAX_FOLD_IN_ITEMS, FoldIn
+from ..models import MAX_RECENT, FittedModel, History, LatentModel, family_of, model_class
+from ..models.answers import Answer, AnswerSource, Contribution, Query, ScoredItem
+from ..models.foldin import MAX_FOLD_IN_ITEMS, FoldIn
+from ..models.histories import UserHistories
+from ..models.popularity import PopularItems
+from ..ratings import RatingScale
+from ..snapshot import Snapshot
 from .index import AnnSettings, ExactTopK, make_top_k, select_top
-from .models import MAX_RECENT, FittedModel, History, LatentModel, family_of, model_class
-from .models.answers import Answer, AnswerSource, Contribution, Query, ScoredItem
-from .models.histories import UserHistories
-from .models.popularity import PopularItems
-from .ratings import RatingScale
-from .snapshot import Snapshot
 
 __all__ = [
     "MAX_FOLD_IN_ITEMS",
@@ -248,7 +248,7 @@ class RecommenderModel:
     def score_many(self, keys: Sequence[FloatArray | History]) -> FloatArray:
         """Scores of every item for each key (a latent family's vector, or a history): one
         batch (rows x items, fresh and writable). One matrix product for a batch reads the
-        model once instead of once per request (see :class:`~recommender.index.ExactTopK`)."""
+        model once instead of once per request (see :class:`~.index.ExactTopK`)."""
         if self.top_k is not None:
             return self.top_k.score_many(np.stack([np.asarray(k) for k in keys]))
         return self.fitted.score([k for k in keys if isinstance(k, History)])

@@ -24,8 +24,8 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .events import ParsedBatch
-from .vocab import Vocabulary
+from ..events import ParsedBatch
+from ..vocab import Vocabulary
 
 __all__ = ["EVENT_BYTES", "ID_BYTES", "DropReason", "FreshEvents", "FreshStats"]
 
