@@ -39,6 +39,7 @@ from recommender.kafka import KafkaSettings, create_topic  # noqa: E402
 from recommender.models.als_training import AlsParams, train_als  # noqa: E402
 from recommender.serving.index import AnnSettings  # noqa: E402
 from recommender.serving.model import RecommenderModel  # noqa: E402
+from recommender.serving.rules import Visibility  # noqa: E402
 from recommender.snapshot import (  # noqa: E402
     load_snapshot,
     publish_snapshot,
@@ -69,13 +70,14 @@ def bench_filter(items: int, queries: int) -> None:
     )
     users = rng.integers(0, model.n_users, queries)
     timings: dict[str, list[float]] = {"unfiltered": [], "category (1 %)": []}
+    visibility = Visibility(catalog, model.item_index)  # the server's per-model rules cache
     for name, item_filter in (
         ("unfiltered", None),
         ("category (1 %)", ItemFilter(frozenset({"rare"}))),
     ):
         for row in users.tolist():
             started = time.perf_counter()
-            banned, allowed = catalog.columns(model.version, model.item_index, item_filter)
+            banned, allowed = visibility.columns(item_filter)
             query = model.query_for_user(model.user_ids[row], 10)
             answer = model.answer(query, excluded=banned, allowed=allowed)
             timings[name].append(time.perf_counter() - started)

@@ -55,6 +55,17 @@ class RateLimitedLog:
         self._held: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: object, count: int = 1) -> None:
+        self._log(logging.WARNING, key, message, args, count, traceback=False)
+
+    def exception(self, key: str, message: str, *args: object) -> None:
+        """An error being handled (call it in an ``except`` block): its traceback only the first
+        time ``key`` is seen, then one line per interval with the count."""
+        self._log(logging.ERROR, key, message, args, 1, traceback=key not in self._last)
+
+    def _log(
+        self, level: int, key: str, message: str, args: tuple[object, ...], count: int, *,
+        traceback: bool,
+    ) -> None:  # fmt: skip
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -63,7 +74,7 @@ class RateLimitedLog:
         held = self._held.pop(key, 0) + count - 1
         self._last[key] = now
         suffix = f" (+{held} more like it since the last line)" if held else ""
-        self.logger.warning(message + suffix, *args)
+        self.logger.log(level, message + suffix, *args, exc_info=traceback)
 
 
 class SecretFilter(logging.Filter):

@@ -2,11 +2,15 @@
 
 Applied the moment a record is read (no retrain): a hidden, deleted, expired or not-yet-available
 item is never answered on any route, and ``category=`` / ``exclude_category=`` / ``label.k=v``
-filters select by the catalogue. What a request needs of it, a model's columns, is cached per
-(model version, catalogue version, the time's next change), so a request pays a dictionary
-lookup. Memory is bounded: at most ``max_items`` ids (new ones past it are refused and counted).
+filters select by the catalogue. What a request needs of it, a model's columns, is computed by
+:meth:`Catalog.columns` and cached by whoever holds that model (see
+:mod:`recommender.serving.rules`), keyed by :meth:`Catalog.state` (the catalogue's version and
+the time's next change). Memory is bounded: at most ``max_items`` ids (new ones past it are
+refused and counted).
 
-Pure and thread-safe: the follower thread updates it while request handlers read it.
+Pure and thread-safe: the follower thread updates it while request handlers read it. Records
+are parsed before the lock is taken, and applied under it a few hundred at a time, so a request
+never waits behind a burst.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import re
 import threading
 import time
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,7 +34,8 @@ IntArray = npt.NDArray[np.int64]
 #: Forgiving matches score at least this (rapidfuzz WRatio, 0 to 100) against the typed title.
 FORGIVING_CUTOFF: Final = 75.0
 _NOT_WORD = re.compile(r"[^\w]+")
-_FILTER_CACHE: Final = 64
+#: Records applied under the lock at once (a request waits at most for these).
+_APPLY_STEP: Final = 256
 
 
 def normalize_title(text: str) -> str:
@@ -77,7 +81,6 @@ class Catalog:
         self.version = 0
         self.rejected: dict[str, int] = {}
         self.applied = 0
-        self._cache: OrderedDict[tuple[Any, ...], tuple[IntArray, IntArray | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,29 +97,40 @@ class Catalog:
     ) -> list[ItemRecord | Deletion]:
         """As :meth:`update`; returns what was applied."""
         keys = list(keys)
+        records = [
+            parse_item_record(keys[k] if k < len(keys) else None, value)
+            for k, value in enumerate(values)
+        ]
         done: list[ItemRecord | Deletion] = []
-        with self._lock:
-            for k, value in enumerate(values):
-                parsed = parse_item_record(keys[k] if k < len(keys) else None, value)
-                if isinstance(parsed, Rejected):
-                    self.rejected[parsed.reason] = self.rejected.get(parsed.reason, 0) + 1
-                    continue
-                if isinstance(parsed, Deletion):
-                    self._remove(parsed.id)
-                    self._deleted.add(parsed.id)
-                elif parsed.id not in self._items and len(self._items) >= self.max_items:
-                    self.rejected["catalog_full"] = self.rejected.get("catalog_full", 0) + 1
-                    continue
-                else:
-                    self._remove(parsed.id)
-                    self._deleted.discard(parsed.id)
-                    self._add(parsed)
-                done.append(parsed)
-            while len(self._deleted) > self.max_items:  # remembered to keep them unshown
-                self._deleted.pop()
-            if done:
-                self.version += 1
-                self.applied += len(done)
+        for lo in range(0, len(records), _APPLY_STEP):
+            with self._lock:
+                done += self._apply(records[lo : lo + _APPLY_STEP])
+        return done
+
+    def _apply(
+        self, records: list[ItemRecord | Deletion | Rejected]
+    ) -> list[ItemRecord | Deletion]:
+        done: list[ItemRecord | Deletion] = []
+        for parsed in records:
+            if isinstance(parsed, Rejected):
+                self.rejected[parsed.reason] = self.rejected.get(parsed.reason, 0) + 1
+                continue
+            if isinstance(parsed, Deletion):
+                self._remove(parsed.id)
+                self._deleted.add(parsed.id)
+            elif parsed.id not in self._items and len(self._items) >= self.max_items:
+                self.rejected["catalog_full"] = self.rejected.get("catalog_full", 0) + 1
+                continue
+            else:
+                self._remove(parsed.id)
+                self._deleted.discard(parsed.id)
+                self._add(parsed)
+            done.append(parsed)
+        while len(self._deleted) > self.max_items:  # remembered to keep them unshown
+            self._deleted.pop()
+        if done:
+            self.version += 1
+            self.applied += len(done)
         return done
 
     def _add(self, record: ItemRecord) -> None:
@@ -201,9 +215,14 @@ class Catalog:
         passed = int(np.searchsorted(bounds, now_ms, side="right"))
         return int(bounds[passed - 1]) if passed else 0
 
+    def state(self, now_ms: int) -> tuple[int, int]:
+        """What :meth:`columns` depends on besides its arguments: (the version, the time of the
+        last opening or closing of an item's availability window)."""
+        with self._lock:
+            return self.version, self._epoch(now_ms)
+
     def columns(
         self,
-        model_version: int,
         item_index: Mapping[str, int],
         item_filter: ItemFilter | None = None,
         *,
@@ -211,16 +230,17 @@ class Catalog:
         now_ms: int | None = None,
     ) -> tuple[IntArray, IntArray | None]:
         """For a model's columns: (the columns never to answer, the only columns allowed or
-        None for any). Cached per model, catalogue version, availability epoch and filter."""
+        None for any). Not cached here: the model's holder caches it (see :meth:`state`)."""
         now = now_ms if now_ms is not None else _now()
         with self._lock:
-            key = (model_version, self.version, self._epoch(now), catalog_only, item_filter)
-            found = self._cache.get(key)
-            if found is not None:
-                self._cache.move_to_end(key)
-                return found
+            # Deleted ids may far outnumber the model's items (tombstones of ids it never
+            # knew): walk the smaller of the two.
+            if len(self._deleted) > len(item_index):
+                deleted = {i for i in item_index if i in self._deleted}
+            else:
+                deleted = {i for i in self._deleted if i in item_index}
             banned_ids = (
-                self._deleted
+                deleted
                 | self._hidden
                 | {i for i in self._timed if not self._items[i].shown_at(now)}
             )
@@ -247,16 +267,7 @@ class Catalog:
                 ),
                 dtype=np.int64,
             )
-        result = (np.unique(np.asarray(banned, dtype=np.int64)), allowed)
-        with self._lock:
-            self._cache[key] = result
-            while len(self._cache) > _FILTER_CACHE:
-                self._cache.popitem(last=False)
-        return result
-
-    def excluded_columns(self, version: int, item_index: dict[str, int]) -> IntArray:
-        """Columns of a model that are *not* in the catalogue, or may not be shown now."""
-        return self.columns(version, item_index, catalog_only=True)[0]
+        return np.unique(np.asarray(banned, dtype=np.int64)), allowed
 
     def allows(self, item: str, item_filter: ItemFilter | None, now_ms: int | None = None) -> bool:
         """Whether ``item`` passes ``item_filter`` and may be shown (for items no model knows)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,9 +51,11 @@ MAX_COLUMNS = 100
 class FreshItemsView:
     """The new items of one model: ids, vectors (rows; a latent family's), how each was made,
     their norms; for an item-item family ``columns`` instead: one row per new item, a
-    distribution over the model's items (see the module docstring)."""
+    distribution over the model's items (see the module docstring). ``model`` is the loaded
+    model they were made for: a view answers for that object only (:meth:`for_model`), never
+    for another that happens to carry the same version number."""
 
-    model_version: int
+    model: object
     ids: tuple[str, ...]
     vectors: FloatArray
     sources: tuple[Source, ...]
@@ -63,6 +65,10 @@ class FreshItemsView:
     @property
     def size(self) -> int:
         return len(self.ids)
+
+    def for_model(self, model: object) -> bool:
+        """Whether this view holds new items for ``model`` (that very object)."""
+        return self.size > 0 and self.model is model
 
     def scores(self, vector: FloatArray) -> FloatArray:
         return np.asarray(self.vectors @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
@@ -75,7 +81,7 @@ class FreshItemsView:
         return np.asarray(self.columns @ np.asarray(row, np.float32), np.float32).ravel()
 
 
-EMPTY = FreshItemsView(0, (), np.zeros((0, 1), np.float32), (), np.zeros(0, np.float32))
+EMPTY = FreshItemsView(None, (), np.zeros((0, 1), np.float32), (), np.zeros(0, np.float32))
 
 
 class FreshItems:
@@ -94,17 +100,19 @@ class FreshItems:
         self._model: Any = None
         self._user_folding: FoldIn | None = None
         self._category_means: dict[str, FloatArray] = {}
+        self._category_columns: dict[str, list[int]] = {}
         self.view: FreshItemsView = EMPTY
         self.folded = 0  # item fold-ins computed (metrics)
         self.fold_seconds = 0.0
 
     # -- input (the follower thread) -----------------------------------------------------------
 
-    def add_events(self, events: Iterable[tuple[str, str, float]], known: Any) -> int:
-        """Events (user, item, weight) of items ``known`` (a mapping of the model's items) does
-        not hold; returns how many were kept."""
+    def add_events(self, events: Iterable[tuple[str, str, float]]) -> int:
+        """Events (user, item, weight); those of items the model does not know are kept.
+        Returns how many were kept."""
         kept = 0
         with self._lock:
+            known = self._known()
             for user, item, weight in events:
                 if item in known:
                     continue
@@ -120,9 +128,10 @@ class FreshItems:
             self._bound()
         return kept
 
-    def add_content(self, items: Iterable[tuple[str, Iterable[str]]], known: Any) -> None:
-        """Catalogue records (item, categories) of items the model does not know."""
+    def add_content(self, items: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Catalogue records (item, categories); kept for the items the model does not know."""
         with self._lock:
+            known = self._known()
             for item, categories in items:
                 cats = frozenset(categories)
                 if item in known or not cats:
@@ -134,6 +143,9 @@ class FreshItems:
             while len(self._content) > self.max_items:
                 gone, _ = self._content.popitem(last=False)
                 self._forget(gone)
+
+    def _known(self) -> Mapping[str, int]:
+        return self._model.item_index if self._model is not None else {}
 
     def _bound(self) -> None:
         while len(self._events) > self.max_items:
@@ -162,18 +174,17 @@ class FreshItems:
             self._dirty = set(self._events) | set(self._content)
         self.refresh()
 
-    def refresh(self, model: Any = None) -> None:
+    def refresh(self) -> None:
         """Recompute the vectors of items whose events or records changed (the follower calls
-        it after each batch), then publish a new view."""
+        it after each batch), then publish a new view. Only :meth:`rebase` changes the model."""
         with self._lock:
-            if model is not None and model is not self._model:
-                self._model = model
             model = self._model
             if model is None:
                 self.view = EMPTY
                 return
             dirty, self._dirty = self._dirty, set()
             started = time.perf_counter()
+            self._category_columns = {}  # for this batch: shared work
             fold = self._fold if model.latent else self._fold_columns
             for item in dirty:
                 found = fold(model, item)
@@ -234,21 +245,26 @@ class FreshItems:
         categories = self._content.get(item)
         if categories:
             for category in categories:
-                cols = [
-                    model.item_index[i]
-                    for i in self.catalog.members(category)
-                    if i in model.item_index
-                ]
+                cols = self._columns_of(model, category)
                 if cols:
                     weights[cols] += 1.0 / len(cols)
             if weights.any():
                 return _top_distribution(weights), "content"
         return None
 
+    def _columns_of(self, model: Any, category: str) -> list[int]:
+        """The model's columns of ``category``'s items, once per refresh: a burst of records
+        sharing a few categories costs one pass over each, not one per record."""
+        found = self._category_columns.get(category)
+        if found is None:
+            index = model.item_index
+            found = [index[i] for i in self.catalog.members(category) if i in index]
+            self._category_columns[category] = found
+        return found
+
     def _category_mean(self, model: Any, category: str) -> FloatArray | None:
         if category not in self._category_means:
-            members = self.catalog.members(category)
-            cols = [model.item_index[i] for i in members if i in model.item_index]
+            cols = self._columns_of(model, category)
             if not cols:
                 return None
             self._category_means[category] = np.asarray(
@@ -259,12 +275,12 @@ class FreshItems:
     def _make_view(self, model: Any) -> FreshItemsView:
         if not self._vectors:
             empty = np.zeros((0, max(model.factors, 1)), np.float32)
-            return FreshItemsView(model.version, (), empty, (), np.zeros(0, np.float32))
+            return FreshItemsView(model, (), empty, (), np.zeros(0, np.float32))
         ids = tuple(self._vectors)
         if not model.latent:
             rows = sp.vstack([self._vectors[i][0] for i in ids], format="csr")
             return FreshItemsView(
-                model.version,
+                model,
                 ids,
                 np.zeros((len(ids), 1), np.float32),
                 tuple(self._vectors[i][1] for i in ids),
@@ -273,7 +289,7 @@ class FreshItems:
             )
         vectors = np.stack([self._vectors[i][0] for i in ids]).astype(np.float32)
         return FreshItemsView(
-            model.version,
+            model,
             ids,
             vectors,
             tuple(self._vectors[i][1] for i in ids),
@@ -298,12 +314,3 @@ def _top_distribution(weights: npt.NDArray[np.float64]) -> sp.csr_matrix:
     return sp.csr_matrix(
         (values.astype(np.float32), cols, np.array([0, cols.size])), shape=(1, weights.size)
     )
-
-
-def merge(
-    answer_items: Sequence[Any], extra: Sequence[tuple[str, float]], wanted: int
-) -> list[tuple[str, float]]:
-    """The model's scored items and new items' (item, score) pairs, best ``wanted`` first."""
-    combined = [(s.item, s.score) for s in answer_items] + list(extra)
-    combined.sort(key=lambda pair: -pair[1])
-    return combined[:wanted]

@@ -1,26 +1,24 @@
 """The answering routes: ``/recommend`` (users, fresh users, anonymous sessions, experiments),
-the seed's ``/``, ``/similar`` and ``/popular``; what every answer shares: the catalogue's rules
-and filters, batched scoring, and an exposure logged under the answer's recommendation id."""
+the seed's ``/``, ``/similar`` and ``/popular``. Each parses and bounds its parameters into an
+:class:`~recommender.serving.query.Ask` and hands it to the serving pipeline once
+(:mod:`recommender.serving.pipeline`), which applies the catalogue's rules, scores, mixes an
+experiment's arms and logs the answer under its recommendation id."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from aiohttp import web
 
-from ..items import ItemFilter
-from ..online.experiments import ab_arm
-from ..serving.model import Answer, Query, RecommenderModel, ScoredItem
-from .experiments import ExperimentAnswer, experiments_of
-from .exposures import exposures_of
-from .new_items import new_item_scores, similar_with_new_items, with_new_items
+from ..models.answers import ScoredItem
+from ..online.exposures import Arm
+from ..serving.model import RecommenderModel
+from ..serving.pipeline import ModelPipeline, Served
+from ..serving.query import Ask
 from .page import INDEX_HTML
-from .state import BATCHER, CATALOG, CONFIG, FRESH, FRESH_ITEMS, HOLDER, METRICS
+from .state import CATALOG, CONFIG, FRESH, HOLDER, METRICS, SERVING
 from .validation import (
     bad_parameter,
     bool_param,
@@ -33,30 +31,32 @@ from .validation import (
 )
 
 __all__ = [
-    "answer_query",
     "items_json",
-    "log_exposure",
     "model_or_503",
     "n_param",
     "not_found",
+    "pipeline_or_503",
     "routes",
-    "shown_columns",
+    "serve",
 ]
 
 routes = web.RouteTableDef()
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
 
 
-def model_or_503(request: web.Request) -> RecommenderModel:
-    model = request.app[HOLDER].model
-    if model is None:
+def pipeline_or_503(request: web.Request) -> ModelPipeline:
+    """The champion's pipeline as it is now (a request keeps it, whatever is swapped in)."""
+    pipeline = request.app[HOLDER].pipeline
+    if pipeline is None:
         raise web.HTTPServiceUnavailable(
             text='{"error": "model_not_ready", "message": "no snapshot has been loaded yet; '
             'is the model builder running and has it retrained once?"}',
             content_type="application/json",
         )
-    return model
+    return pipeline
+
+
+def model_or_503(request: web.Request) -> RecommenderModel:
+    return pipeline_or_503(request).model
 
 
 def not_found(what: str, value: str) -> web.HTTPNotFound:
@@ -75,11 +75,17 @@ def _offset(request: web.Request) -> int:
     return int_param(request, "offset", default=0, minimum=0, maximum=request.app[CONFIG].max_n)
 
 
-def items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[str, Any]]:
+def items_json(
+    request: web.Request, items: Sequence[ScoredItem], credit: Sequence[Arm] | None = None
+) -> list[dict[str, Any]]:
+    """Answer items as JSON, with their catalogue metadata and, in an interleaved answer, the arm
+    that placed each one (its score is that arm's)."""
     catalog = request.app[CATALOG]
     out = []
-    for scored in items:
+    for k, scored in enumerate(items):
         entry: dict[str, Any] = {"item": scored.item, "score": scored.score}
+        if credit is not None:
+            entry["arm"] = credit[k]
         metadata = catalog.get(scored.item)
         if metadata is not None:
             entry["metadata"] = metadata
@@ -87,162 +93,77 @@ def items_json(request: web.Request, items: Sequence[ScoredItem]) -> list[dict[s
     return out
 
 
-def shown_columns(
-    request: web.Request, model: RecommenderModel, item_filter: ItemFilter | None = None
-) -> tuple[IntArray, IntArray | None]:
-    """(columns never to answer: hidden, deleted, expired, not yet available, outside the
-    catalogue with --catalog-only, in an excluded category; the only columns allowed by a
-    category or label filter, or None)."""
-    return request.app[CATALOG].columns(
-        model.version,
-        model.item_index,
-        item_filter,
-        catalog_only=request.app[CONFIG].catalog_only,
-    )
-
-
-async def answer_query(
-    request: web.Request,
-    model: RecommenderModel,
-    query: Query,
-    item_filter: ItemFilter | None = None,
-    seen: frozenset[str] = frozenset(),
-) -> Answer:
-    """Score (batched with concurrent requests) and pick the top items of a query, as the
-    catalogue allows."""
-    excluded, allowed = shown_columns(request, model, item_filter)
-    if allowed is not None and allowed.size * 4 > model.n_items:
-        # A wide filter: the usual path (graph or batched product) without the rest.
-        excluded = np.union1d(excluded, np.setdiff1d(np.arange(model.n_items), allowed))
-        allowed = None
-    scores = None
-    key = query.vector if query.vector is not None else query.history
-    if key is not None and not model.approximate and allowed is None:
-        # Exact scoring reads the whole model: share that read with concurrent requests.
-        scores = await request.app[BATCHER].score(model, key)
-    scores, new_scores = new_item_scores(request.app[FRESH_ITEMS].view, model, query, scores)
-    answer = model.answer(query, scores, excluded=excluded, allowed=allowed)
-    answer = with_new_items(request, model, query, answer, item_filter, seen, new_scores)
+async def serve(request: web.Request, ask: Ask) -> Served:
+    """``ask`` through the serving pipeline (the champion's as it is now, or the experiment's
+    arms), counted."""
+    pipeline = pipeline_or_503(request)
+    served = await request.app[SERVING].answer(ask, pipeline)
     metrics = request.app[METRICS]
-    metrics.answers.labels(answer.source).inc()
-    if answer.fallback:
+    metrics.answers.labels(served.source).inc()
+    if served.fallback:
         metrics.fallbacks.inc()
-    return answer
+    return served
 
 
 @routes.get("/recommend")
 async def recommend(request: web.Request) -> web.Response:
-    """Top-n for a user (``user=``) or for an anonymous list of items (``items=``)."""
+    """Top-n for a user (``user=``) or for an anonymous list of items (``items=``). ``score``:
+    the model family's score of the item for this history (its own scale: compare within one
+    answer); an answer whose ``source`` is ``popular`` scores by event counts in the window;
+    in an interleaved experiment each item says the ``arm`` that placed it."""
     has_user, has_items = "user" in request.query, "items" in request.query
     if has_user == has_items:
         bad_parameter("user", "give exactly one of user= or items=")
     n, offset = n_param(request), _offset(request)
-    exclude = id_list_param(request, "exclude")
+    exclude = tuple(id_list_param(request, "exclude"))
     filter_seen = bool_param(request, "filter_seen", default=True)
     item_filter = filter_params(request)
     body: dict[str, Any]
     if has_user:
         user = id_param(request, "user")
-        model = model_or_503(request)
+        pipeline_or_503(request)
         fresh = request.app[FRESH].events(user)
-        options: dict[str, Any] = {
-            "filter_seen": filter_seen,
-            "exclude": exclude,
-            "offset": offset,
-            "fresh": fresh,
-        }
-        body = {"user": user, "fresh_events": len(fresh)}
-        tried = (
-            await _in_experiment(request, model, user, n, options, item_filter)
-            if not offset
-            else None
+        ask = Ask(
+            kind="user",
+            route="/recommend",
+            n=n,
+            offset=offset,
+            user=user,
+            exclude=exclude,
+            filter_seen=filter_seen,
+            item_filter=item_filter,
+            fresh=tuple(fresh),
+            experiment=not offset,
         )
-        if tried is not None:
-            answer = tried.answer
-            rec_id = exposures_of(request.app).record(
-                route="/recommend",
-                items=[s.item for s in answer.items],
-                model_version=model.version,
-                family=model.family,
-                user=user,
-                arm=tried.arm,
-                credit=tried.credit,
-                experiment=tried.spec.id,
-                challenger_version=tried.challenger_version,
-                recommendation_id=tried.recommendation_id,
-            )
-            body["arm"] = tried.arm or "interleaved"
-        else:
-            query = model.query_for_user(user, n, **options)
-            seen = frozenset(exclude) | (
-                frozenset(i for i, _ in fresh) if filter_seen else frozenset()
-            )
-            answer = await answer_query(request, model, query, item_filter, seen)
-            rec_id = log_exposure(request, "/recommend", answer.items, model, user=user)
+        body = {"user": user, "fresh_events": len(fresh)}
     else:
         items = id_list_param(request, "items")
         if not items:
             bad_parameter("items", "must list at least one item")
-        model = model_or_503(request)
-        query = model.query_for_items(items, n, exclude=exclude, offset=offset)
+        ask = Ask(
+            kind="items",
+            route="/recommend",
+            n=n,
+            offset=offset,
+            items=tuple(items),
+            exclude=exclude,
+            item_filter=item_filter,
+        )
         body = {"items_given": items}
-        seen = frozenset(items) | frozenset(exclude)
-        answer = await answer_query(request, model, query, item_filter, seen)
-        rec_id = log_exposure(request, "/recommend", answer.items, model, session=items)
+    served = await serve(request, ask)
+    if served.experiment is not None:
+        body["arm"] = served.arm or "interleaved"
     body.update(
         {
-            "items": items_json(request, answer.items),
-            "source": answer.source,
-            "fallback": answer.fallback,
+            "items": items_json(request, served.items, served.credit),
+            "source": served.source,
+            "fallback": served.fallback,
             "offset": offset,
-            "model_version": model.version,
-            "recommendation_id": rec_id,
+            "model_version": served.model.version,
+            "recommendation_id": served.recommendation_id,
         }
     )
     return json_response(body)
-
-
-async def _in_experiment(
-    request: web.Request,
-    champion: RecommenderModel,
-    user: str,
-    n: int,
-    options: dict[str, Any],
-    item_filter: ItemFilter | None,
-) -> ExperimentAnswer | None:
-    """The answer of the running experiment for ``user``, or None outside one."""
-    experiments = experiments_of(request.app)
-    spec, challenger = experiments.current(), experiments.challenger.model
-    if spec is None or challenger is None:
-        return None
-    arms: dict[str, RecommenderModel] = {"champion": champion, "challenger": challenger}
-    wanted = [ab_arm(spec, user)] if spec.mode == "ab" else list(arms)
-    answers = {}
-    for arm in wanted:
-        used = arms[arm]
-        query = used.query_for_user(user, n, **options)
-        answers[arm] = await answer_query(request, used, query, item_filter)
-    return experiments.answer(champion, user, answers, n)
-
-
-def log_exposure(
-    request: web.Request,
-    route: str,
-    items: Sequence[ScoredItem],
-    model: RecommenderModel,
-    *,
-    user: str | None = None,
-    session: Sequence[str] = (),
-) -> str:
-    """The answer's recommendation id (its exposure logged, when a topic is set)."""
-    return exposures_of(request.app).record(
-        route=route,
-        items=[s.item for s in items],
-        model_version=model.version,
-        family=model.family,
-        user=user,
-        session=session,
-    )
 
 
 @routes.get("/")
@@ -255,57 +176,62 @@ async def index(request: web.Request) -> web.StreamResponse:
     n = int_param(
         request, "recommendationsNumber", default=config.default_n, minimum=1, maximum=config.max_n
     )
-    model = model_or_503(request)
-    query = model.query_for_user(user, n, fresh=request.app[FRESH].events(user))
-    answer = await answer_query(request, model, query)
-    rec_id = log_exposure(request, "/", answer.items, model, user=user)
+    pipeline_or_503(request)
+    fresh = tuple(request.app[FRESH].events(user))
+    served = await serve(request, Ask(kind="user", route="/", n=n, user=user, fresh=fresh))
     return json_response(
         {
             "user_id": user,
-            "recommended_items": [s.item for s in answer.items],
-            "recommendation_id": rec_id,
+            "recommended_items": [s.item for s in served.items],
+            "recommendation_id": served.recommendation_id,
         }
     )
 
 
 @routes.get("/similar")
 async def similar(request: web.Request) -> web.Response:
+    """Items similar to ``item`` as the model family sees them (``score``: ALS's cosine of the
+    factors; an item-item family's similarity)."""
     item, n = id_param(request, "item"), n_param(request)
-    model = model_or_503(request)
-    item_filter = filter_params(request)
-    excluded, allowed = shown_columns(request, model, item_filter)
-    similar_of = functools.partial(
-        similar_with_new_items, request, model, item_filter, excluded, allowed
+    pipeline = pipeline_or_503(request)
+    ask = Ask(
+        kind="similar", route="/similar", n=n, items=(item,), item_filter=filter_params(request)
     )
-    if model.approximate:  # a large catalogue: scoring every item is for a thread
-        found = await asyncio.to_thread(similar_of, item, n)
+    serving = request.app[SERVING]
+    if pipeline.model.approximate:  # a large catalogue: scoring every item is for a thread
+        served = await asyncio.to_thread(serving.similar, ask, pipeline)
     else:
-        found = similar_of(item, n)
-    if found is None:
+        served = serving.similar(ask, pipeline)
+    if served is None:
         raise not_found("item", item)
-    rec_id = log_exposure(request, "/similar", found, model, session=[item])
     return json_response(
         {
             "item": item,
-            "items": items_json(request, found),
-            "model_version": model.version,
-            "recommendation_id": rec_id,
+            "items": items_json(request, served.items),
+            "model_version": served.model.version,
+            "recommendation_id": served.recommendation_id,
         }
     )
 
 
 @routes.get("/popular")
 async def popular(request: web.Request) -> web.Response:
+    """The most popular items (``score``: events in the window; ``recent``: recency-weighted)."""
     n, offset = n_param(request), _offset(request)
-    recent = bool_param(request, "recent", default=False)
-    model = model_or_503(request)
-    excluded, allowed = shown_columns(request, model, filter_params(request))
-    items = model.popular(n, offset=offset, recent=recent, excluded=excluded, allowed=allowed)
+    ask = Ask(
+        kind="popular",
+        route="/popular",
+        n=n,
+        offset=offset,
+        recent=bool_param(request, "recent", default=False),
+        item_filter=filter_params(request),
+    )
+    served = await serve(request, ask)
     return json_response(
         {
-            "items": items_json(request, items),
+            "items": items_json(request, served.items),
             "offset": offset,
-            "model_version": model.version,
-            "recommendation_id": log_exposure(request, "/popular", items, model),
+            "model_version": served.model.version,
+            "recommendation_id": served.recommendation_id,
         }
     )

@@ -11,16 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ..items import Catalog
-from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, parse_overrides
+from ..logs import RateLimitedLog
 from ..serving.batching import ScoreBatcher
 from ..serving.fresh import FreshEvents
+from ..serving.pipeline import Serving
 from ..store import open_store
 from .answers import routes as answer_routes
 from .chat_state import AskedMemory, Registrations, SharedRegistry
 from .experiments import Experiments, experiments_of
 from .experiments import routes as experiment_routes
 from .exposures import ExposureLog, exposures_of
+from .feed import Feed
 from .follower import Coverage, Follower
 from .ingest import MAX_BODY_BYTES, Ingest
 from .metrics import ServerMetrics
@@ -35,12 +37,13 @@ from .state import (
     COVERAGE,
     EXPERIMENTS,
     EXPOSURES,
+    FEED,
     FRESH,
-    FRESH_ITEMS,
     HEALTH,
     HOLDER,
     INGEST,
     METRICS,
+    SERVING,
     STORE,
     ModelHolder,
     ServerConfig,
@@ -51,6 +54,7 @@ from .watcher import snapshot_watcher
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+_failures = RateLimitedLog(log, interval=60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,8 +83,22 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
-    except Exception:
-        log.exception("error answering %s %s", request.method, request.path_qs)
+    except Exception as exc:
+        # Logged once per cause with its traceback, then counted: a bug hit by every request
+        # must not bury the log under tracebacks.
+        request.app[METRICS].server_errors.labels(route).inc()
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        cause = f"{route} {type(exc).__name__} {where.tb_frame.f_code.co_filename if where else ''}"
+        _failures.exception(
+            f"{cause}:{where.tb_lineno if where else 0}",
+            "error answering %s %s: %s: %s",
+            request.method,
+            route,
+            type(exc).__name__,
+            exc,
+        )
         response = json_error(500, "internal_error", "the server failed to answer; see its log")
     request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started)
     return response
@@ -117,13 +135,11 @@ async def kafka_clients(app: web.Application) -> AsyncIterator[None]:
             topic=config.topic,
             items_topic=config.items_topic,
             fresh=app[FRESH],
-            catalog=app[CATALOG],
+            feed=app[FEED],
             current_model=lambda: holder.model,
             metrics=app[METRICS],
             health=app[HEALTH],
             control_topic=experiments_of(app).topic,
-            on_control=experiments_of(app).apply,
-            fresh_items=app[FRESH_ITEMS],
         )
         app[COVERAGE] = follower
         follower.start()
@@ -149,14 +165,13 @@ def create_app(
         handler_args={"max_line_size": 131_072},
         client_max_size=MAX_BODY_BYTES,
     )
-    holder = ModelHolder()
+    catalog = Catalog()
+    holder = ModelHolder(catalog, config)
     fresh = FreshEvents(
         max_bytes=config.fresh_memory,
         max_per_user=config.max_fresh_per_user,
         max_users=config.max_fresh_users,
     )
-    catalog = Catalog()
-    app[FRESH_ITEMS] = FreshItems(catalog, max_items=config.max_fresh_items)
     health = BrokerHealth()
     app[CONFIG] = config
     app[HEALTH] = health
@@ -175,13 +190,31 @@ def create_app(
         health if config.kafka is not None else None,
         lambda: holder.builder_status,
         lambda: holder.online_status,
-        lambda: app[FRESH_ITEMS].counts(),
+        holder.new_items.counts,
     )
     app[BATCHER] = ScoreBatcher(window=config.batch_window, on_batch=metrics.score_batch.observe)
     app[COVERAGE] = Coverage()
     app[INGEST] = None
     app[EXPOSURES] = ExposureLog(config.kafka, config.exposures_topic, metrics, health)
-    app[EXPERIMENTS] = Experiments(config, config.kafka)
+    app[EXPERIMENTS] = experiments = Experiments(config, config.kafka, catalog)
+    app[SERVING] = Serving(
+        champion=lambda: holder.pipeline,
+        challenger=lambda: experiments.challenger.pipeline,
+        experiment=experiments.current,
+        score=app[BATCHER].score,
+        exposures=app[EXPOSURES],  # type: ignore[arg-type]
+        on_arm_failure=metrics.arm_failures.inc,
+    )
+    app[FEED] = Feed(
+        catalog=catalog,
+        fresh=fresh,
+        served=lambda: [
+            (h.model, h.new_items) for h in (holder, experiments.challenger) if h.model is not None
+        ],
+        coverage=lambda model: app[COVERAGE].positions(model),
+        metrics=metrics,
+        on_control=experiments.apply,
+    )
 
     app.add_routes(answer_routes)
     app.add_routes(routes)

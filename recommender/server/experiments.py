@@ -26,48 +26,26 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from ..items import Catalog
 from ..kafka import BrokerHealth, KafkaSettings
-from ..online.experiments import ExperimentSpec, Mode, ab_arm, team_draft
-from ..online.exposures import Arm, new_recommendation_id
-from ..serving.model import Answer, RecommenderModel, ScoredItem
+from ..online.experiments import ExperimentSpec, Mode
 from ..store import SnapshotStore, open_store
 from .state import EXPERIMENTS, HEALTH, HOLDER, ModelHolder, ServerConfig
 from .validation import json_error, json_response
 
-__all__ = ["ExperimentAnswer", "Experiments", "routes"]
+__all__ = ["Experiments", "routes"]
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
 
-class ExperimentAnswer:
-    """An answer made in an experiment: the items, and who contributed what."""
-
-    def __init__(
-        self,
-        answer: Answer,
-        *,
-        spec: ExperimentSpec,
-        recommendation_id: str,
-        arm: Arm | None = None,
-        credit: list[Arm] | None = None,
-        challenger_version: int,
-    ) -> None:
-        self.answer = answer
-        self.spec = spec
-        self.recommendation_id = recommendation_id
-        self.arm = arm
-        self.credit = credit
-        self.challenger_version = challenger_version
-
-
 class Experiments:
     """The challenger and the running experiment of one server process."""
 
-    def __init__(self, config: ServerConfig, kafka: KafkaSettings | None) -> None:
+    def __init__(self, config: ServerConfig, kafka: KafkaSettings | None, catalog: Catalog) -> None:
         self.store: SnapshotStore | None = None
-        self.challenger = ModelHolder()
+        self.challenger = ModelHolder(catalog, config)
         if config.challenger_model_dir:
             self.store = open_store(config.challenger_model_dir, cache_dir=config.cache_dir)
         self.spec: ExperimentSpec | None = None
@@ -120,44 +98,20 @@ class Experiments:
             raise RuntimeError("Kafka did not take the experiment record within 10 s")
         return True
 
-    def answer(
-        self,
-        champion: RecommenderModel,
-        user: str,
-        answers: dict[str, Answer],
-        n: int,
-    ) -> ExperimentAnswer | None:
-        """Combine per-arm answers (``answers``: by arm) as the running experiment says."""
-        spec = self.current()
-        challenger = self.challenger.model
-        if spec is None or challenger is None:
+    def problem(self) -> str | None:
+        """Why the challenger does not answer, in a sentence, or None when it does."""
+        if self.store is None:
             return None
-        rec_id = new_recommendation_id()
-        if spec.mode == "ab":
-            arm = ab_arm(spec, user)
-            return ExperimentAnswer(
-                answers[arm],
-                spec=spec,
-                recommendation_id=rec_id,
-                arm=arm,
-                challenger_version=challenger.version,
-            )
-        first, second = answers["champion"], answers["challenger"]
-        scores: dict[tuple[Arm, str], float] = {
-            **{("champion", s.item): s.score for s in first.items},
-            **{("challenger", s.item): s.score for s in second.items},
-        }
-        items, credit = team_draft(
-            [s.item for s in first.items], [s.item for s in second.items], n, seed=rec_id
-        )
-        merged = [ScoredItem(i, scores[(a, i)]) for i, a in zip(items, credit, strict=True)]
-        return ExperimentAnswer(
-            Answer(merged, first.source),
-            spec=spec,
-            recommendation_id=rec_id,
-            credit=credit,
-            challenger_version=challenger.version,
-        )
+        refused = self.challenger.refused
+        if self.challenger.model is None:
+            if refused:
+                return (
+                    f"no challenger snapshot could be loaded from {self.store.location}: {refused}"
+                )
+            return f"no challenger snapshot loaded yet from {self.store.location}"
+        if refused:
+            return f"the challenger's newest snapshot was refused (an older one answers): {refused}"
+        return None
 
     def status(self, online: dict[str, Any] | None) -> dict[str, Any]:
         spec = self.current()
@@ -169,6 +123,8 @@ class Experiments:
             "challenger": None
             if challenger is None
             else {"version": challenger.version, "family": challenger.family},
+            # Why no challenger answers (none loaded, or its newest snapshot refused), or None.
+            "challenger_problem": self.problem(),
             "challenger_store": None if self.store is None else self.store.location,
             "results": results,
             "verdict": (results or {}).get("verdict", "undecided"),

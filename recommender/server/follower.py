@@ -23,9 +23,6 @@ from typing import Any
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from ..events import parse_values
-from ..items import Catalog, ItemRecord
-from ..items.fresh import FreshItems
 from ..kafka import (
     BrokerHealth,
     KafkaSettings,
@@ -40,6 +37,7 @@ from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
 from ..serving.fresh import FreshEvents
 from ..serving.model import RecommenderModel
+from .feed import ITEMS_PER_STEP, Feed
 from .metrics import ServerMetrics
 
 __all__ = ["Coverage", "Follower"]
@@ -67,22 +65,18 @@ class Follower(Coverage):
         topic: str,
         items_topic: str | None,
         fresh: FreshEvents,
-        catalog: Catalog,
+        feed: Feed,
         current_model: Callable[[], RecommenderModel | None],
         metrics: ServerMetrics,
         health: BrokerHealth,
         control_topic: str | None = None,
-        on_control: Callable[[list[bytes | None]], None] = lambda values: None,
-        fresh_items: FreshItems | None = None,
     ) -> None:
         self.kafka = kafka
-        self.fresh_items = fresh_items
+        self.feed = feed
         self.control_topic = control_topic
-        self.on_control = on_control
         self.topic = topic
         self.items_topic = items_topic
         self.fresh = fresh
-        self.catalog = catalog
         self.current_model = current_model
         self.metrics = metrics
         self.health = health
@@ -251,22 +245,17 @@ class Follower(Coverage):
             else:
                 self.metrics.follower_errors.inc()
                 self._errors.warning("consume", "consumer error: %s", m.error())
-        items = [m for m in good if m.topic() == self.items_topic]
-        if items:  # applied at once: hidden, deleted or expired items leave every answer now
-            applied = self.catalog.apply([m.value() for m in items], [m.key() for m in items])
-            model = self.current_model()
-            if self.fresh_items is not None and model is not None:
-                self.fresh_items.add_content(
-                    [(r.id, r.categories) for r in applied if isinstance(r, ItemRecord)],
-                    model.item_index,
-                )
-                self.fresh_items.refresh(model)
-        controls = [m.value() for m in good if m.topic() == self.control_topic]
-        if controls:
-            self.on_control(controls)
+        # Events first: a user's newest clicks never wait behind a burst of item records.
         events = [m for m in good if m.topic() == self.topic]
         if events:
             self._follow(consumer, events)
+        controls = [m.value() for m in good if m.topic() == self.control_topic]
+        if controls:
+            self.feed.controls(controls)
+        items = [m for m in good if m.topic() == self.items_topic]
+        for lo in range(0, len(items), ITEMS_PER_STEP):
+            step = items[lo : lo + ITEMS_PER_STEP]
+            self.feed.items([m.value() for m in step], [m.key() for m in step])
 
     def _follow(self, consumer: Consumer, events: list[Message]) -> None:
         values, partitions, offsets, stamps = message_arrays(events)
@@ -277,37 +266,7 @@ class Follower(Coverage):
             keep = ~np.isin(partitions, list(resets))
             values = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
             partitions, offsets = partitions[keep], offsets[keep]
-        model = self.current_model()
-        parsed = parse_values(values, ratings=None if model is None else model.ratings)
-        if parsed.rejected.size:
-            self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
-        ok = parsed.accepted
-        partitions, offsets = partitions[ok], offsets[ok]
-        if model is not None and ok.size:
-            positions = self.positions(model)
-            limits = np.zeros(int(partitions.max()) + 1, np.int64)
-            for p, offset in positions.items():
-                if p < limits.size:
-                    limits[p] = offset
-            covered = offsets < limits[partitions]
-            if covered.any():  # already in the serving snapshot (possible right after a swap)
-                self.metrics.followed.labels("covered").inc(int(covered.sum()))
-                parsed = parsed.select(~covered)
-                partitions, offsets = partitions[~covered], offsets[~covered]
-        self.fresh.add(parsed, partitions, offsets)
-        self.metrics.followed.labels("fresh").inc(len(parsed))
-        if self.fresh_items is not None and model is not None and len(parsed):
-            # Events of items the model does not know: their vectors (item fold-in), now.
-            known = model.item_index
-            new = [
-                (u, i, w)
-                for u, i, w in zip(
-                    parsed.users(), parsed.items(), parsed.weights.tolist(), strict=True
-                )
-                if i not in known
-            ]
-            if new and self.fresh_items.add_events(new, known):
-                self.fresh_items.refresh(model)
+        self.feed.events(values, partitions, offsets)
 
     def _reset(self, consumer: Any, partition: int, reason: str) -> None:
         dropped = self.fresh.drop_partition(partition)

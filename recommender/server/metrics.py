@@ -299,6 +299,18 @@ class ServerMetrics:
             "or their vector could not be computed).",
             registry=registry,
         )
+        self.server_errors = Counter(
+            "recommender_server_errors",
+            "Requests answered 500 because the server failed (a bug: each cause is logged with "
+            "its traceback once, then counted), by route.",
+            ["route"],
+            registry=registry,
+        )
+        self.arm_failures = Counter(
+            "recommender_experiment_arm_failures",
+            "Experiment answers where the challenger failed and the champion answered alone.",
+            registry=registry,
+        )
         self.swaps = Counter(
             "recommender_model_swaps", "Snapshots loaded and swapped in.", registry=registry
         )
@@ -382,6 +394,16 @@ class ServerMetrics:
     def total(self, name: str, **labels: str) -> int:
         """The current value of one sample (0 before the first increment)."""
         return int(self.registry.get_sample_value(name, labels) or 0)
+
+    def totals(self, name: str, label: str) -> dict[str, int]:
+        """A counter's current values by one label (those above 0)."""
+        found: dict[str, int] = {}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name == name and sample.value > 0:
+                    key = sample.labels.get(label, "")
+                    found[key] = found.get(key, 0) + int(sample.value)
+        return found
 
     def render(self) -> bytes:
         if not self._multiprocess:

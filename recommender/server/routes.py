@@ -22,7 +22,7 @@ from .ingest import (
     recommendation_ids,
 )
 from .openapi import openapi_document
-from .state import CATALOG, CONFIG, FRESH, FRESH_ITEMS, HOLDER, INGEST, METRICS
+from .state import CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
 from .validation import (
     bad_parameter,
     check_id,
@@ -228,7 +228,7 @@ async def status(request: web.Request) -> web.Response:
                 model.manifest if model is not None else None, request.app[HOLDER].builder_status
             ),
             "fresh": {"users": fresh.users, "events": fresh.events},
-            "new_items": request.app[FRESH_ITEMS].counts(),
+            "new_items": request.app[HOLDER].new_items.counts(),
             "following": request.app[CONFIG].kafka is not None,
             "followed_events": metrics.total(followed, outcome="fresh")
             + metrics.total(followed, outcome="covered"),
@@ -246,6 +246,7 @@ async def status(request: web.Request) -> web.Response:
                 + sum(builder.get("rejected", {}).values()),
                 "rejected_snapshots": metrics.total("recommender_model_swap_failures_total"),
                 "failed_retrains": builder.get("retrains_failed", 0),
+                "server_errors": metrics.totals("recommender_server_errors_total", "route"),
             },
         }
     )

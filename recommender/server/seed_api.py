@@ -34,7 +34,8 @@ from ..items import ItemFilter
 from ..online.exposures import new_recommendation_id
 from ..ratings import RatingScale
 from ..serving.model import RecommenderModel
-from .answers import answer_query, log_exposure
+from ..serving.query import Ask
+from .answers import serve
 from .chat_state import AnswerMemory, AskedMemory, Registrations
 from .ingest import Ingest
 from .state import CATALOG, CHAT, CONFIG, FRESH, HOLDER, INGEST
@@ -329,11 +330,18 @@ async def recommend_for_chat(request: web.Request) -> web.Response:
                 "recommendation_id": new_recommendation_id(),  # nothing shown: nothing logged
             }
         )
-    query = model.query_for_user(user, top_n, fresh=fresh)
-    answer = await answer_query(request, model, query, _chat_filter(body))
-    rec_id = log_exposure(request, "/recommend (chat)", answer.items, model, user=user)
-    _chat(request).answers.remember(user, rec_id, [s.item for s in answer.items])
-    movies = [_metadata(request, s.item) for s in answer.items]
+    ask = Ask(
+        kind="user",
+        route="/recommend (chat)",
+        n=top_n,
+        user=user,
+        item_filter=_chat_filter(body),
+        fresh=tuple(fresh),
+    )
+    served = await serve(request, ask)
+    rec_id = served.recommendation_id
+    _chat(request).answers.remember(user, rec_id, [s.item for s in served.items])
+    movies = [_metadata(request, s.item) for s in served.items]
     return json_response(
         {
             "movies": movies,

@@ -18,7 +18,9 @@ from ..logs import LogFormat
 from ..serving.batching import ScoreBatcher
 from ..serving.fresh import FreshEvents
 from ..serving.model import RecommenderModel
+from ..serving.pipeline import ModelPipeline, Serving
 from ..store import SnapshotStore
+from .feed import Feed
 from .follower import Coverage
 from .metrics import ServerMetrics
 
@@ -30,12 +32,13 @@ __all__ = [
     "COVERAGE",
     "EXPERIMENTS",
     "EXPOSURES",
+    "FEED",
     "FRESH",
-    "FRESH_ITEMS",
     "HEALTH",
     "HOLDER",
     "INGEST",
     "METRICS",
+    "SERVING",
     "STORE",
     "ModelHolder",
     "ServerConfig",
@@ -104,11 +107,27 @@ class ServerConfig:
 
 
 class ModelHolder:
-    """Holds the serving model. Swapping is one reference assignment: a request that already
-    took ``holder.model`` finishes on that model, whatever is swapped in meanwhile."""
+    """Holds a served model's pipeline (the model and what is derived from it). Swapping is one
+    reference assignment: a request that already took ``holder.pipeline`` finishes on it,
+    whatever is swapped in meanwhile.
 
-    def __init__(self) -> None:
-        self.model: RecommenderModel | None = None
+    Parameters
+    ----------
+    catalog : Catalog
+        Shared by every holder: the pipelines' rules.
+    config : ServerConfig
+        The rules' settings and the bounds of the new items.
+    """
+
+    def __init__(self, catalog: Catalog, config: ServerConfig) -> None:
+        self.pipeline: ModelPipeline | None = None
+        self.catalog = catalog
+        self.config = config
+        #: Items the served model does not know, with vectors for it (see items.fresh): each
+        #: holder has its own, so a champion and a challenger never share one.
+        self.new_items = FreshItems(catalog, max_items=config.max_fresh_items)
+        #: Why the newest snapshot is not served (a refusal), or None.
+        self.refused: str | None = None
         self.loaded_at: float | None = None
         #: The builder's live status document (refusals, tuning), read from the store.
         self.builder_status: dict[str, Any] | None = None
@@ -117,8 +136,22 @@ class ModelHolder:
         #: Set once a model is served (a worker process listens only from then on).
         self.loaded = asyncio.Event()
 
+    @property
+    def model(self) -> RecommenderModel | None:
+        pipeline = self.pipeline
+        return None if pipeline is None else pipeline.model
+
     def swap(self, model: RecommenderModel) -> RecommenderModel | None:
-        old, self.model = self.model, model
+        """Serve ``model`` (its pipeline made here: nothing derived from the old one is kept)."""
+        old = self.model
+        self.pipeline = ModelPipeline(
+            model,
+            catalog=self.catalog,
+            new_items=self.new_items,
+            catalog_only=self.config.catalog_only,
+            explore=self.config.explore,
+        )
+        self.refused = None
         self.loaded_at = time.time()
         self.loaded.set()
         return old
@@ -134,8 +167,9 @@ COVERAGE = web.AppKey("coverage", Coverage)
 HEALTH = web.AppKey("health", BrokerHealth)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", SnapshotStore)
+SERVING = web.AppKey("serving", Serving)
 INGEST = web.AppKey("ingest", object)  # an Ingest when --enable-ingest (see ingest.py)
 EXPOSURES = web.AppKey("exposures", object)  # the ExposureLog (see exposures.py)
-FRESH_ITEMS = web.AppKey("fresh_items", FreshItems)
+FEED = web.AppKey("feed", Feed)
 EXPERIMENTS = web.AppKey("experiments", object)  # the Experiments (see experiments.py)
 CHAT = web.AppKey("chat", object)  # the seed API's ChatState (see seed_api.py)

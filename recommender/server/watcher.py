@@ -34,7 +34,6 @@ from .state import (
     CONFIG,
     COVERAGE,
     FRESH,
-    FRESH_ITEMS,
     HOLDER,
     METRICS,
     STORE,
@@ -93,11 +92,8 @@ def _history_changed(current: int, versions: list[int]) -> bool:
 
 
 def _drop_covered(app: web.Application, model: RecommenderModel) -> int:
-    """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset),
-    and give the items it does not know their vectors for it."""
-    dropped = app[FRESH].drop_covered(app[COVERAGE].positions(model))
-    app[FRESH_ITEMS].rebase(model)
-    return dropped
+    """Forget the fresh events ``model`` covers (blocking: may ask Kafka after a log reset)."""
+    return app[FRESH].drop_covered(app[COVERAGE].positions(model))
 
 
 async def _poll_once(
@@ -144,6 +140,7 @@ async def _poll_once(
                 log.debug("v%d was pruned while loading; looking again", version)
                 continue  # not a bad snapshot: the builder removed it meanwhile
             failed.add(version)
+            holder.refused = f"v{version}: {exc}"
             metrics.swap_failures.inc()
             log.error(
                 "rejected snapshot v%d, still serving v%d: %s",
@@ -155,6 +152,8 @@ async def _poll_once(
         seconds = time.perf_counter() - started
         metrics.load_seconds.observe(seconds)
         metrics.swaps.inc()
+        # The new items get their vectors for this model before it answers (off the loop).
+        await asyncio.to_thread(holder.new_items.rebase, model)
         old = holder.swap(model)
         failed.difference_update([v for v in failed if v <= version])
         if old is not None and writer_of(old.manifest)[0] != writer_of(model.manifest)[0]:

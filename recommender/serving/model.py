@@ -276,7 +276,8 @@ class RecommenderModel:
             banned = np.concatenate((banned, excluded))
         wanted = query.n + query.offset
         if allowed is not None:
-            return Answer(self._among(query, allowed, banned, wanted)[query.offset :], query.source)
+            among = self._among(query, allowed, banned, wanted, scores)
+            return Answer(among[query.offset :], query.source)
         if query.vector is not None and self.top_k is not None:
             cols, found = self.top_k.top(query.vector, wanted, banned, scores)
             items = self._scored(cols, found)
@@ -292,7 +293,12 @@ class RecommenderModel:
         return Answer(items[query.offset :], query.source)
 
     def _among(
-        self, query: Query, allowed: IntArray, banned: IntArray, wanted: int
+        self,
+        query: Query,
+        allowed: IntArray,
+        banned: IntArray,
+        wanted: int,
+        scores: FloatArray | None = None,
     ) -> list[ScoredItem]:
         """The top items among ``allowed`` columns only: scored there alone (a narrow category
         costs what its items cost, with or without a graph), so ``n`` come back whenever the
@@ -303,7 +309,9 @@ class RecommenderModel:
             return []
         if query.vector is None and query.history is None:
             return self.popular(wanted, allowed=allowed)
-        if query.vector is not None and isinstance(self.fitted, LatentModel):
+        if scores is not None:  # already computed (batched with other requests)
+            scores = scores[allowed]
+        elif query.vector is not None and isinstance(self.fitted, LatentModel):
             items = np.asarray(self.fitted.item_vectors[allowed], dtype=np.float32)
             scores = items @ np.asarray(query.vector, dtype=np.float32)
         else:

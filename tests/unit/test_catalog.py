@@ -75,14 +75,14 @@ def test_hidden_deleted_expired_and_early_items_are_never_allowed():
         ],
         [None, None, None, None, b"c"],
     )
-    banned, allowed = catalog.columns(1, index, now_ms=NOW)
+    banned, allowed = catalog.columns(index, now_ms=NOW)
     assert sorted(banned.tolist()) == [1, 2, 3, 4] and allowed is None
-    later, _ = catalog.columns(1, index, now_ms=NOW + 61_000)  # e is available now
+    later, _ = catalog.columns(index, now_ms=NOW + 61_000)  # e is available now
     assert sorted(later.tolist()) == [1, 2, 3]
-    only, _ = catalog.columns(1, index, catalog_only=True, now_ms=NOW)
+    only, _ = catalog.columns(index, catalog_only=True, now_ms=NOW)
     assert sorted(only.tolist()) == [1, 2, 3, 4, 5]  # f is not in the catalogue
     catalog.update([record(id="b")])  # shown again
-    assert 1 not in catalog.columns(1, index, now_ms=NOW)[0].tolist()
+    assert 1 not in catalog.columns(index, now_ms=NOW)[0].tolist()
 
 
 def test_category_and_label_filters():
@@ -98,7 +98,7 @@ def test_category_and_label_filters():
     index = {k: c for c, k in enumerate("abcde")}
 
     def allowed(**kw):
-        return catalog.columns(1, index, ItemFilter(**kw), now_ms=NOW)
+        return catalog.columns(index, ItemFilter(**kw), now_ms=NOW)
 
     assert allowed(categories=frozenset({"shoes"}))[1].tolist() == [0, 1]
     assert allowed(categories=frozenset({"shoes", "hats"}))[1].tolist() == [0, 1, 2]  # any of
@@ -130,7 +130,7 @@ def test_a_category_filter_is_never_violated(updates, wanted, unwanted):
         final[f"i{item}"] = (categories, hidden)
     index = {f"i{k}": k for k in range(31)}
     banned, allowed = catalog.columns(
-        1, index, ItemFilter(frozenset(wanted), frozenset(unwanted)), now_ms=NOW
+        index, ItemFilter(frozenset(wanted), frozenset(unwanted)), now_ms=NOW
     )
     ok = {
         index[i]

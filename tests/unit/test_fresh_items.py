@@ -26,8 +26,8 @@ def _cosine(a, b):
 def test_a_new_item_liked_by_one_groups_users_lands_among_that_groups_items(model):
     fresh = FreshItems(Catalog())
     fresh.rebase(model)
-    assert fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)], model.item_index) == 12
-    fresh.refresh(model)
+    assert fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)]) == 12
+    fresh.refresh()
     view = fresh.view
     assert view.ids == ("new",) and view.sources == ("events",) and fresh.folded == 1
     vector = view.vectors[0]
@@ -55,21 +55,21 @@ def test_content_cold_start_uses_the_mean_of_the_items_categories(model):
     expected = model.item_factors[[model.item_index[f"g0i{k}"] for k in range(10)]].mean(axis=0)
     np.testing.assert_allclose(view.vectors[0], expected, rtol=1e-5)
     # Its first events from known users replace the content vector.
-    fresh.add_events([(f"g1u{k}", "shiny", 1.0) for k in range(12)], model.item_index)
-    fresh.refresh(model)
+    fresh.add_events([(f"g1u{k}", "shiny", 1.0) for k in range(12)])
+    fresh.refresh()
     assert fresh.view.sources == ("events",)
 
 
 def test_known_items_are_dropped_and_memory_is_bounded(model):
     fresh = FreshItems(Catalog(), max_items=5, max_users=3)
     fresh.rebase(model)
-    fresh.add_events([("g1u1", "g1i1", 1.0)], model.item_index)  # known to the model: ignored
-    assert fresh.add_events([(f"g1u{k}", "x", 1.0) for k in range(10)], model.item_index) == 3
-    fresh.add_events([("g1u1", f"n{k}", 1.0) for k in range(20)], model.item_index)
-    fresh.refresh(model)
+    fresh.add_events([("g1u1", "g1i1", 1.0)])  # known to the model: ignored
+    assert fresh.add_events([(f"g1u{k}", "x", 1.0) for k in range(10)]) == 3
+    fresh.add_events([("g1u1", f"n{k}", 1.0) for k in range(20)])
+    fresh.refresh()
     assert fresh.view.size <= 5 and "x" not in fresh.view.ids  # least recently updated went
-    fresh.add_events([("nobody", "lonely", 1.0)], model.item_index)  # no known user: no vector
-    fresh.refresh(model)
+    fresh.add_events([("nobody", "lonely", 1.0)])  # no known user: no vector
+    fresh.refresh()
     assert "lonely" not in fresh.view.ids
 
 
@@ -77,7 +77,7 @@ async def test_new_items_are_answered_by_the_server_and_explore_reserves_their_s
     aiohttp_client, tmp_path
 ):
     from recommender.server import ServerConfig, create_app
-    from recommender.server.state import FRESH_ITEMS, HOLDER
+    from recommender.server.state import HOLDER
 
     from .test_server import wait_for_version
 
@@ -85,10 +85,9 @@ async def test_new_items_are_answered_by_the_server_and_explore_reserves_their_s
     app = create_app(ServerConfig(model_dir=tmp_path, poll_interval=0.05, explore=0.2))
     client = await aiohttp_client(app)
     await wait_for_version(client, 1)
-    model = app[HOLDER].model
-    fresh = app[FRESH_ITEMS]
-    fresh.add_events([("g1u1", "faint", 0.01)], model.item_index)  # little evidence
-    fresh.refresh(model)
+    fresh = app[HOLDER].new_items
+    fresh.add_events([("g1u1", "faint", 0.01)])  # little evidence
+    fresh.refresh()
     body = await (await client.get("/recommend", params={"user": "g1u3", "n": "5"})).json()
     assert "faint" in [i["item"] for i in body["items"]]  # a reserved slot (one of five)
     similar = await (await client.get("/similar", params={"item": "faint", "n": "3"})).json()
@@ -127,8 +126,8 @@ def test_an_item_item_familys_new_item_is_scored_from_the_likes_of_its_users(ite
     model = item_item
     fresh = FreshItems(Catalog())
     fresh.rebase(model)
-    fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)], model.item_index)
-    fresh.refresh(model)
+    fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)])
+    fresh.refresh()
     view = fresh.view
     assert view.ids == ("new",) and view.sources == ("events",) and view.columns is not None
     represented = view.columns[0]
@@ -160,7 +159,7 @@ async def test_an_item_item_familys_new_items_are_recommended_and_similar_both_w
     aiohttp_client, tmp_path
 ):
     from recommender.server import ServerConfig, create_app
-    from recommender.server.state import FRESH_ITEMS, HOLDER
+    from recommender.server.state import HOLDER
 
     from .helpers import publish_family
     from .test_server import wait_for_version
@@ -170,10 +169,10 @@ async def test_an_item_item_familys_new_items_are_recommended_and_similar_both_w
     client = await aiohttp_client(app)
     await wait_for_version(client, 1)
     model = app[HOLDER].model
-    assert model.family == "knn"
-    fresh = app[FRESH_ITEMS]
-    fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)], model.item_index)
-    fresh.refresh(model)
+    assert model is not None and model.family == "knn"
+    fresh = app[HOLDER].new_items
+    fresh.add_events([(f"g1u{k}", "new", 1.0) for k in range(12)])
+    fresh.refresh()
 
     async def items(route, **params):
         body = await (await client.get(route, params=params)).json()

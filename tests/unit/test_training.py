@@ -84,7 +84,9 @@ def test_device_auto_falls_back_to_the_cpu_and_gpu_says_what_it_needs():
             resolve_device("gpu")
 
 
-@pytest.mark.skipif("not __import__('recommender.models.als_training').models.als_training.gpu_available()")
+@pytest.mark.skipif(
+    "not __import__('recommender.models.als_training').models.als_training.gpu_available()"
+)
 def test_gpu_training_learns_the_same_blocks_as_the_cpu():
     """Runs only where implicit can use a GPU (CUDA and rmm): not on CI."""
     matrix = checkerboard()

@@ -1,0 +1,113 @@
+"""What the server learns from its topics, applied to its state: item records to the catalogue,
+fresh interactions to fold-in and new items, experiment controls to the running experiment.
+
+The Kafka follower hands it records (see :mod:`.follower`); tests hand it records directly. Each
+method runs on the follower's thread, never on the event loop, and keeps its locks short: a
+request never waits behind a burst of records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ..events import parse_values
+from ..items import Catalog, ItemRecord
+from ..items.fresh import FreshItems
+from ..serving.fresh import FreshEvents
+from ..serving.model import RecommenderModel
+from .metrics import ServerMetrics
+
+__all__ = ["Feed"]
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+#: Item records applied under the catalogue's lock at once: requests wait at most this many.
+ITEMS_PER_STEP = 500
+
+
+class Feed:
+    """Applies records to one server's state.
+
+    Parameters
+    ----------
+    catalog, fresh : Catalog, FreshEvents
+        Shared by every model served (champion and challenger).
+    served : callable
+        The models served now, each with its new-items state (the champion first).
+    coverage : callable
+        A model's next offsets per partition: events below them are in its snapshot.
+    on_control : callable
+        Experiment control records.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        fresh: FreshEvents,
+        served: Callable[[], Sequence[tuple[RecommenderModel, FreshItems]]],
+        coverage: Callable[[RecommenderModel], dict[int, int]],
+        metrics: ServerMetrics,
+        on_control: Callable[[list[bytes | None]], None] = lambda values: None,
+    ) -> None:
+        self.catalog = catalog
+        self.fresh = fresh
+        self.served = served
+        self.coverage = coverage
+        self.metrics = metrics
+        self.on_control = on_control
+
+    def items(self, values: Sequence[bytes | None], keys: Sequence[bytes | None] = ()) -> int:
+        """Item records (values, with their keys for tombstones): applied at once, a hidden,
+        deleted or expired item leaves every answer now. Returns how many were applied."""
+        applied = self.catalog.apply(values, keys)
+        content = [(r.id, r.categories) for r in applied if isinstance(r, ItemRecord)]
+        for _, new_items in self.served():
+            if content:
+                new_items.add_content(content)
+            new_items.refresh()
+        return len(applied)
+
+    def controls(self, values: list[bytes | None]) -> None:
+        self.on_control(values)
+
+    def events(
+        self, values: Sequence[bytes | None], partitions: IntArray, offsets: IntArray
+    ) -> int:
+        """Interaction records at these positions: the ones no served snapshot covers become
+        fresh events (fold-in), and events of items a model does not know give those items
+        vectors for it (item fold-in). Returns how many became fresh."""
+        served = self.served()
+        champion = served[0][0] if served else None
+        parsed = parse_values(values, ratings=None if champion is None else champion.ratings)
+        if parsed.rejected.size:
+            self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
+        ok = parsed.accepted
+        partitions, offsets = partitions[ok], offsets[ok]
+        if champion is not None and ok.size:
+            limits = np.zeros(int(partitions.max()) + 1, np.int64)
+            for p, offset in self.coverage(champion).items():
+                if p < limits.size:
+                    limits[p] = offset
+            covered = offsets < limits[partitions]
+            if covered.any():  # already in the serving snapshot (possible right after a swap)
+                self.metrics.followed.labels("covered").inc(int(covered.sum()))
+                parsed = parsed.select(~covered)
+                partitions, offsets = partitions[~covered], offsets[~covered]
+        self.fresh.add(parsed, partitions, offsets)
+        self.metrics.followed.labels("fresh").inc(len(parsed))
+        if len(parsed):
+            triples: list[tuple[str, str, float]] = list(
+                zip(parsed.users(), parsed.items(), parsed.weights.tolist(), strict=True)
+            )
+            for model, new_items in served:
+                known = model.item_index
+                new = [t for t in triples if t[1] not in known]
+                if new and new_items.add_events(new):
+                    new_items.refresh()
+        return len(parsed)
