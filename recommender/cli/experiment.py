@@ -92,11 +92,14 @@ def render_experiment(status: dict[str, Any]) -> str:
         if champion
         else "Champion     no model yet"
     ]
+    problem = status.get("challenger_problem")
     if challenger:
         version, family = challenger.get("version"), challenger.get("family")
         lines.append(f"Challenger   v{version} ({family}) from {store}")
+        if problem:
+            lines.append(f"             {problem}")
     elif store:
-        lines.append(f"Challenger   not loaded yet from {store}")
+        lines.append(f"Challenger   not answering: {problem or f'not loaded yet from {store}'}")
     else:
         lines.append("Challenger   none (start the server with --challenger-model-dir)")
     spec = status.get("experiment")

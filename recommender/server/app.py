@@ -209,7 +209,7 @@ def create_app(
         catalog=catalog,
         fresh=fresh,
         served=lambda: [
-            (h.model, h.new_items) for h in (holder, experiments.challenger) if h.model is not None
+            p for p in (holder.pipeline, experiments.challenger.pipeline) if p is not None
         ],
         coverage=lambda model: app[COVERAGE].positions(model),
         metrics=metrics,

@@ -16,9 +16,9 @@ import numpy.typing as npt
 
 from ..events import parse_values
 from ..items import Catalog, ItemRecord
-from ..items.fresh import FreshItems
 from ..serving.fresh import FreshEvents
 from ..serving.model import RecommenderModel
+from ..serving.pipeline import ModelPipeline
 from .metrics import ServerMetrics
 
 __all__ = ["Feed"]
@@ -38,7 +38,8 @@ class Feed:
     catalog, fresh : Catalog, FreshEvents
         Shared by every model served (champion and challenger).
     served : callable
-        The models served now, each with its new-items state (the champion first).
+        The pipelines served now (the champion's first): their new items and rules caches
+        follow what is applied here.
     coverage : callable
         A model's next offsets per partition: events below them are in its snapshot.
     on_control : callable
@@ -50,7 +51,7 @@ class Feed:
         *,
         catalog: Catalog,
         fresh: FreshEvents,
-        served: Callable[[], Sequence[tuple[RecommenderModel, FreshItems]]],
+        served: Callable[[], Sequence[ModelPipeline]],
         coverage: Callable[[RecommenderModel], dict[int, int]],
         metrics: ServerMetrics,
         on_control: Callable[[list[bytes | None]], None] = lambda values: None,
@@ -67,10 +68,11 @@ class Feed:
         deleted or expired item leaves every answer now. Returns how many were applied."""
         applied = self.catalog.apply(values, keys)
         content = [(r.id, r.categories) for r in applied if isinstance(r, ItemRecord)]
-        for _, new_items in self.served():
+        for pipeline in self.served():
             if content:
-                new_items.add_content(content)
-            new_items.refresh()
+                pipeline.new_items.add_content(content)
+            pipeline.new_items.refresh()
+            pipeline.visibility.warm()  # here, so that requests find the columns cached
         return len(applied)
 
     def controls(self, values: list[bytes | None]) -> None:
@@ -83,7 +85,7 @@ class Feed:
         fresh events (fold-in), and events of items a model does not know give those items
         vectors for it (item fold-in). Returns how many became fresh."""
         served = self.served()
-        champion = served[0][0] if served else None
+        champion = served[0].model if served else None
         parsed = parse_values(values, ratings=None if champion is None else champion.ratings)
         if parsed.rejected.size:
             self.metrics.followed.labels("malformed").inc(int(parsed.rejected.size))
@@ -105,9 +107,9 @@ class Feed:
             triples: list[tuple[str, str, float]] = list(
                 zip(parsed.users(), parsed.items(), parsed.weights.tolist(), strict=True)
             )
-            for model, new_items in served:
-                known = model.item_index
+            for pipeline in served:
+                known = pipeline.model.item_index
                 new = [t for t in triples if t[1] not in known]
-                if new and new_items.add_events(new):
-                    new_items.refresh()
+                if new and pipeline.new_items.add_events(new):
+                    pipeline.new_items.refresh()
         return len(parsed)

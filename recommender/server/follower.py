@@ -54,6 +54,11 @@ class Coverage:
     def positions(self, model: RecommenderModel) -> dict[int, int]:
         return dict(model.positions)
 
+    def catching_up(self) -> str | None:
+        """Why answers are not to be trusted yet (the catalogue or the experiments still being
+        read from their topics' beginnings), or None."""
+        return None
+
 
 class Follower(Coverage):
     """Consumes ``topic`` (and ``items_topic``) until :meth:`stop`."""
@@ -83,6 +88,10 @@ class Follower(Coverage):
         self.log_positions = LogPositions()
         self._topic_id: str | None = None
         self._untrusted: set[int] = set()  # partitions reset since the serving snapshot
+        #: (topic, partition) -> the offset a whole-topic read must pass to be caught up; the
+        #: topics themselves until they are assigned.
+        self._behind: dict[tuple[str, int], int] = {}
+        self._unassigned = {t for t in (items_topic, control_topic) if t is not None}
         self._verdicts: dict[tuple[int, int], bool] = {}  # (version, partition) -> trusted
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -135,12 +144,39 @@ class Follower(Coverage):
             partitions = topic_partitions(consumer, topic, timeout=2.0)
         except TopicMissing as exc:
             log.debug("%s topic not ready: %s", what, exc)
+            self._unassigned.discard(topic)  # nothing there to wait for
             return False
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=2.0)
+            if high > low:  # a lower bound on some brokers: enough to say "caught up"
+                with self._lock:
+                    self._behind[(topic, p)] = high
         consumer.incremental_assign(
             [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         )
+        self._unassigned.discard(topic)
         log.info("reading the %s from %s", what, topic)
         return True
+
+    def catching_up(self) -> str | None:
+        if self.health.down_since is not None:
+            return None  # the broker is away: serve what we have rather than nothing
+        with self._lock:
+            behind = sorted({topic for topic, _ in self._behind} | self._unassigned)
+        if behind:
+            return f"reading {', '.join(behind)} from the beginning"
+        return None
+
+    def _passed(self, messages: list[Message]) -> None:
+        """Note how far the whole-topic reads got (after their records were applied)."""
+        if not self._behind:
+            return
+        with self._lock:
+            for m in messages:
+                key = (str(m.topic()), int(m.partition() or 0))
+                target = self._behind.get(key)
+                if target is not None and int(m.offset() or 0) + 1 >= target:
+                    del self._behind[key]
 
     def _assign_interactions(self, consumer: Consumer, model: RecommenderModel) -> bool:
         try:
@@ -256,6 +292,7 @@ class Follower(Coverage):
         for lo in range(0, len(items), ITEMS_PER_STEP):
             step = items[lo : lo + ITEMS_PER_STEP]
             self.feed.items([m.value() for m in step], [m.key() for m in step])
+        self._passed(good)
 
     def _follow(self, consumer: Consumer, events: list[Message]) -> None:
         values, partitions, offsets, stamps = message_arrays(events)

@@ -22,7 +22,7 @@ from .ingest import (
     recommendation_ids,
 )
 from .openapi import openapi_document
-from .state import CATALOG, CONFIG, FRESH, HOLDER, INGEST, METRICS
+from .state import CATALOG, CONFIG, COVERAGE, FRESH, HOLDER, INGEST, METRICS
 from .validation import (
     bad_parameter,
     check_id,
@@ -171,6 +171,9 @@ async def ready(request: web.Request) -> web.Response:
     model = request.app[HOLDER].model
     if model is None:
         return json_error(503, "model_not_ready", "no snapshot has been loaded yet")
+    behind = request.app[COVERAGE].catching_up()
+    if behind:  # hidden items could still be shown: not ready for traffic
+        return json_error(503, "catching_up", f"{behind}; answers would not be right yet")
     return json_response({"status": "ready", "model_version": model.version})
 
 

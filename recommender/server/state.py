@@ -141,16 +141,24 @@ class ModelHolder:
         pipeline = self.pipeline
         return None if pipeline is None else pipeline.model
 
-    def swap(self, model: RecommenderModel) -> RecommenderModel | None:
-        """Serve ``model`` (its pipeline made here: nothing derived from the old one is kept)."""
-        old = self.model
-        self.pipeline = ModelPipeline(
+    def prepare(self, model: RecommenderModel) -> ModelPipeline:
+        """``model``'s pipeline, nothing derived from the served one kept: the new items get
+        their vectors for it, its rules their columns (blocking: run it off the loop)."""
+        pipeline = ModelPipeline(
             model,
             catalog=self.catalog,
             new_items=self.new_items,
             catalog_only=self.config.catalog_only,
             explore=self.config.explore,
         )
+        self.new_items.rebase(model)
+        pipeline.visibility.warm()
+        return pipeline
+
+    def swap(self, pipeline: ModelPipeline) -> RecommenderModel | None:
+        """Serve ``pipeline`` (made by :meth:`prepare`); returns the model served before."""
+        old = self.model
+        self.pipeline = pipeline
         self.refused = None
         self.loaded_at = time.time()
         self.loaded.set()

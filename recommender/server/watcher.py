@@ -152,9 +152,7 @@ async def _poll_once(
         seconds = time.perf_counter() - started
         metrics.load_seconds.observe(seconds)
         metrics.swaps.inc()
-        # The new items get their vectors for this model before it answers (off the loop).
-        await asyncio.to_thread(holder.new_items.rebase, model)
-        old = holder.swap(model)
+        old = holder.swap(await asyncio.to_thread(holder.prepare, model))
         failed.difference_update([v for v in failed if v <= version])
         if old is not None and writer_of(old.manifest)[0] != writer_of(model.manifest)[0]:
             log.warning(

@@ -82,3 +82,18 @@ def test_every_action_is_documented(action, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "--help"])
     assert action in capsys.readouterr().out
+
+
+def test_a_refused_challenger_says_why():
+    text = render_experiment(
+        {
+            "champion": {"version": 4, "family": "als"},
+            "challenger": None,
+            "challenger_store": "/srv/challenger",
+            "challenger_problem": "no challenger snapshot could be loaded from /srv/challenger: "
+            "v2 was built from topic 'other'",
+            "experiment": {"id": "e-2", "mode": "interleave"},
+        }
+    )
+    assert "Challenger   not answering: no challenger snapshot could be loaded" in text
+    assert "topic 'other'" in text
