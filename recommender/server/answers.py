@@ -98,10 +98,11 @@ async def serve(request: web.Request, ask: Ask) -> Served:
     arms), counted."""
     pipeline = pipeline_or_503(request)
     served = await request.app[SERVING].answer(ask, pipeline)
-    metrics = request.app[METRICS]
-    metrics.answers.labels(served.source).inc()
-    if served.fallback:
-        metrics.fallbacks.inc()
+    if ask.kind != "popular":  # a recommendation, not a list asked for as popular
+        metrics = request.app[METRICS]
+        metrics.answers.labels(served.source).inc()
+        if served.fallback:
+            metrics.fallbacks.inc()
     return served
 
 

@@ -16,7 +16,17 @@ _SCORED = {
     "required": ["item", "score"],
     "properties": {
         "item": {"type": "string"},
-        "score": {"type": "number"},
+        "score": {
+            "type": "number",
+            "description": "The route's score: /recommend the family's score for this history "
+            "(its own scale; event counts when source is popular), /similar the similarity, "
+            "/popular the window's events. Compare within one answer (and one arm) only",
+        },
+        "arm": {
+            "type": "string",
+            "enum": ["champion", "challenger"],
+            "description": "In an interleaved answer: the arm that placed this item",
+        },
         "metadata": {"type": "object"},
     },
 }
@@ -106,7 +116,7 @@ SCHEMAS: dict[str, Any] = {
             "items": _ITEMS,
             "source": {
                 "type": "string",
-                "enum": ["personalised", "fold-in", "popular"],
+                "enum": ["personalised", "fold-in", "popular", "mixed"],
             },
             "fallback": {"type": "boolean"},
             "offset": {"type": "integer"},
