@@ -301,10 +301,18 @@ def render_status(
         else:
             serving = answer.get("model", {}).get("version")
             fresh = answer.get("fresh", {})
+            failures = (answer.get("errors") or {}).get("server_errors") or {}
             lines.append(
                 f"Server       {server}: serving v{serving}"
                 + (" (behind the newest snapshot)" if serving and serving < version else "")
-                + f"; {fresh.get('users', 0)} users with {fresh.get('events', 0)} fresh events"
+                + f"; {fresh.get('users', 0)} users with {fresh.get('events', 0)} fresh events; "
+                + (
+                    f"{sum(failures.values()):,} answered 500 ("
+                    + ", ".join(f"{r} {n:,}" for r, n in sorted(failures.items()))
+                    + "): see its log"
+                    if failures
+                    else "no 500s"
+                )
             )
     positions = m.get("partitions", {})
     if positions:

@@ -26,8 +26,6 @@ __all__ = ["Feed"]
 log = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.int64]
-#: Item records applied under the catalogue's lock at once: requests wait at most this many.
-ITEMS_PER_STEP = 500
 
 
 class Feed:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from ..logpos import LastRecord, LogPositions
 from ..logs import RateLimitedLog
 from ..serving.fresh import FreshEvents
 from ..serving.model import RecommenderModel
-from .feed import ITEMS_PER_STEP, Feed
+from .feed import Feed
 from .metrics import ServerMetrics
 
 __all__ = ["Coverage", "Follower"]
@@ -45,6 +46,11 @@ __all__ = ["Coverage", "Follower"]
 log = logging.getLogger(__name__)
 
 _WATERMARK_CHECK_SECONDS = 5.0
+#: Item records applied in one step between two looks for events: at most this many, or bytes.
+ITEMS_PER_STEP = 5000
+ITEMS_STEP_BYTES = 4 << 20
+#: Item records read ahead of the catalogue at most (then the items topic is paused).
+ITEMS_PENDING_BYTES = 64 << 20
 
 
 class Coverage:
@@ -92,6 +98,10 @@ class Follower(Coverage):
         #: topics themselves until they are assigned.
         self._behind: dict[tuple[str, int], int] = {}
         self._unassigned = {t for t in (items_topic, control_topic) if t is not None}
+        #: Item records read and not applied yet (see _apply_items), and their bytes.
+        self._pending: deque[Message] = deque()
+        self._pending_bytes = 0
+        self._items_paused: list[TopicPartition] = []
         self._verdicts: dict[tuple[int, int], bool] = {}  # (version, partition) -> trusted
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -258,10 +268,13 @@ class Follower(Coverage):
                         self._stop.wait(0.5)
                         continue
                     # A short timeout: consume() waits for the full batch or the timeout, and
-                    # every millisecond here is a millisecond of freshness.
-                    messages = consumer.consume(5000, timeout=0.02)
+                    # every millisecond here is a millisecond of freshness. With item records
+                    # waiting, none: a step of them is applied between two looks for events.
+                    wait = 0.0 if self._pending else 0.02
+                    messages = consumer.consume(5000, timeout=wait)
                     if messages:
                         self._handle(consumer, messages)
+                    self._apply_items(consumer)
                     if interactions_assigned and time.monotonic() >= next_check:
                         self._check_high_watermarks(consumer)
                         self._check_topic_identity(consumer, admin)
@@ -288,11 +301,35 @@ class Follower(Coverage):
         controls = [m.value() for m in good if m.topic() == self.control_topic]
         if controls:
             self.feed.controls(controls)
-        items = [m for m in good if m.topic() == self.items_topic]
-        for lo in range(0, len(items), ITEMS_PER_STEP):
-            step = items[lo : lo + ITEMS_PER_STEP]
-            self.feed.items([m.value() for m in step], [m.key() for m in step])
-        self._passed(good)
+        self._passed([m for m in good if m.topic() == self.control_topic])
+        for m in good:
+            if m.topic() == self.items_topic:
+                self._pending.append(m)
+                self._pending_bytes += len(m.value() or b"") + len(m.key() or b"")
+
+    def _apply_items(self, consumer: Consumer) -> None:
+        """Apply one step of the item records read (at most ``ITEMS_PER_STEP``, or
+        ``ITEMS_STEP_BYTES``); the rest wait for the next turn, after a look for new events.
+        The items topic is paused while more than ``ITEMS_PENDING_BYTES`` wait: memory stays
+        bounded whatever the burst."""
+        if self._items_paused and self._pending_bytes < ITEMS_PENDING_BYTES // 4:
+            consumer.resume(self._items_paused)
+            self._items_paused = []
+        if not self._pending:
+            return
+        step: list[Message] = []
+        size = 0
+        while self._pending and len(step) < ITEMS_PER_STEP and size < ITEMS_STEP_BYTES:
+            m = self._pending.popleft()
+            step.append(m)
+            size += len(m.value() or b"") + len(m.key() or b"")
+        self._pending_bytes -= size
+        self.feed.items([m.value() for m in step], [m.key() for m in step])
+        self._passed(step)
+        if not self._items_paused and self._pending_bytes > ITEMS_PENDING_BYTES:
+            topic = self.items_topic
+            self._items_paused = [tp for tp in consumer.assignment() if tp.topic == topic]
+            consumer.pause(self._items_paused)
 
     def _follow(self, consumer: Consumer, events: list[Message]) -> None:
         values, partitions, offsets, stamps = message_arrays(events)

@@ -116,3 +116,55 @@ def test_a_new_items_first_events_make_it_recommendable_before_any_retrain(kafka
     assert len(hits) >= 7, hits  # other users of that group are shown it
     assert get_json(f"{base}/ready")[1]["model_version"] == version  # no retrain happened
     assert get_json(f"{base}/status")[1]["new_items"]["events"] == 1
+
+
+def test_a_catalogue_burst_holds_back_neither_fresh_events_nor_answers(kafka, system, daemons):
+    """Item records of ~60 KiB, new ids in 32 shared categories, then tombstones: while the
+    server reads them, a new user's events still reach answers, every answer is a 200 without a
+    deleted item, and a restarted server is ready only once the burst is read again."""
+    name, items_topic, base, *_, server = system()
+    categories = [f"c{k}" for k in range(32)]
+    pad = "x" * (60 << 10)
+    records = [
+        json.dumps({"id": f"n{k}", "title": f"New {k}", "categories": categories, "d": pad})
+        for k in range(600)
+    ]
+    deleted = [f"i{k}" for k in range(0, TASTE.items, 7)]
+    producer = kafka.producer(**{"linger.ms": 20, "message.max.bytes": 1 << 20})
+    for value in records:
+        producer.produce(items_topic, value=value.encode())
+    for k in range(20_000):
+        producer.produce(items_topic, value=None, key=f"gone{k}".encode())
+    for item in deleted:
+        producer.produce(items_topic, value=None, key=item.encode())
+    producer.produce(items_topic, value=json.dumps({"id": "s", "title": "Sentinel"}).encode())
+    produce(kafka, name, [b"burst-user:i3", b"burst-user:i5", b"burst-user:i9"])
+    assert producer.flush(60) == 0
+    # Fresh events reach answers while the burst is read (waiting for the event, not a clock).
+    body = wait_until(
+        lambda: (
+            (b := get_json(f"{base}/recommend?user=burst-user&n=5")[1]).get("fresh_events", 0) >= 3
+            and b
+        ),
+        timeout=60,
+        what="the new user's events in answers during the burst",
+    )
+    assert body["source"] == "fold-in"
+    wait_until(
+        lambda: get_json(f"{base}/items?q=sentinel&n=1")[1].get("items"),
+        timeout=120,
+        what="the whole burst applied",
+    )
+    for route in ("/popular?n=80", "/recommend?user=u1&n=70", "/similar?item=i1&n=70"):
+        status, answer = get_json(base + route)
+        assert status == 200 and not {i["item"] for i in answer["items"]} & set(deleted)
+    # A restart reads the burst again before it says it is ready: never a deleted item shown.
+    server.stop()
+    restarted = daemons("server-again", server.proc.args[3:])
+    try:
+        wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=120, what="ready")
+        status, answer = get_json(f"{base}/popular?n=80")
+        assert status == 200 and not {i["item"] for i in answer["items"]} & set(deleted)
+        assert get_json(f"{base}/items?q=sentinel&n=1")[1].get("items")
+    finally:
+        restarted.stop()
