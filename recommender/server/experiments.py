@@ -33,7 +33,15 @@ from ..store import SnapshotStore, open_store
 from .state import EXPERIMENTS, HEALTH, HOLDER, ModelHolder, ServerConfig
 from .validation import json_error, json_response
 
-__all__ = ["Experiments", "routes"]
+__all__ = ["ExperimentNotSent", "Experiments", "routes"]
+
+#: Seconds a start or stop may take to reach Kafka before the request is answered 503.
+PUBLISH_SECONDS = 5.0
+
+
+class ExperimentNotSent(Exception):
+    """Kafka did not take an experiment record (it was withdrawn)."""
+
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +91,34 @@ class Experiments:
             self.spec = spec
 
     def publish(self, spec: ExperimentSpec, health: BrokerHealth) -> bool:
-        """Send a start or stop to every replica (True), or apply it here only (False)."""
+        """Send a start or stop to every replica (True), or apply it here only (False).
+        Raises :class:`ExperimentNotSent` when Kafka does not take it within
+        ``PUBLISH_SECONDS`` (then it is withdrawn: it never starts later by surprise)."""
         if self.topic is None or self._kafka is None:
             self.spec = spec
             return False
+        if health.down_since is not None:
+            raise ExperimentNotSent("Kafka is unreachable")
         with self._lock:
             if self._producer is None:
                 self._producer = self._kafka.producer(
-                    **{"acks": "all"}, **health.client_config("server experiments")
+                    **{"acks": "all", "message.timeout.ms": int(PUBLISH_SECONDS * 1000)},
+                    **health.client_config("server experiments"),
                 )
-        self._producer.produce(self.topic, value=json.dumps(spec.to_dict()).encode(), key=b"x")
-        left = self._producer.flush(10)
-        if left:
-            raise RuntimeError("Kafka did not take the experiment record within 10 s")
+            producer = self._producer
+            failures: list[str] = []
+            producer.produce(
+                self.topic,
+                value=json.dumps(spec.to_dict()).encode(),
+                key=b"x",
+                on_delivery=lambda err, _msg: failures.append(str(err)) if err else None,
+            )
+            if producer.flush(PUBLISH_SECONDS) or failures:
+                producer.purge()
+                producer.flush(0)
+                raise ExperimentNotSent(
+                    failures[0] if failures else f"not delivered within {PUBLISH_SECONDS:g} s"
+                )
         return True
 
     def problem(self) -> str | None:
@@ -151,7 +174,7 @@ async def get_experiments(request: web.Request) -> web.Response:
 async def post_experiments(request: web.Request) -> web.Response:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # a 100,000-deep nesting too
         return json_error(400, "bad_body", "the body must be JSON", parameter="body")
     if not isinstance(body, dict):
         return json_error(400, "bad_body", "the body must be a JSON object", parameter="body")
@@ -172,7 +195,15 @@ async def post_experiments(request: web.Request) -> web.Response:
             "start the server with --challenger-model-dir to run an experiment",
         )
     spec = ExperimentSpec.start(mode, float(share))
-    everywhere = await asyncio.to_thread(experiments.publish, spec, request.app[HEALTH])
+    try:
+        everywhere = await asyncio.to_thread(experiments.publish, spec, request.app[HEALTH])
+    except ExperimentNotSent as exc:
+        return json_error(
+            503,
+            "kafka_unavailable",
+            f"the experiment was not started or stopped: {exc}; nothing changed, try again "
+            "once Kafka is back",
+        )
     return json_response(
         {"experiment": spec.to_dict(), "replicas": "all" if everywhere else "this process"},
         status=202 if everywhere else 200,
