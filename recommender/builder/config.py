@@ -132,8 +132,12 @@ class BuilderConfig:
 
     @property
     def families(self) -> tuple[str, ...]:
-        """The families this builder may serve (self-tuning searches among them)."""
-        return tuple(FAMILIES) if self.model == "auto" else (self.model,)
+        """The families this builder may serve (self-tuning searches among them). ALS flags
+        given explicitly (``--factors 64``) keep ALS: a pinned setting never silently stops
+        applying because another family won."""
+        if self.model != "auto":
+            return (self.model,)
+        return ("als",) if self.pinned else tuple(FAMILIES)
 
     @property
     def pinned_family_settings(self) -> dict[str, Any]:

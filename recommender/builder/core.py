@@ -115,6 +115,13 @@ class ModelBuilder:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and retrain until ``stop`` is set; then shut down cleanly."""
+        if self.config.model == "auto" and self.config.pinned:
+            flags = ", ".join(f"--{name}" for name in sorted(self.config.pinned))
+            log.info(
+                "%s given: self-tuning searches ALS only (leave ALS's flags out to search "
+                "every family, or pin another family's settings with --model-setting)",
+                flags,
+            )
         store = self.config.store
         with store.writer_lock(ttl=self.config.lock_ttl) as lease:
             self.publisher.lease = lease

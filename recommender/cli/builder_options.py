@@ -199,7 +199,9 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         "knn_weighting=bm25, sequence_steps=3, ease_binary=false; used whenever that family "
         "is, never tuned",
     )
-    als = parser.add_argument_group("ALS (given explicitly: pinned, tuning leaves them alone)")
+    als = parser.add_argument_group(
+        "ALS (given explicitly: pinned, tuning leaves them alone and searches ALS only)"
+    )
     defaults = AlsParams()
     als.add_argument("--factors", type=int, help=f"default {defaults.factors}")
     als.add_argument("--regularization", type=float, help=f"default {defaults.regularization:g}")

@@ -137,7 +137,7 @@ def test_where_order_is_the_signal_auto_ends_up_serving_the_sequence_family(
     produce(kafka, name, values)
     model_dir = tmp_path / "model"
     command = builder_command(
-        name, model_dir, kafka.bootstrap_servers, str(len(values)), "100000", "-b"
+        name, model_dir, kafka.bootstrap_servers, str(len(values)), "100000", "-b", factors=None
     )
     command[command.index("--tune") + 1] = "on"
     daemons("builder", [*command, "--tune-budget", "8"])

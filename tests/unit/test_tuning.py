@@ -166,3 +166,20 @@ def test_a_pinned_setting_of_another_family_is_never_searched(events):
     assert all(t.params["knn_weighting"] == "bm25" for t in outcome.trials)
     assert all(t.params["knn_bm25_k1"] == 3.0 for t in outcome.trials)
     assert len({t.params["knn_neighbours"] for t in outcome.trials}) > 1  # the rest is searched
+
+
+def test_pinned_als_flags_keep_self_tuning_to_als(tmp_path):
+    """``--factors 64`` with ``--model auto``: the pinned setting never silently stops applying
+    because another family won; without ALS flags every family is searched."""
+    from recommender.builder.config import BuilderConfig
+    from recommender.store import LocalStore
+
+    common = {
+        "topic": "t",
+        "retrain_every": 10,
+        "window_events": 100,
+        "store": LocalStore(tmp_path),
+    }
+    assert BuilderConfig(**common, pinned=frozenset({"factors"})).families == ("als",)
+    assert set(BuilderConfig(**common).families) == set(FAMILIES)
+    assert BuilderConfig(**common, model="ease").families == ("ease",)
