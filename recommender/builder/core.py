@@ -248,6 +248,7 @@ class ModelBuilder:
         size = self._holdout_size() if holdout_from is not None else 0
         matrix = self.window.matrix(holdout_from=holdout_from, max_holdout=size)
         publisher = self.publisher
+        self.stats.retrains_started += 1  # before the job copies the counts into its manifest
         job = RetrainJob(
             matrix,
             self.consumption.manifest_positions(consumer, matrix),
@@ -260,7 +261,6 @@ class ModelBuilder:
         publisher.retrain_at = None
         self.consumption.new_since_retrain = 0
         self._last_retrain_start = time.monotonic()
-        self.stats.retrains_started += 1
         self._running = self._worker.submit(self.publisher.run, job)
         if self.window.compact_vocabularies():
             log.debug("compacted the id vocabularies")

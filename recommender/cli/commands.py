@@ -275,6 +275,12 @@ def run_bot_command(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("TELEGRAM_BOT_TOKEN")
     if not token:
         raise RecommenderError("give the bot's token: --token or $TELEGRAM_BOT_TOKEN (BotFather)")
+    if not args.telegram_url.rstrip("/").endswith("/bot"):
+        raise RecommenderError(
+            f"--telegram-url {args.telegram_url!r} must end in /bot (for example "
+            "http://127.0.0.1:8081/bot): the Bot API's method URLs are that, the token, and "
+            "the method"
+        )
     run_bot(
         BotSettings(
             token=token,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..synthetic import TasteModel
 
-__all__ = ["clicks_main", "simulate_clicks"]
+__all__ = ["clicks_main", "simulate_clicks", "taste_group"]
 
 
 def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
@@ -31,6 +31,14 @@ def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def taste_group(taste: TasteModel, item: str) -> int | None:
+    """The taste group of one of the model's items (``i<k>``); None for any other id (items an
+    application added, ``sku-42``): no simulated user likes those."""
+    if not item.startswith("i") or not item[1:].isdigit():
+        return None
+    return taste.item_group(item)
 
 
 def simulate_clicks(
@@ -50,7 +58,7 @@ def simulate_clicks(
         group = taste.user_group(user)
         for position, entry in enumerate(body.get("items", [])):
             item = entry["item"]
-            if taste.item_group(item) == group and rng.random() < click_rate / (1 + position):
+            if taste_group(taste, item) == group and rng.random() < click_rate / (1 + position):
                 likes.append(
                     {"user": user, "item": item, "recommendation_id": body["recommendation_id"]}
                 )

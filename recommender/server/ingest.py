@@ -30,6 +30,25 @@ MAX_EVENTS_PER_REQUEST = 10_000
 MAX_BODY_BYTES = 2 << 20
 
 
+#: What a JSON event's reject reason means, for the client that sent it.
+REASONS = {
+    "not_an_object": "each event must be a JSON object",
+    "bad_recommendation_id": "recommendation_id must be an id this server gave",
+    "missing_field": "user and item must be strings",
+    "bad_weight": "weight (or rating) must be a number",
+    "colon_in_id": "user and item ids cannot contain ':' (events travel as user:item[:weight])",
+    "not_utf8": "ids must be valid Unicode text",
+    # The wire format's reasons (recommender.events), for text bodies.
+    "empty": "an empty line",
+    "too_long": "the event is longer than the limit",
+    "extra_field": "more than user:item:weight (a ':' in an id?)",
+    "control_char": "ids cannot contain control characters",
+    "empty_id": "user and item ids cannot be empty",
+    "id_too_long": "an id is longer than the limit",
+    "bad_rating": "the rating is outside the declared scale",
+}
+
+
 class BodyError(ValueError):
     """The request body is not one of the accepted shapes."""
 
@@ -48,7 +67,7 @@ def _json_event(event: object) -> bytes | str:
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)):
         return "bad_weight"
     if ":" in user or ":" in item:
-        return "extra_field"
+        return "colon_in_id"  # the wire format is user:item[:weight]: a colon cannot travel
     try:
         return format_event(user, item, None if weight is None else float(weight))
     except UnicodeEncodeError:  # a lone surrogate ("\ud800") decodes from JSON, encodes nowhere
@@ -144,13 +163,16 @@ class Ingest:
         positions: list[int] = []
         for k, entry in enumerate(entries):
             if isinstance(entry, str):
-                rejected.append({"index": k, "reason": entry})
+                rejected.append({"index": k, "reason": entry, "message": REASONS.get(entry, "")})
             else:
                 wire.append(entry)
                 positions.append(k)
         parsed = parse_values(wire, ratings=ratings)
         for j, index in enumerate(parsed.rejected.tolist()):
-            rejected.append({"index": positions[index], "reason": parsed.reason_of(j)})
+            reason = parsed.reason_of(j)
+            rejected.append(
+                {"index": positions[index], "reason": reason, "message": REASONS.get(reason, "")}
+            )
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
 

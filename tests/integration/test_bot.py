@@ -151,6 +151,13 @@ def test_an_unreachable_telegram_is_one_line_and_exit_code_2():
     assert "check the network or --telegram-url" in output and TOKEN not in output
 
 
+def test_a_telegram_url_without_bot_is_one_line_and_exit_code_2():
+    code, output = run_bot_once("http://127.0.0.1:8081", TOKEN)
+    assert code == 2, output
+    assert_one_error_line(output, "--telegram-url 'http://127.0.0.1:8081' must end in /bot")
+    assert TOKEN not in output
+
+
 @pytest.fixture(params=["text", "json"])
 def lone_bot(request, daemons, telegram):
     """The bot at DEBUG with no recommender server (it answers what needs none)."""

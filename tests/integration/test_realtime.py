@@ -148,7 +148,8 @@ def test_posted_events_go_through_kafka_and_personalise(kafka, system):
     assert status == 401
     status, body = post(f"{base}/interactions", events, token="tok")
     assert status == 200 and body["accepted"] == 3 and body["rejected"] == 1
-    assert body["errors"] == [{"index": 3, "reason": "extra_field"}]
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(3, "colon_in_id")]
+    assert "cannot contain ':'" in body["errors"][0]["message"]
     status, body = post(
         f"{base}/interactions",
         b"poster:" + clicks[0].encode() + b":2.5\nbroken",

@@ -360,3 +360,14 @@ def test_recommendation_ids_are_unique_url_safe_and_not_shared_with_a_forked_chi
     os.close(read)
     mine = {new_recommendation_id() for _ in range(100)}
     assert len(child) == 100 and not child & mine
+
+
+def test_the_click_model_ignores_items_it_did_not_make():
+    """The README's own ``sku-42`` once stopped the demo's click model for good."""
+    from recommender.online.clicks import taste_group
+    from recommender.synthetic import TasteModel
+
+    taste = TasteModel(users=10, items=20, groups=4)
+    assert taste_group(taste, "i6") == 2
+    assert taste_group(taste, "sku-42") is None
+    assert taste_group(taste, "i") is None and taste_group(taste, "ix") is None
