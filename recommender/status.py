@@ -114,7 +114,9 @@ def online_summary(
     for period in periods.values():
         shown = period.get("distinct_items_shown")
         if shown is not None and n_items:
-            period["coverage"] = shown / n_items
+            # Items shown over the period include new items and ones an older model knew:
+            # a share of today's model's items, at most all of them.
+            period["coverage"] = min(1.0, shown / n_items)
     return {
         "logging_to": logging_to,
         "monitor_seen_seconds_ago": age,

@@ -7,11 +7,12 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RecommenderError, one_line
-from ..kafka import KafkaSettings
-from ..models import ALIASES
+
+if TYPE_CHECKING:  # the command's own modules are imported when it runs: a quick --help
+    from ..kafka import KafkaSettings
 
 __all__ = [
     "run_bot_command",
@@ -42,6 +43,8 @@ def _topic_or_none(name: str) -> str | None:
 
 
 def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    from ..kafka import KafkaSettings
+
     return KafkaSettings.from_options(
         args.bootstrap_servers, args.kafka_overrides, args.kafka_config
     )
@@ -58,6 +61,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..builder import BuilderConfig, ModelBuilder
+    from ..models import ALIASES
     from ..models.als_training import AlsParams, resolve_device
 
     given = {

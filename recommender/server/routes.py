@@ -93,8 +93,14 @@ async def because(request: web.Request) -> web.Response:
 async def user_items(request: web.Request) -> web.Response:
     user = check_id("user", request.match_info["user"])
     model = model_or_503(request)
-    window = [{"item": i, "weight": w} for i, w in model.seen_items(user)]
-    fresh = [{"item": i, "weight": w} for i, w in request.app[FRESH].events(user)]
+    catalog = request.app[CATALOG]
+
+    def entry(item: str, weight: float) -> dict[str, Any]:
+        title = (catalog.get(item) or {}).get("title")
+        return {"item": item, "weight": weight, **({"title": title} if title else {})}
+
+    window = [entry(i, w) for i, w in model.seen_items(user)]
+    fresh = [entry(i, w) for i, w in request.app[FRESH].events(user)]
     return json_response(
         {
             "user": user,
