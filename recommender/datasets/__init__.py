@@ -87,13 +87,10 @@ def search_path() -> list[Path]:
 
 def default_root() -> Path:
     """Where ``recommender datasets fetch`` puts data sets: ``$RECOMMENDER_DATASETS`` if set,
-    else ``../shared/datasets`` next to a source checkout, else the user's data folder."""
+    else the user's data folder (never a folder it would create outside the checkout; a copy
+    already in ``../shared/datasets`` is still found, see :func:`search_path`)."""
     env = os.environ.get("RECOMMENDER_DATASETS")
-    if env:
-        return Path(env)
-    if (_CHECKOUT / "setup.cfg").is_file() and (_CHECKOUT / "recommender").is_dir():
-        return _CHECKOUT.parent / "shared" / "datasets"
-    return _user_data_dir()
+    return Path(env) if env else _user_data_dir()
 
 
 def datasets_dir(name: DatasetName = "movielens") -> Path | None:
@@ -109,9 +106,10 @@ def _require(root: Path | None, name: DatasetName) -> Path:
     root = root or datasets_dir(name)
     if root is None:
         raise FileNotFoundError(
-            f"the {name} data set is not on this machine (looked for ../shared/datasets and "
-            f"$RECOMMENDER_DATASETS): `recommender datasets fetch {name.split('-')[0]}` gets it "
-            "or says how; or use synthetic traffic"
+            f"the {name} data set is not on this machine (looked in $RECOMMENDER_DATASETS, "
+            f"{_user_data_dir()} and ../shared/datasets): "
+            f"`recommender datasets fetch {name.split('-')[0]}` gets it or says how; or use "
+            "synthetic traffic"
         )
     return root
 

@@ -240,3 +240,15 @@ def test_the_demo_names_the_fetch_command_when_its_data_set_is_missing(tmp_path,
     with pytest.raises(RecommenderError, match="recommender datasets fetch movielens"):
         run_demo(DemoOptions(dataset="movielens", workdir=tmp_path / "demo"))
     assert not (tmp_path / "demo").exists()  # refused before anything started
+
+
+def test_fetched_data_sets_go_to_the_users_data_folder_not_beside_the_checkout(
+    monkeypatch, tmp_path
+):
+    from recommender.datasets import default_root
+
+    monkeypatch.delenv("RECOMMENDER_DATASETS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_root() == tmp_path / "recommender" / "datasets"
+    monkeypatch.setenv("RECOMMENDER_DATASETS", str(tmp_path / "mine"))
+    assert default_root() == tmp_path / "mine"
