@@ -161,6 +161,7 @@ def run_serve(args: argparse.Namespace) -> int:
             items_topic=args.items_topic,
             catalog_only=args.catalog_only,
             fresh_memory=args.fresh_memory,
+            catalog_memory=args.catalog_memory,
             chat_memory=args.chat_memory,
             explore=args.explore,
             max_fresh_items=args.max_fresh_items,

@@ -65,6 +65,14 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         "--catalog-only", action="store_true", help="recommend only items in the catalogue"
     )
     live.add_argument(
+        "--catalog-memory",
+        type=byte_size,
+        default=512 << 20,
+        metavar="SIZE",
+        help="memory for the item catalogue, e.g. 512MB (default): past it new items are "
+        "refused and the oldest remembered deletions forgotten (both counted in /metrics)",
+    )
+    live.add_argument(
         "--fresh-memory",
         type=byte_size,
         default=256 << 20,

@@ -5,8 +5,10 @@ item is never answered on any route, and ``category=`` / ``exclude_category=`` /
 filters select by the catalogue. What a request needs of it, a model's columns, is computed by
 :meth:`Catalog.columns` and cached by whoever holds that model (see
 :mod:`recommender.serving.rules`), keyed by :meth:`Catalog.state` (the catalogue's version and
-the time's next change). Memory is bounded: at most ``max_items`` ids (new ones past it are
-refused and counted).
+the time's next change). Memory is bounded in bytes (``max_bytes``, an estimate from each
+record's size: measured 1.25 times a record's JSON, and about 430 bytes a remembered deletion)
+and in ids (``max_items``): a new item past either is refused and counted (``catalog_full``);
+past the bytes, the oldest remembered deletions are forgotten first (counted).
 
 Pure and thread-safe: the follower thread updates it while request handlers read it. Records
 are parsed before the lock is taken, and applied under it a few hundred at a time, so a request
@@ -67,10 +69,15 @@ class ItemFilter:
 class Catalog:
     """Known items' records, searchable by title, with the rules of what may be shown."""
 
-    def __init__(self, *, max_items: int = 5_000_000) -> None:
+    def __init__(self, *, max_items: int = 5_000_000, max_bytes: int = 512 << 20) -> None:
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        #: The estimated memory held (records and remembered deletions).
+        self.bytes = 0
+        #: Deletions forgotten to stay within ``max_bytes`` (oldest first).
+        self.forgotten_deletions = 0
         self._items: dict[str, ItemRecord] = {}
-        self._deleted: set[str] = set()
+        self._deleted: dict[str, None] = {}  # in the order deleted: the oldest forgotten first
         self._titles: dict[str, str] = {}  # id -> lower-case title
         self._normal: dict[str, str] = {}  # id -> normalized title (forgiving matches)
         self._by_category: dict[str, set[str]] = {}
@@ -117,17 +124,30 @@ class Catalog:
                 continue
             if isinstance(parsed, Deletion):
                 self._remove(parsed.id)
-                self._deleted.add(parsed.id)
-            elif parsed.id not in self._items and len(self._items) >= self.max_items:
+                if parsed.id not in self._deleted:
+                    self._deleted[parsed.id] = None
+                    self.bytes += _deletion_bytes(parsed.id)
+            elif parsed.id not in self._items and (
+                len(self._items) >= self.max_items
+                or self.bytes + _record_bytes(parsed) > self.max_bytes
+            ):
                 self.rejected["catalog_full"] = self.rejected.get("catalog_full", 0) + 1
                 continue
             else:
                 self._remove(parsed.id)
-                self._deleted.discard(parsed.id)
+                if parsed.id in self._deleted:
+                    del self._deleted[parsed.id]
+                    self.bytes -= _deletion_bytes(parsed.id)
                 self._add(parsed)
             done.append(parsed)
-        while len(self._deleted) > self.max_items:  # remembered to keep them unshown
-            self._deleted.pop()
+        # Remembered to keep deleted items unshown; past the budget, the oldest are forgotten.
+        while self._deleted and (
+            self.bytes > self.max_bytes or len(self._deleted) > self.max_items
+        ):
+            gone = next(iter(self._deleted))
+            del self._deleted[gone]
+            self.bytes -= _deletion_bytes(gone)
+            self.forgotten_deletions += 1
         if done:
             self.version += 1
             self.applied += len(done)
@@ -135,6 +155,7 @@ class Catalog:
 
     def _add(self, record: ItemRecord) -> None:
         self._items[record.id] = record
+        self.bytes += _record_bytes(record)
         title = record.metadata.get("title")
         self._titles[record.id] = str(title).lower() if title is not None else ""
         self._normal[record.id] = normalize_title(str(title or ""))
@@ -149,6 +170,7 @@ class Catalog:
         old = self._items.pop(item, None)
         if old is None:
             return
+        self.bytes -= _record_bytes(old)
         self._titles.pop(item, None)
         self._normal.pop(item, None)
         self._timed.discard(item)
@@ -316,6 +338,17 @@ class Catalog:
             )
             found += [item for _, _, item in close if item not in found][: n - len(found)]
         return [self._items[item].metadata for item in found]
+
+
+def _record_bytes(record: ItemRecord) -> int:
+    """A record's memory (parsed JSON, titles, category sets): measured 3,000 records of 60 KiB
+    at 225 MB, 1.25 times their size; a fixed part for the small ones."""
+    return record.size * 5 // 4 + 600 + 120 * len(record.categories)
+
+
+def _deletion_bytes(item: str) -> int:
+    """A remembered deletion: measured 100,000 of them at 43 MB."""
+    return 400 + len(item)
 
 
 def _labelled(record: ItemRecord, item_filter: ItemFilter) -> bool:

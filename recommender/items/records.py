@@ -76,6 +76,8 @@ class ItemRecord:
     hidden: bool = False
     available_from_ms: int | None = None
     expires_at_ms: int | None = None
+    #: The record's bytes as sent (what its memory is estimated from).
+    size: int = 0
 
     def shown_at(self, now_ms: int) -> bool:
         """Whether the item may be answered at ``now_ms``."""
@@ -188,4 +190,4 @@ def parse_item_record(key: bytes | None, value: bytes | None) -> ItemRecord | De
     metadata["id"] = item
     if categories:
         metadata["categories"] = sorted(categories)
-    return ItemRecord(item, metadata, categories, labels, hidden, start, end)
+    return ItemRecord(item, metadata, categories, labels, hidden, start, end, len(value))

@@ -165,7 +165,7 @@ def create_app(
         handler_args={"max_line_size": 131_072},
         client_max_size=MAX_BODY_BYTES,
     )
-    catalog = Catalog()
+    catalog = Catalog(max_bytes=config.catalog_memory)
     holder = ModelHolder(catalog, config)
     fresh = FreshEvents(
         max_bytes=config.fresh_memory,

@@ -115,6 +115,16 @@ class _StateCollector(Collector):
         yield _gauge(
             "recommender_catalog_items", "Items with metadata in the catalogue.", len(self.catalog)
         )
+        yield _gauge(
+            "recommender_catalog_bytes",
+            "Memory held by the catalogue (estimate; bounded by --catalog-memory).",
+            self.catalog.bytes,
+        )
+        yield _gauge(
+            "recommender_catalog_forgotten_deletions",
+            "Remembered deletions forgotten to stay within --catalog-memory (oldest first).",
+            self.catalog.forgotten_deletions,
+        )
         new_items = GaugeMetricFamily(
             "recommender_new_items",
             "Items the serving model does not know that can be recommended now, by how their "

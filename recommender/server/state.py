@@ -69,6 +69,8 @@ class ServerConfig:
     items_topic: str | None = None
     catalog_only: bool = False
     fresh_memory: int = 256 << 20
+    #: The item catalogue's memory (records and remembered deletions, estimated).
+    catalog_memory: int = 512 << 20
     #: New items (unknown to the serving model) given vectors from fresh events or categories.
     max_fresh_items: int = 10_000
     #: The share of each answer's slots reserved for new items (0: they compete on score).

@@ -159,3 +159,26 @@ def test_forgiving_matches_ignore_case_accents_punctuation_and_small_typos():
     assert catalog.match("Bleech", 1)[0]["title"] == "Bleach"  # a typo
     assert catalog.match("completely different", 3) == []
     assert catalog.match("!!!", 3) == []
+
+
+def test_memory_is_bounded_in_bytes_whatever_the_records_size():
+    """60 KiB records fill a small budget after a few; then new items are refused (counted), a
+    known item's new record still applies, and deletions of unknown ids never grow it past the
+    budget (the oldest are forgotten, counted)."""
+    import json
+
+    catalog = Catalog(max_bytes=1 << 20)
+    pad = "x" * (60 << 10)
+    records = [json.dumps({"id": f"i{k}", "d": pad}).encode() for k in range(40)]
+    catalog.update(records)
+    kept = len(catalog)
+    assert 5 < kept < 40 and catalog.rejected["catalog_full"] == 40 - kept
+    assert catalog.bytes <= 1 << 20
+    catalog.update([json.dumps({"id": "i0", "title": "Shorter", "hidden": True}).encode()])
+    assert catalog.record("i0").hidden and catalog.get("i0")["title"] == "Shorter"
+    catalog.update([None] * 20_000, [f"gone{k}".encode() for k in range(20_000)])
+    assert catalog.bytes <= 1 << 20 and catalog.forgotten_deletions > 0
+    assert not catalog.shown("gone19999")  # the newest deletions are remembered
+    before = catalog.bytes
+    catalog.update([None], [b"i1"])  # a known item deleted: its record's memory is given back
+    assert catalog.bytes < before
