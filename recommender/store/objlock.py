@@ -8,7 +8,10 @@ tries to refresh it.
 
 - **Take**: create it; or, if it exists and was released or not refreshed for ``ttl`` seconds
   (by its own ``refreshed_at``: hosts' clocks are assumed to agree within seconds), replace it
-  conditionally with the next fencing token.
+  conditionally with the next fencing token. A holder that provably no longer runs is taken
+  over at once: the lock names its host, boot and process namespace, and on the same ones its
+  process id no longer exists (a builder killed and restarted by its supervisor); otherwise the
+  refusal says when the lock expires.
 - **Refresh** every ``ttl / 6`` seconds. A refused refresh (the ETag changed) means another
   writer took the lock: the lease is lost for good. A refresh that fails (store unreachable) is
   retried; until one succeeds, the lease counts as unconfirmed once ``ttl / 2`` has passed since
@@ -21,6 +24,7 @@ tries to refresh it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -105,6 +109,44 @@ def retry_transient(action: Callable[[], T], *, attempts: int = 5, delay: float 
     raise AssertionError("unreachable")
 
 
+def _this_process() -> dict[str, Any]:
+    """Who holds a lock, precisely enough to tell on the same machine whether it still runs: the
+    host, the boot, the process-id namespace and the process id."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), **_machine()}
+
+
+def _machine() -> dict[str, str]:
+    """This boot's id and this process-id namespace (Linux; empty elsewhere)."""
+    found = {}
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            found["boot"] = boot.read().strip()
+        found["pidns"] = os.readlink("/proc/self/ns/pid")
+    return found
+
+
+def _gone(holder: Any) -> bool:
+    """Whether the process ``holder`` (a lock's ``process``) provably no longer runs: it ran on
+    this host, this boot and in this process-id namespace, and its pid is free. Anything less
+    certain (another machine, a container we cannot see into) is not gone."""
+    if not isinstance(holder, dict):
+        return False
+    here = _this_process()
+    same = all(holder.get(k) == here[k] for k in ("host", "boot", "pidns") if k in here)
+    pid = holder.get("pid")
+    if not same or "boot" not in here or "pidns" not in here or not isinstance(pid, int):
+        return False
+    if pid == here["pid"]:
+        return False  # ourselves: another lock object of this very process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's): alive
+        return False
+    return False
+
+
 def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, allow_nan=False).encode()
 
@@ -132,6 +174,7 @@ class ObjectLock(WriterLease):
             "token": self.token,
             "refreshed_at": self.clock(),
             "released": released,
+            "process": _this_process(),
         }
 
     # -- take and give back --------------------------------------------------------------------
@@ -160,11 +203,12 @@ class ObjectLock(WriterLease):
                 self._e_tag, self._confirmed_at = held_tag, time.monotonic()
                 return  # our own create went through; only its answer was lost
             age = self.clock() - float(held.get("refreshed_at") or 0)
-            if found is not None and not held.get("released") and age < self.ttl:
+            gone = _gone(held.get("process"))
+            if found is not None and not held.get("released") and age < self.ttl and not gone:
                 raise ConfigError(
                     f"another builder ({held.get('owner')}) writes {self.where} (its lock was "
-                    f"refreshed {max(age, 0):.0f} s ago); stop it first, or wait {self.ttl:.0f} s "
-                    "if it was killed"
+                    f"refreshed {max(age, 0):.0f} s ago); stop it first; if it was killed on "
+                    f"another machine, its lock expires in {max(self.ttl - age, 0):.0f} s"
                 )
             self.token = int(held.get("token") or 0) + 1
             e_tag = (
@@ -178,9 +222,11 @@ class ObjectLock(WriterLease):
                 )
             if found is not None and not held.get("released"):
                 log.warning(
-                    "took over the lock of %s abandoned %.0f s ago by %s (fencing token %d)",
+                    "took over the lock of %s %s by %s (fencing token %d)",
                     self.where,
-                    age,
+                    "left by a process that no longer runs here"
+                    if gone
+                    else f"abandoned {age:.0f} s ago",
                     held.get("owner"),
                     self.token,
                 )

@@ -148,3 +148,33 @@ def test_a_flapping_store_costs_no_lock_and_a_second_builder_is_still_refused(
     proxy.set_mode("pass")
     assert flapping.stop() == 0
     assert {writer_of(store.read_manifest(v))[1] for v in store.versions()} == {1}
+
+
+def test_a_killed_builder_restarted_on_its_machine_takes_its_lock_over_at_once(
+    s3_env, kafka, topic, daemons
+):
+    """A supervisor restarts a SIGKILLed builder: the lock names a process that provably no
+    longer runs (same host, boot and pid namespace), so the new builder takes it over without
+    waiting for the lock's TTL (here 600 s), with the next fencing token, and publishes."""
+    import signal
+
+    bucket = make_bucket(s3_env)
+    url = f"s3://{bucket}/recs"
+    name = topic(2)
+    produce(kafka, name, TASTE.values(*TASTE.sample(1000, np.random.default_rng(5))))
+    args = builder_command(name, url, kafka.bootstrap_servers, "500", "100000", "-b",
+                           "--lock-ttl", "600")  # fmt: skip
+    store = open_store(url)
+    first = daemons("first", args)
+    wait_until(lambda: store.versions(), timeout=90, what="a first publication")
+    first.stop(signal.SIGKILL)
+    assert _lock_body(s3_env, bucket)["released"] is False  # killed: nothing released it
+    restarted = daemons("restarted", args)
+    produce(kafka, name, TASTE.values(*TASTE.sample(600, np.random.default_rng(6))))
+    wait_until(
+        lambda: writer_of(store.read_manifest(store.versions()[-1]))[1] == 2,
+        timeout=90,
+        what="a publication under the next fencing token",
+    )
+    assert "no longer runs here" in restarted.output()
+    assert restarted.stop() == 0
