@@ -183,3 +183,28 @@ def test_pinned_als_flags_keep_self_tuning_to_als(tmp_path):
     assert BuilderConfig(**common, pinned=frozenset({"factors"})).families == ("als",)
     assert set(BuilderConfig(**common).families) == set(FAMILIES)
     assert BuilderConfig(**common, model="ease").families == ("ease",)
+
+
+def test_every_affordable_familys_defaults_are_tried_first_and_the_budget_is_wall_clock(events):
+    """A first session (current: ALS's defaults) tries each family's defaults before searching;
+    a budget far below one fit stops the session near it, not after the fits it started."""
+    from recommender.models import make_family
+
+    current = Setting("als", make_family("als").validate(make_family("als").defaults()))
+    outcome = tune(
+        events,
+        current=current,
+        space=SearchSpace(families=tuple(FAMILIES)),
+        budget_seconds=60,
+        max_trials=len(FAMILIES),
+    )
+    tried = {t.family: t.params for t in outcome.trials[: len(FAMILIES)]}
+    assert set(tried) == set(FAMILIES)
+    for family, params in tried.items():
+        defaults = make_family(family).validate(make_family(family).defaults())
+        assert params == defaults, family
+    quick = tune(events, current=current, space=SearchSpace(families=tuple(FAMILIES)),
+                 budget_seconds=0.05)  # fmt: skip
+    # The first fit is stopped at its first checkpoint; nothing else is started.
+    assert len(quick.trials) == 1 and quick.trials[0].state == "failed", quick.trials
+    assert not quick.adopted
