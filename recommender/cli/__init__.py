@@ -109,21 +109,25 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--search-budget",
         type=float,
-        default=60.0,
-        help="seconds for the ALS hyper-parameter search",
+        help="seconds for the ALS hyper-parameter search (default: 10-60, grown with the "
+        "training events: a second per 1,000)",
     )
     evaluate.add_argument(
         "--daemon-budget",
         type=float,
-        default=90.0,
-        help="self-tuning seconds for the 'what the daemon serves' row (0: no such row)",
+        help="self-tuning seconds for the 'what the daemon serves' row (0: no such row; "
+        "default 15-90, a second per 700 training events)",
     )
     evaluate.add_argument(
         "--family-budget",
         type=float,
-        default=20.0,
         help="self-tuning seconds for each model family's row (EASE, RP3beta, item-kNN, "
-        "sequence; 0: no family rows)",
+        "sequence; 0: no family rows; default 5-20, a second per 4,000 training events)",
+    )
+    evaluate.add_argument(
+        "--quick",
+        action="store_true",
+        help="a first look: every default budget a quarter as long",
     )
     evaluate.add_argument(
         "--windows",

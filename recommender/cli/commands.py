@@ -241,6 +241,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             search_budget=args.search_budget,
             daemon_budget=args.daemon_budget,
             family_budget=args.family_budget,
+            quick=args.quick,
             windows=args.windows,
             retrain_every=args.retrain_every,
             half_lives=args.half_lives,

@@ -31,6 +31,14 @@ LAST_NOTE = (
 )
 
 
+#: Scaled budgets: (training events per second of search, fewest seconds, most seconds).
+_SCALED: dict[str, tuple[float, float, float]] = {
+    "search": (1000.0, 10.0, 60.0),
+    "daemon": (700.0, 15.0, 90.0),
+    "family": (4000.0, 5.0, 20.0),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class EvaluateOptions:
     data_file: Path
@@ -43,11 +51,14 @@ class EvaluateOptions:
     ratings: str | None = None
     test_fraction: float = 0.2
     cutoff: float = 0.9
-    search_budget: float = 60.0
+    #: Seconds of the ALS search (None: scaled with the data, see :meth:`budget`).
+    search_budget: float | None = None
     #: Self-tuning budget of the "what the daemon serves" row (0: leave the row out).
-    daemon_budget: float = 90.0
+    daemon_budget: float | None = None
     #: Self-tuning budget of each model family's row (0: no family rows).
-    family_budget: float = 20.0
+    family_budget: float | None = None
+    #: A first look: every scaled budget a quarter as long.
+    quick: bool = False
     windows: Sequence[int] = (5000, 20000, 0)
     retrain_every: Sequence[int] = (1000, 5000)
     #: Prequential half-lives (seconds of event time) to compare with the plain window.
@@ -59,6 +70,20 @@ class EvaluateOptions:
     plots: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def budget(self, name: Literal["search", "daemon", "family"], events: int) -> float:
+        """The seconds of one search: as given, else grown with the training events (a small
+        file does not need the minutes a large one does) within the bounds below."""
+        given = {
+            "search": self.search_budget,
+            "daemon": self.daemon_budget,
+            "family": self.family_budget,
+        }[name]
+        if given is not None:
+            return given
+        per_second, low, high = _SCALED[name]
+        seconds = min(high, max(low, events / per_second))
+        return round(seconds / 4 if self.quick else seconds, 1)
 
     @property
     def k0(self) -> int:

@@ -13,7 +13,7 @@ from ..models import Setting
 from ..models.als_training import AlsParams
 from .data import Interactions
 
-__all__ = ["Report", "fmt", "params_text"]
+__all__ = ["Report", "draw_models", "fmt", "params_text"]
 
 
 def setting_text(setting: Setting) -> str:
@@ -78,7 +78,7 @@ class Report:
             self.md("| " + " | ".join(fmt(c) for c in row) + " |")
         self.md("")
 
-    def plot(self, name: str, draw: Any) -> None:
+    def plot(self, name: str, draw: Any, *, size: tuple[float, float] = (7, 4.2)) -> None:
         if not self.plots:
             return
         import matplotlib
@@ -86,7 +86,7 @@ class Report:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        fig, ax = plt.subplots(figsize=size, dpi=110)
         draw(ax)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -117,3 +117,32 @@ def _jsonable(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON: {type(value)}")
+
+
+def draw_models(ax: Any, ndcg: dict[str, list[float]], ks: Sequence[int], title: str) -> None:
+    """NDCG of each model: for one k a horizontal bar per model (best at the top, its value
+    written at its end); for several, a line per model. Each model its own colour and, for
+    lines, its own marker, with the legend beside the plot, never over it."""
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"]
+    colours = [tab20(i / 19) for i in range(20)]
+    names = sorted(ndcg, key=lambda n: ndcg[n][0])
+    if len(ks) == 1:
+        values = [ndcg[n][0] for n in names]
+        bars = ax.barh(
+            range(len(names)), values, color=[colours[i % 20] for i in range(len(names))]
+        )
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+        ax.set_xlabel(f"NDCG@{ks[0]}")
+        ax.set_xlim(0, max([*values, 0.0]) * 1.18 or 1.0)
+    else:
+        markers = "osD^v<>pX*h"
+        for i, n in enumerate(reversed(names)):
+            ax.plot(list(ks), ndcg[n], marker=markers[i % len(markers)], color=colours[i % 20],
+                    label=n)  # fmt: skip
+        ax.set_xlabel("k")
+        ax.set_ylabel("NDCG@k")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)

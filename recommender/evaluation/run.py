@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -23,7 +22,7 @@ from .offline import ModelResult, evaluate_model, search_als
 from .options import LAST_NOTE, PROTOCOLS, TITLES, EvaluateOptions, Protocol
 from .preconditions import check_options, plan_protocols
 from .prequential_section import prequential_section
-from .report import Report, params_text, setting_text
+from .report import Report, draw_models, params_text, setting_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
 from .splits import Split, global_cutoff, leave_last_out, per_user_holdout, truth_sets
 
@@ -85,24 +84,28 @@ def _offline(
         bar.update(1)
         return evaluate_model(AlsModel(params), validation, [k0], binary=binary).metrics[k0]["ndcg"]
 
+    events = len(split.train)
+    family_budget = options.budget("family", events)
+    daemon_budget = options.budget("daemon", events)
     best, trials = search_als(
-        split.train, budget_seconds=options.search_budget, seed=options.seed, fit_and_score=scored
+        split.train,
+        budget_seconds=options.budget("search", events),
+        seed=options.seed,
+        fit_and_score=scored,
     )
     bar.close()
     baselines = _baselines()
     families, family_notes = (
-        family_models(
-            split.train, budget_seconds=options.family_budget, binary=binary, seed=options.seed
-        )
-        if options.family_budget > 0
+        family_models(split.train, budget_seconds=family_budget, binary=binary, seed=options.seed)
+        if family_budget > 0
         else ([], [])
     )
     daemon: FamilyModel | None = None
     daemon_note = ""
-    if options.daemon_budget > 0:
+    if daemon_budget > 0:
         served, outcome = daemon_settings(
             split.train,
-            budget_seconds=options.daemon_budget,
+            budget_seconds=daemon_budget,
             binary=binary,
             seed=options.seed,
             families=tuple(FAMILIES),
@@ -110,7 +113,7 @@ def _offline(
         daemon = FamilyModel(
             served,
             name=f"{LABELS[served.family]}, what the daemon serves "
-            f"(self-tuned {options.daemon_budget:g} s)",
+            f"(self-tuned {daemon_budget:g} s)",
             sequences=train_sequences(split.train, seed=options.seed),
         )
         daemon_note = (
@@ -175,7 +178,7 @@ def _offline(
     if families or family_notes:
         report.md(
             "Each family's row is its best setting after a "
-            f"{options.family_budget:g} s self-tuning session on a validation split carved from "
+            f"{family_budget:g} s self-tuning session on a validation split carved from "
             "the training events (each user's newest fifth), its defaults where none was better "
             "beyond the noise. " + " ".join(family_notes),
             "",
@@ -189,15 +192,12 @@ def _offline(
             "",
         )
 
-    def draw(ax: Any) -> None:
-        for r in results:
-            ax.plot(list(ks), [r.metrics[k]["ndcg"] for k in ks], marker="o", label=r.name)
-        ax.set_xlabel("k")
-        ax.set_ylabel("NDCG@k")
-        ax.set_title(name)
-        ax.legend(fontsize=8)
-
-    report.plot(f"ndcg_vs_k_{name.split()[0].lower()}.png", draw)
+    report.plot(
+        f"ndcg_vs_k_{name.split()[0].lower()}.png",
+        lambda ax: draw_models(
+            ax, {r.name: [r.metrics[k]["ndcg"] for k in ks] for r in results}, ks, name
+        ),
+    )
     report.json[name] = {
         "split": split.description,
         "models": [r.summary() for r in results],
