@@ -62,6 +62,18 @@ class UserHistories:
         """User ``row``'s window items (None: a user the snapshot does not know) plus ``fresh``
         events (distinct columns, summed weights), and their newest liked items in order
         (window, then fresh). Fresh events of unknown items are left out."""
+        if row is not None and not fresh:
+            # A known user with nothing fresh (most requests): the window's row is already
+            # distinct, sorted and summed; summing it again cost ~60 µs a request under load.
+            c, w = self.seen_row(row)
+            if c.size < 2 or bool(np.all(c[1:] > c[:-1])):
+                return History(
+                    c,
+                    np.asarray(w, dtype=np.float32),
+                    recent=self.recent_row(row)[-MAX_RECENT:],
+                    row=row,
+                    priority=np.zeros(0, np.int64),
+                )
         cols: list[IntArray] = []
         weights: list[FloatArray] = []
         recent: list[IntArray] = []

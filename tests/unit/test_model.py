@@ -205,3 +205,15 @@ def test_fresh_events_weigh_what_the_windows_newest_events_weigh(tmp_path):
     assert [s.item for s in answer.items] == [s.item for s in expected.items]
     assert [s.score for s in answer.items] == pytest.approx([s.score for s in expected.items])
     assert answer.items != plain.recommend("newcomer", 5, fresh=fresh).items
+
+
+def test_a_known_users_history_without_fresh_events_is_the_summed_one(model):
+    """The fast path (the window's row as it is) gives what summing the window would give."""
+    histories = model.histories
+    for row in range(model.n_users):
+        fast = histories.of(row)
+        summed = histories.of(row, [("not-an-item", 1.0)])  # the general path, nothing added
+        np.testing.assert_array_equal(fast.cols, summed.cols)
+        np.testing.assert_array_equal(fast.weights, summed.weights)
+        np.testing.assert_array_equal(fast.recent, summed.recent)
+        assert fast.row == summed.row == row and not fast.fresh and not summed.fresh
