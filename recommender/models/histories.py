@@ -16,6 +16,8 @@ __all__ = ["UserHistories"]
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+_NO_COLUMNS: IntArray = np.zeros(0, np.int64)
+_NO_COLUMNS.flags.writeable = False
 
 
 class UserHistories:
@@ -24,7 +26,8 @@ class UserHistories:
     Parameters
     ----------
     seen : scipy.sparse.csr_matrix
-        Users x items of the window's summed weights.
+        Users x items of the window's summed weights, in canonical format (each row's columns
+        sorted and distinct).
     recent_indptr, recent_items : numpy.ndarray or None
         Each user's newest liked items, oldest first (None: the snapshot has no order).
     item_index : Mapping[str, int]
@@ -66,14 +69,13 @@ class UserHistories:
             # A known user with nothing fresh (most requests): the window's row is already
             # distinct, sorted and summed; summing it again cost ~60 µs a request under load.
             c, w = self.seen_row(row)
-            if c.size < 2 or bool(np.all(c[1:] > c[:-1])):
-                return History(
-                    c,
-                    np.asarray(w, dtype=np.float32),
-                    recent=self.recent_row(row)[-MAX_RECENT:],
-                    row=row,
-                    priority=np.zeros(0, np.int64),
-                )
+            return History(
+                c,
+                np.asarray(w, dtype=np.float32),
+                recent=self.recent_row(row)[-MAX_RECENT:],
+                row=row,
+                priority=_NO_COLUMNS,
+            )
         cols: list[IntArray] = []
         weights: list[FloatArray] = []
         recent: list[IntArray] = []

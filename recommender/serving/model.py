@@ -72,6 +72,11 @@ class RecommenderModel:
             (arrays["seen_weights"], arrays["seen_indices"], arrays["seen_indptr"]),
             shape=(len(self.user_ids), len(self.item_ids)),
         )
+        if not self.seen.has_canonical_format:
+            # Sorted, distinct columns per row (what the builder writes): a known user's history
+            # is then their row as it is, with no per-request sort (see UserHistories.of).
+            self.seen = self.seen.copy()
+            self.seen.sum_duplicates()
         self.popularity: IntArray = arrays["popularity"]
         self.popular_items = PopularItems(
             self.item_ids, self.popularity, arrays["recent_popularity"]
