@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` and `make test`.
+# Two commands on a fresh machine: `make demo` and `make test` (and `make docs` for the docs site).
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8000
@@ -6,12 +6,14 @@ RATE ?= 2000
 DATASET ?= synthetic
 BOT_DATASET ?= movielens
 BIN := $(VENV)/bin
-# One venv, two stamps: the demo needs the runtime dependencies only (`.`); the tests, lint and
-# type checks add the development tools (`.[dev]`) to the same venv.
+# One venv, three stamps: the demo needs the runtime dependencies only (`.`); the tests, lint and
+# type checks add the development tools (`.[dev]`) to the same venv; the docs site adds mkdocs
+# (`.[docs]`).
 RUNTIME := $(VENV)/.runtime
 DEV := $(VENV)/.dev
+DOCS := $(VENV)/.docs
 
-.PHONY: demo bot test test-deps lint typecheck bench venv clean
+.PHONY: demo bot test test-deps lint typecheck bench docs venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,11 @@ $(RUNTIME): setup.cfg pyproject.toml | $(BIN)/python
 # .[dev] includes everything `.` installs, so it also brings the runtime stamp up to date.
 $(DEV): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(RUNTIME) $@
+
+# .[docs] includes everything `.` installs too.
+$(DOCS): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $(RUNTIME) $@
 
 venv: $(DEV)
@@ -74,5 +81,11 @@ typecheck: $(DEV)
 bench: $(DEV)
 	$(BIN)/python bench/run.py
 
+## The documentation site (mkdocs.yml, docs/) into site/: open site/index.html. Offline (nothing
+## fetched), and --strict: a broken internal link or a missing anchor fails the build.
+## (NO_MKDOCS_2_WARNING: mkdocs-material's end-of-life notice, printed on every build.)
+docs: $(DOCS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info site

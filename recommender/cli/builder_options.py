@@ -93,7 +93,7 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         "--ratings",
         metavar="LOW..HIGH[:LIKE:DISLIKE]",
         help="weights are ratings on this scale, e.g. 1..5 (4-5 likes, 3 neutral, 1-2 "
-        "dislikes) or 1..10:7:4; see README",
+        "dislikes) or 1..10:7:4; see docs/reference/events.md",
     )
     parser.add_argument(
         "--retrain-interval",
