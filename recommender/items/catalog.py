@@ -239,7 +239,14 @@ class Catalog:
 
     def state(self, now_ms: int) -> tuple[int, int]:
         """What :meth:`columns` depends on besides its arguments: (the version, the time of the
-        last opening or closing of an item's availability window)."""
+        last opening or closing of an item's availability window). Every request asks: without
+        timed items, and when nothing changed since the bounds were computed, no lock."""
+        version, bounds = self._bounds
+        if version == self.version:
+            if not bounds.size:
+                return version, 0
+            passed = int(np.searchsorted(bounds, now_ms, side="right"))
+            return version, int(bounds[passed - 1]) if passed else 0
         with self._lock:
             return self.version, self._epoch(now_ms)
 

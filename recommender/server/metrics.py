@@ -380,6 +380,7 @@ class ServerMetrics:
             registry=registry,
         )
         self._recent: deque[tuple[float, float]] = deque(maxlen=20_000)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._state = _StateCollector(model, fresh, catalog, health, builder_status, online_status)
         registry.register(self._state)
         self._worker = os.environ.get("RECOMMENDER_WORKER")
@@ -388,8 +389,16 @@ class ServerMetrics:
         )
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # The labelled children are looked up once per (route, status): prometheus-client's
+        # labels() takes a lock and builds a key on every call (~10 µs a request).
+        key = (route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            if len(self._children) < 4096:  # routes are a fixed set; statuses a few
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         self._recent.append((time.monotonic(), seconds))
 
     def recent_p99_ms(self, *, span: float = 60.0) -> float | None:
