@@ -44,13 +44,13 @@ class Ask:
     @property
     def seen(self) -> frozenset[str]:
         """Items no answer may hold for this request, model or new: excluded ones, a session's
-        own, and (``filter_seen``) the user's fresh events. The window's seen items are the
-        query's columns (see :func:`resolve`)."""
+        own, the user's fresh dislikes, and (``filter_seen``) the rest of their fresh events.
+        The window's seen items are the query's columns (see :func:`resolve`)."""
         seen = frozenset(self.exclude)
         if self.kind in ("items", "similar"):
             seen |= frozenset(self.items)
-        elif self.kind == "user" and self.filter_seen:
-            seen |= frozenset(item for item, _ in self.fresh)
+        elif self.kind == "user":
+            seen |= frozenset(i for i, weight in self.fresh if self.filter_seen or weight < 0)
         return seen
 
 

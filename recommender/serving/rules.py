@@ -40,10 +40,14 @@ class Mask:
     catalog: Catalog
     item_filter: ItemFilter | None
     seen: frozenset[str]
+    catalog_only: bool = False
 
     def allows(self, item: str) -> bool:
-        """Whether a new item may be answered (shown now, through the filter, not seen)."""
-        return item not in self.seen and self.catalog.allows(item, self.item_filter)
+        """Whether a new item may be answered (shown now, through the filter, not seen; with
+        ``--catalog-only``, in the catalogue)."""
+        if item in self.seen or (self.catalog_only and self.catalog.record(item) is None):
+            return False
+        return self.catalog.allows(item, self.item_filter)
 
 
 class Visibility:
@@ -102,7 +106,7 @@ class Visibility:
         if allowed is not None and allowed.size * 4 > self.n_items:
             excluded = np.union1d(excluded, np.setdiff1d(np.arange(self.n_items), allowed))
             allowed = None
-        return Mask(excluded, allowed, self.catalog, item_filter, seen)
+        return Mask(excluded, allowed, self.catalog, item_filter, seen, self.catalog_only)
 
     def warm(self) -> None:
         """Compute the unfiltered columns for the catalogue as it is now (the follower calls it
