@@ -80,17 +80,17 @@ class Attribution:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def expose(self, exposure: Exposure) -> None:
-        """Remember an answer as shown."""
+    def expose(self, exposure: Exposure) -> bool:
+        """Remember an answer as shown (False: its id is known already, a duplicate)."""
         if exposure.id in self._by_id:
-            return  # the same record read twice (a replay): nothing new
+            return False  # the same record read twice (a replay): nothing new
         positions: dict[str, int] = {}
         for k, item in enumerate(exposure.items):
             positions.setdefault(item, k)
         shown = _Shown(exposure, positions)
         self._by_id[exposure.id] = shown
         if exposure.user is None:
-            return  # an anonymous session: attributable by its id only
+            return True  # an anonymous session: attributable by its id only
         queue = self._by_user.get(exposure.user)
         if queue is None:
             queue = self._by_user[exposure.user] = deque()
@@ -104,6 +104,7 @@ class Attribution:
             for old in oldest:
                 self._forget(old)
                 self.evicted += 1
+        return True
 
     def _forget(self, shown: _Shown) -> None:
         if self._by_id.get(shown.exposure.id) is shown:

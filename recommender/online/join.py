@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .attribution import Attribution
+from .attribution import CLOCK_TOLERANCE_MS, Attribution
 from .experiments import ExperimentResults, ExperimentSpec
 from .exposures import Exposure
 from .live import LiveQuality
@@ -75,11 +75,11 @@ class OnlineJoin:
             self.experiments[spec.id] = ExperimentResults(spec)
 
     def exposure(self, exposure: Exposure, partition: int, offset: int) -> None:
-        self.attribution.expose(exposure)
+        new = self.attribution.expose(exposure)
         if exposure.experiment is not None and exposure.experiment not in self.experiments:
             spec = ExperimentSpec(exposure.experiment, "interleave" if exposure.credit else "ab")
             self.experiments[exposure.experiment] = ExperimentResults(spec)
-        if self._counted("exposures", partition, offset):
+        if new and self._counted("exposures", partition, offset):
             self.counts["exposures"] += 1
             self.live.exposed(exposure)
             if exposure.experiment is not None:
@@ -115,7 +115,9 @@ class OnlineJoin:
         while self._held:
             held = self._held[0]
             waited = arrived_before is not None and held.arrived <= arrived_before
-            if held.timestamp_ms > watermark_ms and not waited:
+            # Every exposure it may go to (up to the clock tolerance later) must be read first:
+            # else a replay and the live run could credit different answers.
+            if held.timestamp_ms + CLOCK_TOLERANCE_MS > watermark_ms and not waited:
                 return
             self._join(self._held.popleft())
 
@@ -151,6 +153,17 @@ class OnlineJoin:
             found.setdefault(held.partition, held.offset)
         return found
 
+    def positions(self, next_offsets: dict[Source, dict[int, int]]) -> dict[Source, dict[int, int]]:
+        """Where reading stands, an interaction still held moving its partition back to it."""
+        interactions = dict(next_offsets["interactions"])
+        for p, offset in self.held_from().items():
+            interactions[p] = min(offset, interactions.get(p, offset))
+        found: dict[Source, dict[int, int]] = {
+            "exposures": dict(next_offsets["exposures"]),
+            "interactions": interactions,
+        }
+        return found
+
     # -- reports and checkpoints ---------------------------------------------------------------
 
     def report(self, now_ms: int) -> dict[str, Any]:
@@ -168,9 +181,13 @@ class OnlineJoin:
     ) -> dict[str, Any]:
         """What a restart needs (see the module docstring); ``next_offsets``: where reading
         stands (an interaction still held moves its partition's boundary back to it)."""
-        interactions = dict(next_offsets["interactions"])
-        for p, offset in self.held_from().items():
-            interactions[p] = min(offset, interactions.get(p, offset))
+        positions = self.positions(next_offsets)
+        # Never below the boundary the tallies already include: a restart killed before its
+        # replay passed the old boundary would otherwise count that stretch twice.
+        sources: tuple[Source, ...] = ("exposures", "interactions")
+        for source in sources:
+            for p, o in self.boundary[source].items():
+                positions[source][p] = max(o, positions[source].get(p, 0))
         return {
             "format": CHECKPOINT_FORMAT,
             "window_ms": self.window_ms,
@@ -178,14 +195,14 @@ class OnlineJoin:
             "spec": None if self.spec is None else self.spec.to_dict(),
             "experiments": {k: r.to_state() for k, r in self.experiments.items()},
             "boundary": {
-                "exposures": {str(p): o for p, o in next_offsets["exposures"].items()},
-                "interactions": {str(p): o for p, o in interactions.items()},
+                "exposures": {str(p): o for p, o in positions["exposures"].items()},
+                "interactions": {str(p): o for p, o in positions["interactions"].items()},
             },
             "replay_from": {
                 source: {str(p): o for p, o in offsets.items()}
                 for source, offsets in replay_from.items()
             },
-            "closed_until_ms": self.stream_ms,
+            "closed_until_ms": max(self.closed_until_ms, self.stream_ms),
         }
 
     @classmethod

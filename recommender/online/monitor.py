@@ -227,6 +227,7 @@ class Monitor:
         behind: see the grace period)."""
         topic = self.topics["exposures"]
         at_end = True
+        pending = []
         for p, nxt in self._next["exposures"].items():
             try:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
@@ -234,13 +235,19 @@ class Monitor:
                 high = -1
             if high < 0 or nxt < high:
                 at_end = False
+                # A partition with records still to read holds the watermark at the newest
+                # time read from it (0 before its first record: nothing passes it), so no like
+                # is joined before the exposures it may belong to are read.
+                pending.append(self._exposure_ms.get(p, 0))
+        if pending:
+            return min(pending), False
         newest = list(self._exposure_ms.values())
         return (min(newest) if newest else 0), at_end
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _sample(self) -> None:
-        self._samples.append((self.join.stream_ms, {s: dict(o) for s, o in self._next.items()}))
+        self._samples.append((self.join.stream_ms, self.join.positions(self._next)))
 
     def _replay_from(self) -> dict[Source, dict[int, int]]:
         """Positions at least one window (and a minute) older than the stream's time."""
