@@ -311,14 +311,21 @@ def test_the_broker_command_restarts_on_the_same_port_at_once(tmp_path):
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Its output goes to a file: an unread pipe fills up and blocks the broker's exit.
+        log = (tmp_path / f"broker{len(started)}.log").open("wb")
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
         started.append(proc)
-        assert proc.stdout is not None
-        lines = []
-        while not lines or ("broker ready" not in lines[-1] and lines[-1]):  # until it says
-            lines.append(proc.stdout.readline().decode())
-        assert "broker ready" in lines[-1], lines
+        wait_until(
+            lambda: "broker ready" in log_text() or proc.poll() is not None,
+            timeout=60,
+            what="the broker's ready line",
+        )
+        assert "broker ready" in log_text(), log_text()
         return proc
+
+    def log_text() -> str:
+        return (tmp_path / f"broker{len(started) - 1}.log").read_text(errors="replace")
 
     consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "g"})
     try:
@@ -336,8 +343,6 @@ def test_the_broker_command_restarts_on_the_same_port_at_once(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 def test_the_broker_can_keep_its_log_in_s3_across_a_restart(s3_server, daemons, tmp_path):
