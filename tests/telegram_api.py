@@ -39,6 +39,7 @@ class FakeTelegram:
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._open_callbacks: set[str] = set()
         self._lock = threading.Lock()
+        self._stopping = False  # a long poll in flight answers at once (teardown took 10 s)
         self._arrived: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
@@ -94,7 +95,7 @@ class FakeTelegram:
                 if offset:  # confirms every update below it
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
                 ready = self._updates[:limit]
-            if ready or time.monotonic() >= deadline:
+            if ready or time.monotonic() >= deadline or self._stopping:
                 return ready
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -256,7 +257,9 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}/bot"
 
     def stop(self) -> None:
-        assert self._loop is not None
+        assert self._loop is not None and self._arrived is not None
+        self._stopping = True
+        self._loop.call_soon_threadsafe(self._arrived.set)
         future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
