@@ -298,9 +298,17 @@ class Catalog:
             )
         return np.unique(np.asarray(banned, dtype=np.int64)), allowed
 
-    def allows(self, item: str, item_filter: ItemFilter | None, now_ms: int | None = None) -> bool:
-        """Whether ``item`` passes ``item_filter`` and may be shown (for items no model knows)."""
-        if not self.shown(item, now_ms):
+    def allows(
+        self,
+        item: str,
+        item_filter: ItemFilter | None,
+        now_ms: int | None = None,
+        *,
+        catalog_only: bool = False,
+    ) -> bool:
+        """Whether ``item`` passes ``item_filter`` and may be shown (for items no model knows);
+        with ``catalog_only`` as :meth:`columns` has it, only an item with a record."""
+        if not self.shown(item, now_ms) or (catalog_only and item not in self._items):
             return False
         if item_filter is None or not item_filter:
             return True

@@ -122,7 +122,6 @@ async def recommend(request: web.Request) -> web.Response:
     body: dict[str, Any]
     if has_user:
         user = id_param(request, "user")
-        pipeline_or_503(request)
         fresh = request.app[FRESH].events(user)
         ask = Ask(
             kind="user",
@@ -177,7 +176,6 @@ async def index(request: web.Request) -> web.StreamResponse:
     n = int_param(
         request, "recommendationsNumber", default=config.default_n, minimum=1, maximum=config.max_n
     )
-    pipeline_or_503(request)
     fresh = tuple(request.app[FRESH].events(user))
     served = await serve(request, Ask(kind="user", route="/", n=n, user=user, fresh=fresh))
     return json_response(

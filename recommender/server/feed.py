@@ -101,13 +101,20 @@ class Feed:
                 partitions, offsets = partitions[~covered], offsets[~covered]
         self.fresh.add(parsed, partitions, offsets)
         self.metrics.followed.labels("fresh").inc(len(parsed))
-        if len(parsed):
-            triples: list[tuple[str, str, float]] = list(
-                zip(parsed.users(), parsed.items(), parsed.weights.tolist(), strict=True)
-            )
-            for pipeline in served:
-                known = pipeline.model.item_index
-                new = [t for t in triples if t[1] not in known]
-                if new and pipeline.new_items.add_events(new):
-                    pipeline.new_items.refresh()
+        if not len(parsed):
+            return 0
+        items = parsed.items()
+        distinct = set(items)
+        triples: list[tuple[str, str, float]] | None = None
+        for pipeline in served:
+            known = pipeline.model.item_index
+            unknown = {item for item in distinct if item not in known}
+            if not unknown:  # most batches: a look per distinct item, nothing per event
+                continue
+            if triples is None:
+                weights = parsed.weights.tolist()
+                triples = list(zip(parsed.users(), items, weights, strict=True))
+            new = [t for t in triples if t[1] in unknown]
+            if pipeline.new_items.add_events(new):
+                pipeline.new_items.refresh()
         return len(parsed)

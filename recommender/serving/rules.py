@@ -45,9 +45,9 @@ class Mask:
     def allows(self, item: str) -> bool:
         """Whether a new item may be answered (shown now, through the filter, not seen; with
         ``--catalog-only``, in the catalogue)."""
-        if item in self.seen or (self.catalog_only and self.catalog.record(item) is None):
+        if item in self.seen:
             return False
-        return self.catalog.allows(item, self.item_filter)
+        return self.catalog.allows(item, self.item_filter, catalog_only=self.catalog_only)
 
 
 class Visibility:
