@@ -8,7 +8,6 @@ request never waits behind a burst of records.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,8 +21,6 @@ from ..serving.pipeline import ModelPipeline
 from .metrics import ServerMetrics
 
 __all__ = ["Feed"]
-
-log = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.int64]
 

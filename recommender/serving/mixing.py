@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from ..models.answers import Answer, ScoredItem
 from ..online.experiments import ExperimentSpec, ab_arm, team_draft
-from ..online.exposures import Arm
+from ..online.exposures import ARMS, Arm
 
-__all__ = ["ARMS", "Mixed", "arms_for", "mix"]
-
-ARMS: tuple[Arm, Arm] = ("champion", "challenger")
+__all__ = ["Mixed", "arms_for", "mix"]
 
 
 @dataclass(frozen=True, slots=True)
