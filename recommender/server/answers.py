@@ -17,7 +17,7 @@ from ..online.exposures import Arm
 from ..serving.model import RecommenderModel
 from ..serving.pipeline import ModelPipeline, Served
 from ..serving.query import Ask
-from .page import INDEX_HTML
+from .page import INDEX_HTML, PAGE_ASSETS
 from .state import CATALOG, CONFIG, FRESH, HOLDER, METRICS, SERVING
 from .validation import (
     bad_parameter,
@@ -164,6 +164,18 @@ async def recommend(request: web.Request) -> web.Response:
         }
     )
     return json_response(body)
+
+
+@routes.get("/static/vendor/{name}")
+async def page_asset(request: web.Request) -> web.StreamResponse:
+    """The page's charting library: a fixed set of vendored files, cached for a day."""
+    asset = PAGE_ASSETS.get(request.match_info["name"])
+    if asset is None:
+        raise web.HTTPNotFound()
+    body, content_type = asset
+    return web.Response(
+        body=body, content_type=content_type, headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 @routes.get("/")

@@ -58,8 +58,9 @@ _failures = RateLimitedLog(log, interval=60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Routes that never need a token (liveness and readiness probes of load balancers).
-OPEN_ROUTES = frozenset({"/health", "/ready"})
+#: Routes that never need a token: liveness and readiness probes of load balancers, and the
+#: page's vendored charting library (public code).
+OPEN_ROUTES = frozenset({"/health", "/ready", "/static/vendor/{name}"})
 
 
 def _route_of(request: web.Request) -> str:

@@ -56,8 +56,14 @@ def groups_shown(page) -> list[int]:
     ]
 
 
-def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, system, browser_page):
-    _, items_topic, base, *_ = system(server_args=["--enable-ingest"])
+def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(
+    kafka, topic, system, browser_page
+):
+    # Answers logged and attributed by the builder's monitor, for the live-quality chart.
+    exposures = ["--exposures-topic", topic(2, prefix="exposures")]
+    _, items_topic, base, *_ = system(
+        server_args=["--enable-ingest", *exposures], builder_args=exposures
+    )
     records = [
         {
             "id": TASTE.item_id(k),
@@ -68,6 +74,12 @@ def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, sys
     ]
     produce(kafka, items_topic, [json.dumps(r).encode() for r in records], keyed=False)
     page = browser_page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
     page.goto(base + "/")
     page.wait_for_selector("#ready:has-text('serving')", timeout=20_000)
     page.get_by_role("button", name="New anonymous user").click()
@@ -94,6 +106,7 @@ def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, sys
     # iterations and turns tuning off).
     assert "pinned: ALS, 8 factors" in status and "self-tuning" in status and "off" in status
     page.wait_for_selector("#status:has-text('/ 3 fresh')", timeout=5_000)  # status panel too
+    assert_charts_drawn(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-after-three-clicks.png"), full_page=True)
 
@@ -119,3 +132,27 @@ def test_clicks_of_a_new_user_turn_the_recommendations_to_their_group(kafka, sys
     page.wait_for_selector("#rate-msg:has-text('Rate at least 10 items first')", timeout=10_000)
     assert "you have rated 6" in page.inner_text("#rate-msg")  # 3 likes + 3 ratings
     page.screenshot(path=str(ARTIFACTS / "page-rate-mode.png"), full_page=True)
+    assert problems == []  # no script error, no failed request (the vendored library included)
+
+
+def assert_charts_drawn(page) -> None:
+    """The charts are uPlot's, with labelled axes and a legend, and carry the data on the page:
+    the ingest chart one point per status poll, the live-quality chart the monitor's minutes
+    (the page's own answers are logged and attributed by the builder's monitor)."""
+    page.wait_for_function(
+        "window.charts['ingest-chart'] && charts['ingest-chart'].data[0].length >= 2",
+        timeout=10_000,
+    )
+    page.wait_for_function(
+        "window.charts['live-chart'] && charts['live-chart'].data[0].length >= 1", timeout=30_000
+    )
+    for chart, labels in {
+        "ingest-chart": ["time (local)", "events/s", "p99 ms"],
+        "live-chart": ["time (local)", "hit rate"],
+    }.items():
+        assert page.evaluate(f"charts['{chart}'].axes.map(a => a.label)") == labels
+        assert page.locator(f"#{chart} canvas").count() == 1
+    legend = page.inner_text("#ingest-chart .u-legend")
+    assert "events/s" in legend and "p99 latency (ms)" in legend
+    exposures = page.evaluate("charts['live-chart'].data[1].filter(v => v != null).length")
+    assert exposures >= 1  # a minute with answers has a hit rate (0 is a rate)

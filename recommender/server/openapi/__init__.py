@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import __version__
+from ..page import PAGE_ASSETS
 from .common import ERRORS, EVENT_LINES, FILTERS, ID, ID_LIST, json_ref, param
 from .online import experiments_paths
 from .schemas import SCHEMAS
@@ -187,6 +188,30 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                             },
                         },
                         **ERRORS,
+                    },
+                }
+            },
+            "/static/vendor/{name}": {
+                "get": {
+                    "summary": "The page's charting library (uPlot, vendored): "
+                    "uPlot.iife.min.js or uPlot.min.css",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": sorted(PAGE_ASSETS)},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file, cached for a day",
+                            "content": {
+                                "application/javascript": {"schema": {"type": "string"}},
+                                "text/css": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "404": json_ref("Error", "No such file"),
                     },
                 }
             },
