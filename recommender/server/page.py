@@ -2,7 +2,7 @@
 
 The charts are drawn by uPlot (MIT, vendored under ``static/vendor`` with its licence): 50 KiB
 against Chart.js's 208 KiB, and in headless Chromium it built a 60-point chart in 7 ms against
-59 ms (median of 5; the comparison's command is in the commit that added it). Vendored so the
+59 ms (median of 5; ``bench/page_charts.py``). Vendored so the
 page works without internet access, as the rest of the service does.
 """
 
