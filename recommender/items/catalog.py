@@ -87,6 +87,8 @@ class Catalog:
         self._lock = threading.Lock()
         self.version = 0
         self.rejected: dict[str, int] = {}
+        #: Attributes left out of records that were applied (wrong type, size or name).
+        self.ignored_attributes = 0
         self.applied = 0
 
     def __len__(self) -> int:
@@ -139,6 +141,7 @@ class Catalog:
                     del self._deleted[parsed.id]
                     self.bytes -= _deletion_bytes(parsed.id)
                 self._add(parsed)
+                self.ignored_attributes += parsed.ignored_attributes
             done.append(parsed)
         # Remembered to keep deleted items unshown; past the budget, the oldest are forgotten.
         while self._deleted and (

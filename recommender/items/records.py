@@ -7,6 +7,10 @@ A record is a JSON object with an ``id`` (a string or a number) and optionally
 - ``categories``: a list of strings (at most 32, each at most 64 characters);
 - ``labels``: a flat map of at most 32 names (letters, digits, ``_ . -``; at most 64
   characters) to strings (at most 256), numbers or booleans;
+- ``attributes``: numeric features for ranking, a flat map of at most 32 names (as labels) to
+  finite numbers of magnitude at most 1e15 (``{"price": 12.5, "year": 1995}``). Unlike the
+  other fields, a bad attribute does not reject the record: it is left out and counted
+  (:attr:`ItemRecord.ignored_attributes`), and the record's other fields apply;
 - ``hidden``: true keeps the item out of every answer (sold out, withdrawn);
 - ``available_from`` / ``expires_at``: RFC 3339 times or epoch seconds; outside that span the
   item is never answered;
@@ -39,6 +43,8 @@ MAX_CATEGORIES: Final = 32
 MAX_LABELS: Final = 32
 MAX_NAME: Final = 64
 MAX_LABEL_VALUE: Final = 256
+MAX_ATTRIBUTES: Final = 32
+MAX_ATTRIBUTE_VALUE: Final = 1e15
 _LABEL_NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 RejectReason = Literal[
@@ -78,6 +84,9 @@ class ItemRecord:
     expires_at_ms: int | None = None
     #: The record's bytes as sent (what its memory is estimated from).
     size: int = 0
+    #: Numeric features (ranking), and how many of the record's attributes were left out.
+    attributes: dict[str, float] = field(default_factory=dict)
+    ignored_attributes: int = 0
 
     def shown_at(self, now_ms: int) -> bool:
         """Whether the item may be answered at ``now_ms``."""
@@ -146,6 +155,27 @@ def _labels(value: Any) -> dict[str, LabelValue] | Rejected:
     return labels
 
 
+def _attributes(value: Any) -> tuple[dict[str, float], int]:
+    """The valid attributes, and how many were left out (a map that is not one counts 1)."""
+    if value is None:
+        return {}, 0
+    if not isinstance(value, dict):
+        return {}, 1
+    attributes: dict[str, float] = {}
+    for name, raw in value.items():
+        if (
+            len(attributes) < MAX_ATTRIBUTES
+            and isinstance(name, str)
+            and _LABEL_NAME.match(name)
+            and isinstance(raw, int | float)
+            and not isinstance(raw, bool)
+            and math.isfinite(raw)
+            and abs(raw) <= MAX_ATTRIBUTE_VALUE
+        ):
+            attributes[name] = float(raw)
+    return attributes, len(value) - len(attributes)
+
+
 def parse_item_record(key: bytes | None, value: bytes | None) -> ItemRecord | Deletion | Rejected:
     """An items-topic record (``key``: the record key, which a tombstone needs)."""
     if value is None:
@@ -182,12 +212,19 @@ def parse_item_record(key: bytes | None, value: bytes | None) -> ItemRecord | De
         return Rejected("bad_hidden")
     assert not isinstance(categories, Rejected) and not isinstance(labels, Rejected)
     assert not isinstance(start, Rejected) and not isinstance(end, Rejected)
+    attributes, ignored = _attributes(record.get("attributes"))
     metadata = {
         k: v
         for k, v in record.items()
-        if k not in ("categories", "labels", "hidden", "available_from", "expires_at", "deleted")
-    }
+        if k
+        not in ("categories", "labels", "hidden", "available_from", "expires_at", "deleted",
+                "attributes")
+    }  # fmt: skip
     metadata["id"] = item
     if categories:
         metadata["categories"] = sorted(categories)
-    return ItemRecord(item, metadata, categories, labels, hidden, start, end, len(value))
+    if attributes:
+        metadata["attributes"] = attributes
+    return ItemRecord(
+        item, metadata, categories, labels, hidden, start, end, len(value), attributes, ignored
+    )

@@ -144,6 +144,12 @@ class _StateCollector(Collector):
         for reason, count in sorted(self.catalog.rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
+        yield CounterMetricFamily(
+            "recommender_catalog_ignored_attributes",
+            "Item attributes left out of applied records (not a finite number, a bad name, or "
+            "past 32); the records' other fields applied.",
+            value=self.catalog.ignored_attributes,
+        )
         yield from self._builder(manifest)
         yield from self._online()
 

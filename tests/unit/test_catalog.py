@@ -46,6 +46,31 @@ def test_records_are_validated_field_by_field():
     assert parse_item_record(None, None) == Rejected("tombstone_without_key")
 
 
+def test_a_bad_attribute_is_left_out_and_counted_while_the_record_applies():
+    attributes = {
+        "price": 12.5,
+        "year": 1995,
+        "cheap": True,  # not a number
+        "tags": [1],
+        "huge": 1e16,
+        "bad name": 1,
+        "nan": "NaN",
+    }
+    item = parse_item_record(None, record(id="a", title="A", hidden=True, attributes=attributes))
+    assert isinstance(item, ItemRecord) and item.hidden and item.metadata["title"] == "A"
+    assert item.attributes == {"price": 12.5, "year": 1995.0}
+    assert item.ignored_attributes == 5
+    assert item.metadata["attributes"] == {"price": 12.5, "year": 1995.0}
+    many = parse_item_record(None, record(id="b", attributes={f"a{k}": k for k in range(40)}))
+    assert len(many.attributes) == 32 and many.ignored_attributes == 8
+    not_a_map = parse_item_record(None, record(id="c", categories=["x"], attributes=[1, 2]))
+    assert not_a_map.attributes == {} and not_a_map.ignored_attributes == 1
+    assert not_a_map.categories == {"x"}
+    catalog = Catalog()
+    catalog.update([record(id="a", attributes=attributes), record(id="c", attributes="x")])
+    assert len(catalog) == 2 and catalog.ignored_attributes == 6 and catalog.rejected == {}
+
+
 def test_search_is_case_insensitive_prefers_prefixes_and_skips_hidden_items():
     catalog = Catalog()
     values = [
