@@ -1,0 +1,128 @@
+"""The candidate table: for a batch of users, the union of each source's top items, with one row
+per (user, candidate) and the features a ranker learns from: every source's score and rank side
+by side, the item's and the user's features, category match and item attributes. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats, category_match
+from ..models import History
+from ..user_metrics import top_k_rows
+
+__all__ = ["CandidateTable", "Context", "Source", "candidate_table", "feature_names"]
+
+#: A source of candidates: scores of every item for each history (a family's ``score``, or
+#: popularity broadcast), rows x items.
+Source = Callable[[Sequence[History]], npt.NDArray[np.float32]]
+MATCH_FEATURE: Final = "match.category"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the features are computed from besides the sources: the window's item and user stats
+    at ``now_ms``, the items' categories (items x categories, or None) and their attributes
+    (items x ``attribute_names``, NaN where unknown)."""
+
+    items: ItemStats
+    users: UserStats
+    now_ms: int
+    item_categories: sp.csr_matrix | None = None
+    attributes: FloatArray | None = None
+    attribute_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """One row per (user of the batch, candidate): ``user`` is the position in the batch."""
+
+    user: IntArray
+    col: IntArray
+    features: FloatArray
+    names: tuple[str, ...]
+
+    def grouped(self) -> IntArray:
+        """Rows per user of the batch, in order (LightGBM's query groups)."""
+        return np.bincount(self.user)
+
+
+def feature_names(sources: Sequence[str], context: Context) -> tuple[str, ...]:
+    names = [f"{name}.{what}" for name in sources for what in ("score", "rank")]
+    names += [*ITEM_FEATURES, *USER_FEATURES]
+    if context.item_categories is not None:
+        names.append(MATCH_FEATURE)
+    names += [f"attr.{name}" for name in context.attribute_names]
+    return tuple(names)
+
+
+def candidate_table(
+    sources: Mapping[str, Source],
+    histories: Sequence[History],
+    user_rows: IntArray,
+    context: Context,
+    *,
+    per_source: int,
+) -> CandidateTable:
+    """The union of each source's ``per_source`` best unseen items for each history, with
+    features (:func:`feature_names`). ``user_rows``: each history's row in ``context.users``
+    (-1: unknown). A candidate outside a source's top items has that source's score and rank
+    ``per_source + 1``, so the ranker sees how each source judges every candidate."""
+    batch = len(histories)
+    scored: dict[str, FloatArray] = {}
+    tops: list[IntArray] = []
+    for name, source in sources.items():
+        scores = np.asarray(source(histories), np.float32)
+        for row, history in enumerate(histories):
+            scores[row, history.cols] = -np.inf  # seen items are never candidates
+        scored[name] = scores
+        top = top_k_rows(scores, per_source)
+        top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1
+        tops.append(top)
+    union = np.concatenate(tops, axis=1)
+    users_of, cols = [], []
+    for row in range(batch):
+        distinct = np.unique(union[row])
+        distinct = distinct[distinct >= 0]
+        users_of.append(np.full(distinct.size, row, np.int64))
+        cols.append(distinct)
+    user = np.concatenate(users_of) if users_of else np.zeros(0, np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    columns: list[FloatArray] = []
+    for name, top in zip(scored, tops, strict=True):
+        columns.append(scored[name][user, col])
+        # rank of each candidate in this source's top items (1 = best), else per_source + 1
+        found = top[user] == col[:, None]  # candidates x per_source
+        rank = np.where(found.any(axis=1), found.argmax(axis=1) + 1, per_source + 1)
+        columns.append(rank.astype(np.float32))
+    matrix = np.column_stack(columns) if columns else np.zeros((col.size, 0), np.float32)
+    parts = [
+        matrix,
+        context.items.matrix(col, context.now_ms),
+        context.users.matrix(user_rows, context.now_ms)[user],
+    ]
+    if context.item_categories is not None:
+        per_user = [col[user == row] for row in range(batch)]
+        width = max((c.size for c in per_user), default=0)
+        padded = np.zeros((batch, width), np.int64)
+        for row, c in enumerate(per_user):
+            padded[row, : c.size] = c
+        liked = [h.cols[h.weights > 0] for h in histories]
+        match = category_match(liked, padded, context.item_categories)
+        parts.append(
+            np.concatenate([match[row, : c.size] for row, c in enumerate(per_user)])[:, None]
+        )
+    if context.attributes is not None and context.attribute_names:
+        parts.append(context.attributes[col])
+    features = np.column_stack(parts).astype(np.float32)
+    names = feature_names(list(sources), context)
+    assert features.shape[1] == len(names)
+    return CandidateTable(user, col, features, names)
