@@ -21,7 +21,15 @@ from ..user_metrics import PairedComparison, paired_bootstrap, per_user_metrics
 from .candidates import CandidateTable
 from .model import LearnedRanker
 
-__all__ = ["Objective", "RankerFit", "fit_ranker", "labels_of", "ndcg_of", "top_by_score"]
+__all__ = [
+    "Objective",
+    "RankerFit",
+    "fit_ranker",
+    "labels_of",
+    "linear_blend",
+    "ndcg_of",
+    "top_by_score",
+]
 
 Objective = Literal["lambdarank", "binary"]
 K = 10
@@ -65,6 +73,10 @@ class RankerFit:
     comparison: PairedComparison
     ranker_ndcg: float
     first_stage_ndcg: float
+    #: The baseline a tree ensemble must beat: a logistic regression on the same features.
+    blend_ndcg: float
+    #: Ranker against that linear blend, on the same users.
+    against_blend: PairedComparison
     #: The share of held-out users' truth items among their candidates (the ranker's ceiling).
     recall_ceiling: float
     rows: int
@@ -80,6 +92,31 @@ def _select(table: CandidateTable, users: IntArray) -> tuple[CandidateTable, Int
         position[table.user[rows]], table.col[rows], table.features[rows], table.names
     )
     return chosen, rows
+
+
+def linear_blend(
+    learn: FloatArray, labels: FloatArray, judge: FloatArray, *, l2: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """Scores of ``judge`` rows by a logistic regression fitted on ``learn`` (standardised
+    columns, L2 penalty ``l2`` over the rows' mean log-loss): the linear blend of the same
+    features that the tree ensemble is held against."""
+    from scipy.optimize import minimize
+
+    mean, std = learn.mean(axis=0), learn.std(axis=0)
+    std[std == 0] = 1.0
+    x = np.column_stack([(learn - mean) / std, np.ones(len(learn))]).astype(np.float64)
+    y = labels.astype(np.float64)
+
+    def loss(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        z = x @ w
+        p = 1.0 / (1.0 + np.exp(-z))
+        value = np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (w[:-1] @ w[:-1]) / len(y)
+        grad = x.T @ (p - y) / len(y)
+        grad[:-1] += l2 * w[:-1] / len(y)
+        return float(value), grad
+
+    weights = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x
+    return np.asarray(((judge - mean) / std) @ weights[:-1] + weights[-1], np.float64)
 
 
 def fit_ranker(
@@ -138,12 +175,16 @@ def fit_ranker(
     ranked = ndcg_of(judge, ranker.score(judge.features), judged_truth)
     rank_column = judge.features[:, table.names.index(f"{first_stage}.rank")]
     first = ndcg_of(judge, -rank_column, judged_truth)
+    judged_features = schema.fill(judge.features.copy())
+    blended = ndcg_of(judge, linear_blend(features, labels, judged_features), judged_truth)
     found = labels_of(judge, judged_truth).sum()
     return RankerFit(
         ranker=ranker,
         comparison=paired_bootstrap(ranked, first, seed=seed),
         ranker_ndcg=float(np.nanmean(ranked)),
         first_stage_ndcg=float(np.nanmean(first)),
+        blend_ndcg=float(np.nanmean(blended)),
+        against_blend=paired_bootstrap(ranked, blended, seed=seed),
         recall_ceiling=float(found / max(judged_truth.nnz, 1)),
         rows=int(learn.user.size),
         seconds=time.perf_counter() - started,

@@ -90,6 +90,8 @@ def test_an_attribute_that_carries_the_signal_makes_the_ranker_win_beyond_the_no
     fit = fit_ranker(table, truth, first_stage="ease", objective="lambdarank")
     assert fit.comparison.low > 0, fit.comparison  # beyond the noise
     assert fit.ranker_ndcg > fit.first_stage_ndcg * 1.2
+    # the planted effect is linear in the log-odds: the linear blend finds it too
+    assert fit.blend_ndcg > fit.first_stage_ndcg * 1.2
     importances = fit.ranker.importances()
     assert "attr.promoted" in list(importances)[:2] and importances["attr.promoted"] > 0.1
 
