@@ -5,7 +5,15 @@ window and judged against the first stage alone (:mod:`.training`). Pure: no Kaf
 
 from .candidates import CandidateTable, Context, Source, candidate_table, feature_names
 from .model import LearnedRanker
-from .training import Objective, RankerFit, fit_ranker, labels_of, ndcg_of, top_by_score
+from .training import (
+    Objective,
+    RankerFit,
+    fit_ranker,
+    labels_of,
+    linear_blend,
+    ndcg_of,
+    top_by_score,
+)
 
 __all__ = [
     "CandidateTable",
@@ -18,6 +26,7 @@ __all__ = [
     "feature_names",
     "fit_ranker",
     "labels_of",
+    "linear_blend",
     "ndcg_of",
     "top_by_score",
 ]

@@ -71,31 +71,28 @@ def candidate_table(
     context: Context,
     *,
     per_source: int,
+    given: Sequence[IntArray] | None = None,
 ) -> CandidateTable:
     """The union of each source's ``per_source`` best unseen items for each history, with
     features (:func:`feature_names`). ``user_rows``: each history's row in ``context.users``
     (-1: unknown). A candidate outside a source's top items has that source's score and rank
-    ``per_source + 1``, so the ranker sees how each source judges every candidate."""
+    ``per_source + 1``, so the ranker sees how each source judges every candidate. With
+    ``given`` (item columns per history), those pairs are the rows instead, seen or not (to
+    predict a rating of a known pair)."""
     batch = len(histories)
     scored: dict[str, FloatArray] = {}
     tops: list[IntArray] = []
     for name, source in sources.items():
         scores = np.asarray(source(histories), np.float32)
+        scored[name] = scores.copy() if given is not None else scores
         for row, history in enumerate(histories):
             scores[row, history.cols] = -np.inf  # seen items are never candidates
-        scored[name] = scores
         top = top_k_rows(scores, per_source)
         top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1
         tops.append(top)
-    union = np.concatenate(tops, axis=1)
-    users_of, cols = [], []
-    for row in range(batch):
-        distinct = np.unique(union[row])
-        distinct = distinct[distinct >= 0]
-        users_of.append(np.full(distinct.size, row, np.int64))
-        cols.append(distinct)
-    user = np.concatenate(users_of) if users_of else np.zeros(0, np.int64)
-    col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    rows = given if given is not None else _union(tops, batch)
+    user = np.repeat(np.arange(batch), [c.size for c in rows]).astype(np.int64)
+    col = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
     columns: list[FloatArray] = []
     for name, top in zip(scored, tops, strict=True):
         columns.append(scored[name][user, col])
@@ -110,19 +107,26 @@ def candidate_table(
         context.users.matrix(user_rows, context.now_ms)[user],
     ]
     if context.item_categories is not None:
-        per_user = [col[user == row] for row in range(batch)]
-        width = max((c.size for c in per_user), default=0)
+        width = max((c.size for c in rows), default=0)
         padded = np.zeros((batch, width), np.int64)
-        for row, c in enumerate(per_user):
+        for row, c in enumerate(rows):
             padded[row, : c.size] = c
         liked = [h.cols[h.weights > 0] for h in histories]
         match = category_match(liked, padded, context.item_categories)
-        parts.append(
-            np.concatenate([match[row, : c.size] for row, c in enumerate(per_user)])[:, None]
-        )
+        parts.append(np.concatenate([match[row, : c.size] for row, c in enumerate(rows)])[:, None])
     if context.attributes is not None and context.attribute_names:
         parts.append(context.attributes[col])
     features = np.column_stack(parts).astype(np.float32)
     names = feature_names(list(sources), context)
     assert features.shape[1] == len(names)
     return CandidateTable(user, col, features, names)
+
+
+def _union(tops: list[IntArray], batch: int) -> list[IntArray]:
+    """Each row's distinct columns over every source's top items (-1: none)."""
+    union = np.concatenate(tops, axis=1)
+    out = []
+    for row in range(batch):
+        distinct = np.unique(union[row])
+        out.append(distinct[distinct >= 0])
+    return out
