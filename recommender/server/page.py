@@ -21,4 +21,6 @@ PAGE_ASSETS: dict[str, tuple[bytes, str]] = {
         "application/javascript",
     ),
     "uPlot.min.css": (_STATIC.joinpath("vendor/uPlot.min.css").read_bytes(), "text/css"),
+    # its MIT licence travels with the copy the browser gets
+    "uPlot.LICENSE": (_STATIC.joinpath("vendor/uPlot.LICENSE").read_bytes(), "text/plain"),
 }

@@ -98,6 +98,18 @@ async def test_seed_compatible_query(client, model_dir):
     assert (await response.json())["parameter"] == "recommendationsNumber"
     page = await client.get("/")
     assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    # The page's charting library, vendored: what the page names is served, nothing else is.
+    html = await page.text()
+    for name, kind in (("uPlot.iife.min.js", "javascript"), ("uPlot.min.css", "text/css")):
+        assert f"/static/vendor/{name}" in html
+        asset = await client.get(f"/static/vendor/{name}")
+        assert asset.status == 200 and kind in asset.headers["Content-Type"]
+        assert "max-age" in asset.headers["Cache-Control"] and len(await asset.read()) > 1000
+    licence = await client.get("/static/vendor/uPlot.LICENSE")
+    assert "MIT License" in await licence.text()
+    for name in ("uPlot.js", "..%2Fpage.py", "index.html"):
+        missing = await client.get(f"/static/vendor/{name}")
+        assert missing.status == 404 and (await missing.json())["error"] == "not_found"
 
 
 async def test_hot_swap_and_corrupt_snapshots_never_replace_the_good_model(client, model_dir):

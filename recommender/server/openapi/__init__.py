@@ -194,7 +194,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
             "/static/vendor/{name}": {
                 "get": {
                     "summary": "The page's charting library (uPlot, vendored): "
-                    "uPlot.iife.min.js or uPlot.min.css",
+                    "uPlot.iife.min.js, uPlot.min.css or its licence, uPlot.LICENSE",
                     "parameters": [
                         {
                             "name": "name",
@@ -209,6 +209,7 @@ def openapi_document(max_n: int) -> dict[str, Any]:
                             "content": {
                                 "application/javascript": {"schema": {"type": "string"}},
                                 "text/css": {"schema": {"type": "string"}},
+                                "text/plain": {"schema": {"type": "string"}},
                             },
                         },
                         "404": json_ref("Error", "No such file"),
