@@ -72,7 +72,27 @@ class Consumption:
         topic = self.config.topic
         self.topic_id = topic_id
         recorded_id = manifest.get("topic_id") if manifest is not None else None
-        if manifest is not None and recorded_id and topic_id and recorded_id != topic_id:
+        fingerprinted = manifest is not None and all(
+            LastRecord.from_dict(pos.get("last_record")) is not None
+            for pos in manifest.get("partitions", {}).values()
+        )
+        replaced = manifest is not None and recorded_id and topic_id and recorded_id != topic_id
+        if replaced and fingerprinted:
+            # The id alone is not trusted: an embedded broker was seen to report another id for
+            # the same, unchanged log (the soak: three needless window rebuilds). Each
+            # partition's last record, read again below, says whether the log was replaced.
+            assert manifest is not None
+            log.warning(
+                "topic %s reports id %s, snapshot v%d recorded %s: checking each partition's "
+                "last record instead of rebuilding the window",
+                topic,
+                topic_id,
+                manifest["version"],
+                recorded_id,
+            )
+            replaced = False
+        if replaced:
+            assert manifest is not None
             self.stats.log_resets += len(manifest.get("partitions", {}))
             log.error(
                 "topic %s was replaced since snapshot v%d (topic id %s, now %s: deleted and "

@@ -32,7 +32,8 @@ __all__ = ["CHECKPOINT_FORMAT", "OnlineJoin", "Source"]
 CHECKPOINT_FORMAT: Final = 1
 Source = Literal["exposures", "interactions"]
 #: At most this many interactions wait for the exposure stream; past it the oldest are joined
-#: anyway (counted as ``joined_early``).
+#: anyway (counted as ``joined_early``: their answer may not be read yet, so a hit may be
+#: missed). The monitor stops fetching interactions long before (see ``Monitor.pause_held``).
 MAX_HELD: Final = 200_000
 
 
@@ -145,6 +146,11 @@ class OnlineJoin:
             results.close(now_ms, self.window_ms, closed_before=self.closed_until_ms)
 
     # -- positions -----------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Interactions waiting for the exposure stream to pass their time."""
+        return len(self._held)
 
     def held_from(self) -> dict[int, int]:
         """Per interaction partition, the offset of its oldest held interaction."""
