@@ -46,6 +46,15 @@ __all__ = ["load_model", "snapshot_watcher"]
 log = logging.getLogger(__name__)
 
 
+#: A load that failed for a reason outside the snapshot (the interpreter, memory) is tried this
+#: many times before the version is refused; a snapshot that fails its checks is refused at once.
+LOAD_ATTEMPTS = 3
+
+
+class _LoadFailed(SnapshotError):
+    """Loading failed for a reason that may not recur: not (yet) the snapshot's fault."""
+
+
 def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> RecommenderModel:
     """Load, verify and index a snapshot (blocking: run it in a thread).
 
@@ -57,6 +66,8 @@ def load_model(store: SnapshotStore, version: int, config: ServerConfig) -> Reco
         model = RecommenderModel(load_published(store, version), ann=ann)
     except SnapshotError:
         raise
+    except (SystemError, MemoryError) as exc:
+        raise _LoadFailed(f"v{version}: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # whatever a crafted snapshot provokes, it is one rejection
         raise SnapshotError(f"v{version}: {type(exc).__name__}: {exc}") from exc
     topic = model.manifest.get("topic")
@@ -101,10 +112,12 @@ async def _poll_once(
     failed: set[int],
     holder: ModelHolder | None = None,
     store: SnapshotStore | None = None,
+    attempts: dict[int, int] | None = None,
 ) -> None:
     """Swap in the newest good snapshot of ``store`` into ``holder`` (the champion's by
     default; an experiment's challenger has its own, and no fresh events to drop)."""
     champion = holder is None
+    attempts = {} if attempts is None else attempts  # version -> loads that failed by chance
     holder = holder or app[HOLDER]
     store = store or app[STORE]
     metrics = app[METRICS]
@@ -139,6 +152,14 @@ async def _poll_once(
             if version not in await asyncio.to_thread(store.versions):
                 log.debug("v%d was pruned while loading; looking again", version)
                 continue  # not a bad snapshot: the builder removed it meanwhile
+            tries = attempts.get(version, 0) + 1
+            if isinstance(exc, _LoadFailed) and tries < LOAD_ATTEMPTS:
+                attempts[version] = tries
+                metrics.swap_failures.inc()
+                log.warning("could not load v%d (try %d, again at the next poll): %s",
+                            version, tries, exc)  # fmt: skip
+                continue
+            attempts.pop(version, None)
             failed.add(version)
             holder.refused = f"v{version}: {exc}"
             metrics.swap_failures.inc()
@@ -154,6 +175,8 @@ async def _poll_once(
         metrics.swaps.inc()
         old = holder.swap(await asyncio.to_thread(holder.prepare, model))
         failed.difference_update([v for v in failed if v <= version])
+        for older in [v for v in attempts if v <= version]:
+            del attempts[older]
         if old is not None and writer_of(old.manifest)[0] != writer_of(model.manifest)[0]:
             log.warning(
                 "v%d comes from another store history than v%d (store id %s, was %s)",
@@ -187,12 +210,13 @@ async def _watch(
     app: web.Application, holder: ModelHolder | None = None, store: SnapshotStore | None = None
 ) -> None:
     failed: set[int] = set()
+    attempts: dict[int, int] = {}
     interval = app[CONFIG].poll_interval
     errors = RateLimitedLog(log, interval=30.0)
     next_status = 0.0
     while True:
         try:
-            await _poll_once(app, failed, holder, store)
+            await _poll_once(app, failed, holder, store, attempts)
             if holder is None and time.monotonic() >= next_status:
                 next_status = time.monotonic() + _STATUS_EVERY
                 champion = app[HOLDER]

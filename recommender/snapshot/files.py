@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -204,6 +205,14 @@ def _value_problems(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray
     return problems
 
 
+#: numpy reads each .npy header with ``ast.literal_eval``, and CPython 3.11 keeps the AST
+#: constructor's recursion depth per interpreter, not per thread: two loads at once (a champion's
+#: and a challenger's watcher) can fail with "SystemError: AST constructor recursion depth
+#: mismatch" (cpython gh-106905; seen in make test, where it refused a good snapshot). Header
+#: reads are short, so one at a time costs nothing.
+_NPY_HEADERS = threading.Lock()
+
+
 def load_snapshot(path: Path, *, mmap: bool = True, version: int | None = None) -> Snapshot:
     """Load and verify the snapshot in directory ``path``: the manifest's structure, checksums,
     dtypes, shapes and every array's values (``version``: the number it is published as).
@@ -224,7 +233,8 @@ def load_snapshot(path: Path, *, mmap: bool = True, version: int | None = None) 
             file = path / meta["file"]
             if _sha256(file) != meta["sha256"]:
                 raise SnapshotError(f"{path}: checksum mismatch in {file.name}")
-            array = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
+            with _NPY_HEADERS:
+                array = np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
             if str(array.dtype) != specs[name].dtype or list(array.shape) != meta["shape"]:
                 raise SnapshotError(f"{path}: {file.name} has the wrong dtype or shape")
             arrays[name] = array
