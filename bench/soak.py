@@ -16,7 +16,7 @@ with SIGTERM, and the monitor's online-status.json is compared with a brute-forc
 complete dumps of both topics.
 
     PYTHONPATH=. .venv/bin/python bench/soak.py --minutes 30 --seed 1 [--rate 500] [--requests 50]
-        [--broker memory|s3] [--gap 15,45] [--workdir DIR]
+        [--broker memory|s3] [--gap 15,45] [--without "broker freeze"] [--workdir DIR]
 
 Prints a table of figures, and writes it with both sides of the comparison to DIR/result.json.
 """
@@ -381,6 +381,13 @@ def main() -> None:
         help="the broker's log: memory (restarts would lose it: the broker is frozen "
         "with SIGSTOP instead) or s3 (restarted; too slow on moto for the rates here)",
     )
+    ap.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=sorted(KINDS),
+        help="leave this kind of fault out (repeatable): e.g. to tell the broker's part apart",
+    )
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -419,7 +426,8 @@ def main() -> None:
         storage = "s3://broker/" if a.broker == "s3" else "memory"
         broker = EmbeddedBroker(log_file=work / "broker.log", storage=storage).start()
         kinds = {k: w for k, w in KINDS.items() if k != ("broker freeze" if a.broker == "s3"
-                                                          else "broker restart")}  # fmt: skip
+                                                          else "broker restart")
+                 and k not in a.without}  # fmt: skip
         kafka = KafkaSettings(broker.bootstrap_servers)
         inter, expo = "interactions", "recommendations"
         create_topic(kafka, inter, partitions=4)
