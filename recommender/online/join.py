@@ -27,7 +27,7 @@ from .experiments import ExperimentResults, ExperimentSpec
 from .exposures import Exposure
 from .live import LiveQuality
 
-__all__ = ["CHECKPOINT_FORMAT", "OnlineJoin", "Source"]
+__all__ = ["CHECKPOINT_FORMAT", "QUIET_SECONDS", "OnlineJoin", "Source", "exposure_watermark"]
 
 CHECKPOINT_FORMAT: Final = 1
 Source = Literal["exposures", "interactions"]
@@ -35,6 +35,35 @@ Source = Literal["exposures", "interactions"]
 #: anyway (counted as ``joined_early``: their answer may not be read yet, so a hit may be
 #: missed). The monitor stops fetching interactions long before (see ``Monitor.pause_held``).
 MAX_HELD: Final = 200_000
+#: An exposure partition read to its end that has given nothing for this long holds the
+#: exposure stream back only to this long ago (wall clock), no longer at its newest record; an
+#: interaction whose time has no meaning there (in the future) waits this long after it was
+#: read. Longer than the clock tolerance, so an exposure such a partition gives later is newer
+#: than anything it let through, unless its producer lags by more than the margin. (In the
+#: 30-minute soak a 2 s grace, applied whenever the partitions were read to their ends,
+#: released likes before answers up to 5 s newer were read, and a restart's replay credited
+#: them otherwise.)
+QUIET_SECONDS: Final = CLOCK_TOLERANCE_MS / 1000 + 2.0
+
+
+def exposure_watermark(
+    partitions: list[tuple[int, bool, float]], *, now: float, now_ms: int
+) -> tuple[int, bool]:
+    """The exposure stream's time (every exposure up to it has been read), from each
+    partition's (newest time read in ms, whether it is read to its end, when it last gave a
+    record on the ``now`` clock); ``now_ms``: the wall clock. A partition with records still to
+    read holds it at its newest time (0 before its first record); one at its end too while it
+    gave something in the last ``QUIET_SECONDS`` (its producer may be a moment behind), and at
+    ``now_ms - QUIET_SECONDS`` once it is quiet. The flag: every partition is quiet."""
+    quiet_ms = now_ms - int(QUIET_SECONDS * 1000)
+    holding, quiet = [], True
+    for newest_ms, at_end, last_read in partitions:
+        if not at_end or now - last_read < QUIET_SECONDS:
+            holding.append(newest_ms)
+            quiet = False
+        else:
+            holding.append(max(newest_ms, quiet_ms))
+    return min(holding, default=quiet_ms), quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +90,7 @@ class OnlineJoin:
         self.boundary: dict[Source, dict[int, int]] = {"exposures": {}, "interactions": {}}
         self.closed_until_ms = 0
         self.stream_ms = 0
+        self.joined_ms = 0  # the newest interaction time joined
         self._held: deque[_Held] = deque()
         self.counts = {"exposures": 0, "interactions": 0, "attributed": 0, "joined_early": 0}
 
@@ -123,6 +153,7 @@ class OnlineJoin:
             self._join(self._held.popleft())
 
     def _join(self, held: _Held) -> None:
+        self.joined_ms = max(self.joined_ms, held.timestamp_ms)
         counted = self._counted("interactions", held.partition, held.offset)
         if counted:
             self.counts["interactions"] += 1
@@ -151,6 +182,16 @@ class OnlineJoin:
     def held(self) -> int:
         """Interactions waiting for the exposure stream to pass their time."""
         return len(self._held)
+
+    def front_ms(self) -> int:
+        """Where the join stands in event time: the oldest interaction still held, else the
+        newest joined; never past the exposure stream, nor a window behind it (an interaction
+        that late is rare, and replaying further for it would grow every restart's replay)."""
+        if self._held:
+            front = min(held.timestamp_ms for held in self._held)
+        else:
+            front = self.joined_ms or self.stream_ms
+        return max(min(front, self.stream_ms), self.stream_ms - self.window_ms)
 
     def held_from(self) -> dict[int, int]:
         """Per interaction partition, the offset of its oldest held interaction."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,16 +31,13 @@ from ..store import SnapshotStore
 from . import ONLINE_STATUS
 from .experiments import ExperimentSpec
 from .exposures import RECOMMENDATION_HEADER, decode_exposure, is_recommendation_id
-from .join import MAX_HELD, OnlineJoin, Source
+from .join import MAX_HELD, QUIET_SECONDS, OnlineJoin, Source, exposure_watermark
 
 __all__ = ["Monitor"]
 
 log = logging.getLogger(__name__)
 
 _SAMPLE_SECONDS: Final = 10.0  # how often replay positions are remembered
-#: An interaction newer than every exposure read waits this long (for its exposure, fetched
-#: from another topic, perhaps a moment later) before it is joined.
-_GRACE_SECONDS: Final = 2.0
 _REPLAY_MARGIN_MS: Final = 60_000
 
 
@@ -78,6 +76,7 @@ class Monitor:
         self.join = OnlineJoin(window_ms=window_ms)
         self._next: dict[Source, dict[int, int]] = {"exposures": {}, "interactions": {}}
         self._exposure_ms: dict[int, int] = {}  # per exposure partition, the newest time read
+        self._exposure_read: dict[int, float] = {}  # per exposure partition, when it last gave one
         self._samples: deque[tuple[int, dict[Source, dict[int, int]]]] = deque(maxlen=10_000)
         self._stop = threading.Event()
         self._errors = RateLimitedLog(log, interval=30.0)
@@ -151,10 +150,10 @@ class Monitor:
                         next_control = time.monotonic() + 5.0
                     messages = consumer.consume(5000, timeout=0.2)
                     self._handle(messages)
-                    watermark, at_end = self._watermark(consumer)
+                    watermark, quiet = self._watermark(consumer)
                     self.join.release(
                         watermark,
-                        arrived_before=time.monotonic() - _GRACE_SECONDS if at_end else None,
+                        arrived_before=time.monotonic() - QUIET_SECONDS if quiet else None,
                     )
                     self._flow(consumer)
                     now = time.monotonic()
@@ -219,6 +218,7 @@ class Monitor:
             self.malformed += 1
             return
         self._exposure_ms[p] = max(self._exposure_ms.get(p, 0), exposure.timestamp_ms)
+        self._exposure_read[p] = time.monotonic()
         self.join.exposure(exposure, p, offset)
 
     def _control(self, message: Message) -> None:
@@ -252,28 +252,21 @@ class Monitor:
             )
 
     def _watermark(self, consumer: Consumer) -> tuple[int, bool]:
-        """The exposure stream's time (every exposure up to it has been read in every partition
-        that has any), and whether every exposure partition is read to its end as far as the
-        last fetch said (then nothing older is on its way, but something may be a moment
-        behind: see the grace period)."""
+        """The exposure stream's time and whether it is quiet (see
+        :func:`~recommender.online.join.exposure_watermark`); a partition is at its end as far
+        as the last fetch said."""
         topic = self.topics["exposures"]
-        at_end = True
-        pending = []
+        partitions = []
         for p, nxt in self._next["exposures"].items():
             try:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
             except Exception:
                 high = -1
-            if high < 0 or nxt < high:
-                at_end = False
-                # A partition with records still to read holds the watermark at the newest
-                # time read from it (0 before its first record: nothing passes it), so no like
-                # is joined before the exposures it may belong to are read.
-                pending.append(self._exposure_ms.get(p, 0))
-        if pending:
-            return min(pending), False
-        newest = list(self._exposure_ms.values())
-        return (min(newest) if newest else 0), at_end
+            at_end = 0 <= high <= nxt
+            partitions.append(
+                (self._exposure_ms.get(p, 0), at_end, self._exposure_read.get(p, -math.inf))
+            )
+        return exposure_watermark(partitions, now=time.monotonic(), now_ms=int(time.time() * 1000))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -281,8 +274,11 @@ class Monitor:
         self._samples.append((self.join.stream_ms, self.join.positions(self._next)))
 
     def _replay_from(self) -> dict[Source, dict[int, int]]:
-        """Positions at least one window (and a minute) older than the stream's time."""
-        limit = self.join.stream_ms - self.window_ms - _REPLAY_MARGIN_MS
+        """Positions at least one window (and a minute) older than the oldest interaction not
+        yet counted (or the exposure stream's time, if older): every exposure it may go to, and
+        every like those had, is read again. The interactions may lag the exposures by more
+        than the margin (a replay reads the exposures ahead, up to ``pause_held`` waiting)."""
+        limit = self.join.front_ms() - self.window_ms - _REPLAY_MARGIN_MS
         chosen = self._samples[0][1] if self._samples else {"exposures": {}, "interactions": {}}
         for stream_ms, positions in self._samples:
             if stream_ms <= limit:

@@ -82,4 +82,4 @@ def test_pausing_the_interactions_for_their_answers_loses_and_repeats_nothing(ka
     day = document["live"]["periods"]["24h"]
     assert document["counts"]["joined_early"] == 0
     assert (day["exposures"], day["hits"]) == (ANSWERS, ANSWERS)
-    assert document["interaction_pauses"] >= 2  # paused and resumed while records were unread
+    assert document["interaction_pauses"] >= 1  # paused, and resumed while records were unread

@@ -1,6 +1,7 @@
 """The online loop's pure parts: exposure records, attribution, live quality, experiments."""
 
 import json
+import math
 import random
 
 import pytest
@@ -401,3 +402,45 @@ def test_a_restart_killed_before_its_replay_passed_the_boundary_counts_nothing_t
     join = OnlineJoin.resume(checkpoint, window_ms=join.window_ms)
     run(join, 50)  # the replay reaches the end
     assert join.report(20_000)["live"]["periods"]["5m"]["exposures"] == 50
+
+
+def test_the_exposure_watermark_waits_for_every_partition_that_may_still_give_an_older_answer():
+    """A 2 s grace once released likes before answers up to 5 s newer were read, and a
+    restart's replay then credited them otherwise (the 30-minute soak's residual)."""
+    from recommender.online.join import QUIET_SECONDS, exposure_watermark
+
+    now, now_ms = 1_000.0, 50_000
+    quiet_ms = now_ms - int(QUIET_SECONDS * 1000)
+    active, quiet = now - 1.0, now - QUIET_SECONDS - 0.1
+
+    def watermark(*partitions):
+        return exposure_watermark(list(partitions), now=now, now_ms=now_ms)
+
+    # a partition still behind holds the stream at its newest time read, 0 before any record
+    assert watermark((9_000, False, quiet), (20_000, True, active)) == (9_000, False)
+    assert watermark((0, False, -math.inf), (20_000, True, active)) == (0, False)
+    # one at its end holds it while it gave something lately: its producer may be behind
+    assert watermark((9_000, True, active), (20_000, True, active)) == (9_000, False)
+    # a quiet one at its end holds it only to a moment ago, by the wall clock
+    assert watermark((9_000, True, quiet), (48_000, True, active)) == (quiet_ms, False)
+    assert watermark((9_000, True, quiet), (20_000, True, active)) == (20_000, False)
+    assert watermark((45_000, True, quiet), (48_000, True, active)) == (45_000, False)
+    # every one quiet, or none at all: a moment ago
+    assert watermark((9_000, True, quiet), (0, True, -math.inf)) == (quiet_ms, True)
+    assert watermark() == (quiet_ms, True)
+
+
+def test_replays_start_a_window_before_the_oldest_interaction_not_yet_joined():
+    from recommender.online.join import OnlineJoin
+
+    join = OnlineJoin(window_ms=60_000)
+    assert join.front_ms() == 0
+    join.exposure(exposure("u", ["a"], 500_000), 0, 0)
+    assert join.front_ms() == 500_000  # nothing joined: the exposure stream
+    join.interaction("u", "a", 1.0, 470_000, 0, 0)  # held: the stream is 30 s ahead of it
+    join.interaction("v", "a", 1.0, 480_000, 1, 0)
+    assert join.front_ms() == 470_000
+    join.interaction("w", "a", 1.0, 100_000, 1, 1)  # far behind: at most a window back
+    assert join.front_ms() == 440_000
+    join.release(10**12)
+    assert join.front_ms() == 480_000  # the newest joined
