@@ -18,7 +18,8 @@ complete dumps of both topics.
     PYTHONPATH=. .venv/bin/python bench/soak.py --minutes 30 --seed 1 [--rate 500] [--requests 50]
         [--broker memory|s3] [--gap 15,45] [--without "broker freeze"] [--workdir DIR]
 
-Prints a table of figures, and writes it with both sides of the comparison to DIR/result.json.
+Prints a table of figures, and writes it with both sides of the comparison to DIR/result.json;
+both topics' records to DIR/exposures.jsonl and DIR/interactions.jsonl.
 """
 
 from __future__ import annotations
@@ -545,6 +546,15 @@ def main() -> None:
         code = daemons["builder"].stop(signal.SIGTERM)
         doc = store.read_document(ONLINE_STATUS) or {}
         exp_records, int_records = dump(kafka, expo), dump(kafka, inter)
+        for name, records in (("exposures", exp_records), ("interactions", int_records)):
+            with open(work / f"{name}.jsonl", "w") as out:  # to look into a difference later
+                for p, off, ts, value, headers in records:
+                    named = [
+                        v.decode("ascii", "replace") for h, v in headers if isinstance(v, bytes)
+                    ]
+                    out.write(
+                        json.dumps([p, off, ts, value.decode("utf-8", "replace"), named]) + "\n"
+                    )
         truth = brute_force(exp_records, int_records)
         report(
             a,

@@ -286,7 +286,12 @@ def render_status(
         f"Window       {window.get('events', 0):,} events, {window.get('users', 0):,} users, "
         f"{window.get('items', 0):,} items, span {span} (max {window.get('max_events', 0):,} events"
         + (f", {window['max_age_seconds']:.0f} s" if window.get("max_age_seconds") else "")
-        + ")",
+        + ")"
+        + (
+            "; its order is ignored (a bulk load in item-id order)"
+            if (window.get("order") or {}).get("says_time") is False
+            else ""
+        ),
         f"Model        {family_of(m)}, trained in {m.get('training_seconds', 0):.2f} s; "
         f"{_params_text(params, family_of(m))} ({m.get('params_source', 'default')} settings)",
         *_builder_lines(builder_summary(m, store.read_status())),

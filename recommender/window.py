@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from .events import ParsedBatch
 from .models.data import Sequences, TrainingData, pair_matrix, recent_sequences
+from .timeorder import OrderCheck, check_order
 from .vocab import Vocabulary
 
 __all__ = ["InteractionWindow", "WindowEvents", "WindowMatrix", "pair_matrix", "recent_sequences"]
@@ -88,6 +89,8 @@ class WindowMatrix:
     #: the same without the held-out events (None when there is no holdout).
     sequences: Sequences | None = None
     train_sequences: Sequences | None = None
+    #: Whether the window's order says time (when not, ``sequences`` are in a shuffle).
+    order: OrderCheck | None = None
 
     def training_data(self, *, holdout: bool = False) -> TrainingData:
         """What a model family fits on: everything, or (``holdout``) all but the holdout."""
@@ -116,6 +119,9 @@ class WindowEvents:
     #: Each event's rank in the window's order (time, then offset in its partition): what
     #: breaks ties in time (a burst produced within one millisecond); None: ties are unordered.
     order: npt.NDArray[np.int64] | None = None
+    #: False: the window's order says nothing of time (a bulk load sorted by item id, see
+    #: :mod:`.timeorder`): ``order`` is a shuffle, and timestamps order nothing either.
+    timed: bool = True
 
     def __len__(self) -> int:
         return int(self.users.size)
@@ -190,6 +196,9 @@ class InteractionWindow:
         self._offset = np.zeros(capacity, dtype=np.int64)
         self._size = 0  # columns [0, _size) hold events; at most max_events of them are "in"
         self._newest_ts = _NO_TIME
+        #: Whether the window's order said time when it was last trained on (see
+        #: :mod:`.timeorder`); None before.
+        self.order_check: OrderCheck | None = None
 
     def __len__(self) -> int:
         """Events in the window."""
@@ -305,7 +314,9 @@ class InteractionWindow:
         user_items = pair_matrix(rows, cols, weights, shape)
         train_items = None
         train_sequences = None
-        keys = (partitions, offsets, ts)
+        order = self._order(rows, cols, ts, [self.items.ids[r] for r in item_rows.tolist()])
+        zeros = np.zeros(size, np.int64)
+        keys = (zeros, order, zeros)  # the window's order (time, then offset), or a shuffle
         holdout_users = holdout_items = np.zeros(0, np.int64)
         holdout_weights = np.zeros(0, np.float32)
         if holdout_from is not None and max_holdout > 0 and size:
@@ -355,6 +366,7 @@ class InteractionWindow:
             newest_weight=newest_weight,
             sequences=recent_sequences(rows, cols, keys, liked, user_rows.size),
             train_sequences=train_sequences,
+            order=self.order_check,
         )
 
     def _decayed(
@@ -379,17 +391,32 @@ class InteractionWindow:
         weights, _ = self._decayed(self._weight[:size].astype(np.float32), ts)
         user_rows, users = np.unique(self._user[:size], return_inverse=True)
         item_rows, items = np.unique(self._item[:size], return_inverse=True)
-        order = np.empty(size, np.int64)
-        order[np.lexsort((self._partition[:size], self._offset[:size], ts))] = np.arange(size)
+        users, items = users.ravel().astype(np.int64), items.ravel().astype(np.int64)
+        item_ids = [self.items.ids[r] for r in item_rows.tolist()]
+        order = self._order(users, items, ts, item_ids)
         return WindowEvents(
-            users.ravel().astype(np.int64),
-            items.ravel().astype(np.int64),
+            users,
+            items,
             weights,
             ts,
             [self.users.ids[r] for r in user_rows.tolist()],
-            [self.items.ids[r] for r in item_rows.tolist()],
+            item_ids,
             order,
+            timed=bool(self.order_check is None or self.order_check.says_time),
         )
+
+    def _order(
+        self, users: np.ndarray, items: np.ndarray, ts: np.ndarray, item_ids: list[str]
+    ) -> npt.NDArray[np.int64]:
+        """Each event's rank in the window's order (time, then offset), or, when that order says
+        no time (:mod:`.timeorder`), in a seeded shuffle; ``order_check`` says which."""
+        size = self._size
+        order = np.empty(size, np.int64)
+        order[np.lexsort((self._partition[:size], self._offset[:size], ts))] = np.arange(size)
+        self.order_check = check_order(users, items, ts, order, item_ids)
+        if not self.order_check.says_time:
+            order = np.random.default_rng(0).permutation(size).astype(np.int64)
+        return order
 
     def compact_vocabularies(self, *, slack: float = 2.0, minimum: int = 1024) -> bool:
         """Forget ids no event in the window refers to, once they outnumber live ids ``slack``

@@ -22,6 +22,7 @@ from ..errors import ConfigError, LockLost, RecommenderError, one_line
 from ..kafka import BrokerHealth, KafkaSettings, topic_id, topic_partitions
 from ..online.monitor import Monitor
 from ..store import WriterLease, retry_transient
+from ..timeorder import OrderCheck
 from ..window import InteractionWindow
 from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
@@ -70,6 +71,7 @@ class ModelBuilder:
         self.consumption = Consumption(config, self.window, self.stats, dead_letters)
         self.publisher = Publisher(config, self.stats, self._abort)
         self.tuner = Tuner(config, self.publisher, self._abort)
+        self._order_says_time = True  # as far as the last retrain's window said
         self._status_written = 0.0
         self._last_retrain_start = time.monotonic()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
@@ -238,6 +240,25 @@ class ModelBuilder:
         interval = self.config.retrain_interval
         return interval is not None and time.monotonic() - self._last_retrain_start >= interval
 
+    def _note_order(self, check: OrderCheck | None) -> None:
+        """Say once, each time it changes, that the window's order is ignored (or no longer)."""
+        says_time = check is None or check.says_time
+        if says_time == self._order_says_time:
+            return
+        self._order_says_time = says_time
+        if not says_time and check is not None:
+            log.warning(
+                "the window looks like a bulk load sorted by item id (%d of %d users' events in "
+                "id order, a median %.0f ms apart): its order is ignored, so no family learns "
+                "the sort; publish history in time order, or with record timestamps set to the "
+                "events' times",
+                check.sorted_users,
+                check.long_users,
+                check.median_gap_ms or 0.0,
+            )
+        elif check is not None:
+            log.info("the window's order says time again: sequence families learn from it")
+
     def _holdout_size(self) -> int:
         """Events to hold out for the quality gate (0: no gate this time)."""
         config = self.config
@@ -247,6 +268,7 @@ class ModelBuilder:
         holdout_from = self.publisher.holdout_from()
         size = self._holdout_size() if holdout_from is not None else 0
         matrix = self.window.matrix(holdout_from=holdout_from, max_holdout=size)
+        self._note_order(matrix.order)
         publisher = self.publisher
         self.stats.retrains_started += 1  # before the job copies the counts into its manifest
         job = RetrainJob(

@@ -42,6 +42,7 @@ def retrain_manifest(
             "max_age_seconds": config.window_seconds,
             "half_life_seconds": config.half_life_seconds,
             "newest_weight": matrix.newest_weight,
+            "order": None if matrix.order is None else matrix.order.to_dict(),
         },
         "ratings": None if config.ratings is None else config.ratings.to_dict(),
         "model": setting.to_dict(),

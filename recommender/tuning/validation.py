@@ -46,7 +46,10 @@ def split(events: WindowEvents, *, fraction: float = 0.2, seed: int = 0) -> Vali
     shuffled = rng.permutation(n)
     # Ties in time in the window's order; without one (a file), in a seeded shuffle.
     tie = shuffled if events.order is None else events.order
-    order = np.lexsort((shuffled, tie, events.timestamps, events.users))
+    if events.timed:
+        order = np.lexsort((shuffled, tie, events.timestamps, events.users))
+    else:  # a bulk load's order says nothing of time: each user's events in a seeded shuffle
+        order = np.lexsort((tie, events.users))
     users = events.users[order]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if n else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, n])
