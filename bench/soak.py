@@ -440,7 +440,8 @@ def main() -> None:
                   "--attribution-window", "30m"]  # fmt: skip
         args = {
             "builder": ["build", inter, "0", "100000", "-b", "--tune", "off", "--factors", "8",
-                        "--iterations", "4", "--retrain-interval", "60", *common],
+                        "--iterations", "4", "--retrain-interval", "60",
+                        "--cache-dir", str(work / "builder-cache"), *common],
             "server": ["serve", "--port", str(http_port), "--topic", inter, "--enable-ingest",
                        "--cache-dir", str(work / "cache"), *common],
         }  # fmt: skip

@@ -75,6 +75,27 @@ def _default_cache(url: str) -> Path:
     return base / "recommender" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+def _cached(target: Path, manifest: bytes) -> bool:
+    """Whether ``target`` is a complete copy of the snapshot whose manifest is ``manifest``."""
+    if not (target / _COMPLETE).exists():
+        return False
+    try:
+        return (target / MANIFEST_NAME).read_bytes() == manifest
+    except OSError:
+        return False
+
+
+def _discard(target: Path) -> None:
+    """Remove a cached copy: renamed aside first (atomic: no reader finds it half deleted;
+    one that has its files memory-mapped keeps them), then deleted."""
+    aside = target.with_name(f".{target.name}-stale-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(target, aside)
+    except OSError:  # gone already (another process replaced it)
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 class ObjectStore(SnapshotStore):
     """Snapshots under an object-store URL (``s3://bucket/prefix``, ``gs://``, ``az://``...)."""
 
@@ -174,14 +195,27 @@ class ObjectStore(SnapshotStore):
     def local_copy(self, version: int) -> Path:
         """Download the version's files into the cache (once), atomically: a half-downloaded
         copy is never taken for a complete one. Every file under the version's prefix is
-        fetched; the manifest first, since its presence is what publishes the others."""
+        fetched; the manifest first, since its presence is what publishes the others.
+
+        The cache is named after the URL only, so a copy there may be of another snapshot that
+        had this number: another store at the same URL (a fresh bucket of a local S3 server,
+        another endpoint), or a store emptied or restored since. A copy is reused only if its
+        manifest is the store's manifest now (one small read); any other is replaced."""
         import obstore
 
         name = snapshot_name(version)
         target = self.cache_dir / name
-        if (target / _COMPLETE).exists():
-            return target
         manifest = self.manifest_bytes(version)
+        if _cached(target, manifest):
+            return target
+        if target.exists():
+            log.warning(
+                "the cached copy of %s/%s is of another snapshot with that number (the store "
+                "was replaced, emptied or restored since it was downloaded): downloading again",
+                self.url,
+                name,
+            )
+            _discard(target)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.cache_dir))
         try:
@@ -197,7 +231,7 @@ class ObjectStore(SnapshotStore):
             try:
                 os.rename(staging, target)
             except OSError:  # another process of this machine got there first
-                if not (target / _COMPLETE).exists():
+                if not _cached(target, manifest):
                     raise
         except Exception as exc:
             if isinstance(exc, SnapshotError):
