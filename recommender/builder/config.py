@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..events import DEFAULT_MAX_ID_BYTES
 from ..models import FAMILIES, Setting, make_family
 from ..models.als_training import AlsParams
+from ..ranker.window_fit import RankerMode
 from ..ratings import RatingScale
 from ..store import SnapshotStore
 
@@ -71,6 +72,10 @@ class BuilderConfig:
     tune_budget: float = 90.0
     retune_every: int = 50
     retune_interval: float = 3600.0
+    #: The learned ranking stage (see recommender.ranker.window_fit), trained at most every
+    #: ``ranker_interval`` seconds.
+    ranker: RankerMode = "auto"
+    ranker_interval: float = 600.0
     #: Quality gate: refuse a model whose quality on events the serving model has not seen is
     #: significantly lower, by more than this fraction (None: no gate).
     max_quality_drop: float | None = 0.2
@@ -109,6 +114,8 @@ class BuilderConfig:
             raise ConfigError(
                 "--tune-budget, --retune-every and --retune-interval must be positive"
             )
+        if self.ranker_interval <= 0:
+            raise ConfigError("--ranker-interval must be positive")
         if self.max_model_age is not None and self.max_model_age <= 0:
             raise ConfigError("--max-model-age must be positive (or off)")
         if not 1 <= self.attribution_window <= 7 * 86400:
@@ -232,6 +239,8 @@ class BuilderStats:
     log_resets: int = 0
     lost_window_events: int = 0
     quarantined_snapshots: int = 0
+    rankers_trained: int = 0
+    ranker_failures: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rejected": dict(self.rejected)}

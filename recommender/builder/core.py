@@ -279,6 +279,7 @@ class ModelBuilder:
             publisher.setting,
             publisher.params_source,
             partial=partial,
+            events=None if self.config.ranker == "off" else self.window.events(),
         )
         publisher.retrain_at = None
         self.consumption.new_since_retrain = 0

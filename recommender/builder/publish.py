@@ -24,9 +24,10 @@ from ..models.als_training import AlsParams
 from ..quality import GateModel, GateVerdict, compare_models
 from ..snapshot import publish_snapshot, snapshot_arrays
 from ..store import WriterLease
-from ..window import WindowMatrix
+from ..window import WindowEvents, WindowMatrix
 from .config import BuilderConfig, BuilderStats
 from .manifest import retrain_manifest
+from .ranking import RankerStage
 from .resume import ServingModel, find_resumable, positions_of
 
 __all__ = ["ParamsSource", "Publisher", "RetrainJob", "ServingModel"]  # ServingModel: resume
@@ -46,6 +47,8 @@ class RetrainJob:
     params_source: str | None = None
     #: Started before the backlog was read (``--partial-models``): marked so in the manifest.
     partial: bool = False
+    #: The window's events, for the ranking stage (None: ``--ranker off``).
+    events: WindowEvents | None = None
 
 
 class Publisher:
@@ -63,6 +66,7 @@ class Publisher:
         pinned = bool(config.pinned) or config.model != "auto"
         self.params_source: ParamsSource = "pinned" if pinned else "default"
         self._families: dict[str, ModelFamily] = {}
+        self.ranker = RankerStage(config, stats)
         #: Set while no retrain runs: tuning waits on it, so it never delays a due retrain.
         self.idle = threading.Event()
         self.idle.set()
@@ -198,6 +202,9 @@ class Publisher:
                 )
             else:
                 fitted = family.fit(matrix.training_data(), setting.params, should_stop=stop)
+            ranker = self.ranker.parts(
+                job.events, family, setting, first=self.version == 0, should_stop=stop
+            )
         except TrainingAborted as exc:
             log.info("retrain abandoned for shutdown (%s)", exc)
             return
@@ -212,7 +219,7 @@ class Publisher:
             return
         self.last_verdict = verdict
         quality = None if verdict is None else {**verdict.to_dict(), "forced": forced}
-        self._publish(job, fitted, setting, quality, time.perf_counter() - started)
+        self._publish(job, fitted, setting, quality, time.perf_counter() - started, ranker)
 
     def _judge(
         self, matrix: WindowMatrix, fitted: FittedModel, serving: ServingModel
@@ -283,6 +290,7 @@ class Publisher:
         setting: Setting,
         quality: dict[str, Any] | None,
         seconds: float,
+        ranker: tuple[dict[str, np.ndarray], dict[str, Any] | None] = ({}, None),
     ) -> None:
         matrix, config = job.matrix, self.config
         started = time.perf_counter()
@@ -309,9 +317,10 @@ class Publisher:
         )
         try:
             version = max(self.version, self.store.highest_version()) + 1
-            where = publish_snapshot(
-                self.store, version, snapshot_arrays(matrix, fitted), manifest, lease=self.lease
-            )
+            arrays = snapshot_arrays(matrix, fitted, extra=ranker[0])
+            if ranker[1] is not None:
+                manifest["ranker"] = ranker[1]
+            where = publish_snapshot(self.store, version, arrays, manifest, lease=self.lease)
         except Exception as exc:
             self.stats.retrains_failed += 1
             self.stats.publication_failures += 1

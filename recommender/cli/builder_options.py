@@ -161,6 +161,21 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="search time of one core for the first session (default 90s; re-tunes get half)",
     )
     tuning.add_argument(
+        "--ranker",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="a learned ranking stage (LightGBM over the family's top 200 items with item and "
+        "user features), trained every --ranker-interval on a time split of the window: auto "
+        "serves it only where it beats the family's own order beyond the noise (default auto)",
+    )
+    tuning.add_argument(
+        "--ranker-interval",
+        type=duration,
+        default=600.0,
+        metavar="DURATION",
+        help="train the ranker again after this long (default 10m); retrains between reuse it",
+    )
+    tuning.add_argument(
         "--retune-every",
         type=int,
         default=50,

@@ -102,6 +102,8 @@ def run_build(args: argparse.Namespace) -> int:
         tune_budget=args.tune_budget,
         retune_every=args.retune_every,
         retune_interval=args.retune_interval,
+        ranker=args.ranker,
+        ranker_interval=args.ranker_interval,
         max_quality_drop=args.max_quality_drop,
         gate_holdout=args.gate_holdout,
         gate_min_users=args.gate_min_users,

@@ -11,12 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import one_line
 from ..items import Catalog
 from ..items.fresh import FreshItems
 from ..kafka import BrokerHealth, KafkaSettings
 from ..logs import LogFormat
 from ..serving.batching import ScoreBatcher
 from ..serving.fresh import FreshEvents
+from ..serving.learned import LearnedRanking
 from ..serving.model import RecommenderModel
 from ..serving.pipeline import ModelPipeline, Serving
 from ..store import SnapshotStore
@@ -135,6 +137,8 @@ class ModelHolder:
         self.builder_status: dict[str, Any] | None = None
         #: The monitor's live quality and experiment results, read from the store.
         self.online_status: dict[str, Any] | None = None
+        #: Why the served snapshot's ranker is not used (it could not be loaded), or None.
+        self.ranker_problem: str | None = None
         #: Set once a model is served (a worker process listens only from then on).
         self.loaded = asyncio.Event()
 
@@ -146,12 +150,21 @@ class ModelHolder:
     def prepare(self, model: RecommenderModel) -> ModelPipeline:
         """``model``'s pipeline, nothing derived from the served one kept: the new items get
         their vectors for it, its rules their columns (blocking: run it off the loop)."""
+        try:
+            ranking = LearnedRanking.of(model)
+        except Exception as exc:  # a broken ranker: answer with the family's order, say so
+            ranking = None
+            self.ranker_problem = f"v{model.version}'s ranker could not be loaded: {one_line(exc)}"
+            log.error("%s; answering in the family's order", self.ranker_problem)
+        else:
+            self.ranker_problem = None
         pipeline = ModelPipeline(
             model,
             catalog=self.catalog,
             new_items=self.new_items,
             catalog_only=self.config.catalog_only,
             explore=self.config.explore,
+            ranker=ranking,
         )
         self.new_items.rebase(model)
         pipeline.visibility.warm()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..items import Catalog
@@ -99,9 +99,16 @@ class ModelPipeline:
                 allowed=mask.allowed,
             )
             return Answer(items, "popular")
-        query = resolve(model, ask)
-        found = await generate(model, self.new_items.view, query, score)
-        return self.ranker.rank(ask, select(model, found, mask, explore=self.explore))
+        wanted = self.ranker.candidates
+        if not wanted:
+            query = resolve(model, ask)
+            found = await generate(model, self.new_items.view, query, score)
+            return self.ranker.rank(ask, select(model, found, mask, explore=self.explore))
+        # A learned ranker reorders the top ``wanted`` items; a page is a slice of its order.
+        wide = replace(ask, n=max(wanted, ask.n + ask.offset), offset=0)
+        found = await generate(model, self.new_items.view, resolve(model, wide), score)
+        ranked = self.ranker.rank(wide, select(model, found, mask, explore=self.explore))
+        return Answer(ranked.items[ask.offset : ask.offset + ask.n], ranked.source)
 
     def similar(self, ask: Ask) -> list[ScoredItem] | None:
         """A ``similar`` request's items (None: an unknown item). Blocking: a large catalogue

@@ -24,13 +24,18 @@ __all__ = ["KeepOrder", "Ranker", "merge", "select"]
 
 
 class Ranker(Protocol):
-    """Reorders a selected answer for the request (the learned ranking stage's slot)."""
+    """Reorders a selected answer for the request (the learned ranking stage's slot): the top
+    ``candidates`` items (0: as many as the request asked for)."""
+
+    candidates: int
 
     def rank(self, ask: Ask, answer: Answer) -> Answer: ...
 
 
 class KeepOrder:
     """No ranker: the candidates' order is the answer's."""
+
+    candidates = 0
 
     def rank(self, ask: Ask, answer: Answer) -> Answer:
         return answer

@@ -11,7 +11,7 @@ meeting a NaN. Nothing is pickled: arrays are loaded with ``allow_pickle=False``
 
 from ..models.base import MAX_FACTOR
 from ..store import MANIFEST_NAME, MAX_MANIFEST_BYTES
-from .arrays import snapshot_arrays
+from .arrays import ranker_arrays, snapshot_arrays
 from .files import (
     Snapshot,
     decode_ids,
@@ -26,6 +26,7 @@ from .files import (
 from .manifest import (
     COMMON_ARRAYS,
     FORMAT_VERSION,
+    RANKER_ARRAYS,
     RECENT_ARRAYS,
     array_specs,
     parse_manifest,
@@ -39,6 +40,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_FACTOR",
     "MAX_MANIFEST_BYTES",
+    "RANKER_ARRAYS",
     "RECENT_ARRAYS",
     "Snapshot",
     "array_specs",
@@ -48,6 +50,7 @@ __all__ = [
     "load_snapshot",
     "parse_manifest",
     "publish_snapshot",
+    "ranker_arrays",
     "read_manifest",
     "read_published_manifest",
     "snapshot_arrays",

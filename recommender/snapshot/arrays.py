@@ -3,7 +3,8 @@ user's recent items) and the model family's own."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,17 +14,21 @@ from ..models.base import FittedModel, Sequences
 from .files import encode_ids
 
 if TYPE_CHECKING:
+    from ..ranker.window_fit import RankerOutcome, WindowFeatures
     from ..window import WindowMatrix
 
-__all__ = ["snapshot_arrays"]
+__all__ = ["ranker_arrays", "snapshot_arrays"]
 
 
 def snapshot_arrays(
-    matrix: WindowMatrix, model: FittedModel | TrainedFactors
+    matrix: WindowMatrix,
+    model: FittedModel | TrainedFactors,
+    *,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of a snapshot (see :mod:`recommender.snapshot`) for one trained window: the
     window's (ids, seen items, popularity, each user's recent items) and the model's own
-    (``TrainedFactors``: ALS's factors)."""
+    (``TrainedFactors``: ALS's factors); ``extra``: a serving ranker's (``RANKER_ARRAYS``)."""
     if isinstance(model, TrainedFactors):
         model = AlsModel(model.user_factors, model.item_factors, {})
     seen = matrix.user_items
@@ -39,4 +44,27 @@ def snapshot_arrays(
         "recent_popularity": matrix.recent_popularity,
         "recent_indptr": sequences.indptr.astype(np.int64),
         "recent_items": sequences.items.astype(np.int32),
+        **(extra or {}),
     }
+
+
+def ranker_arrays(
+    outcome: RankerOutcome, features: WindowFeatures
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A ranker's arrays (``RANKER_ARRAYS``: none unless it serves) and manifest section (its
+    decision and measures; with its objective and feature schema when it serves)."""
+    section = outcome.to_dict()
+    if not outcome.serve or outcome.fit is None:
+        return {}, section
+    items, users = features.items, features.users
+    arrays = {
+        **outcome.fit.ranker.arrays(),
+        "feature_item_popularity": items.popularity,
+        "feature_item_recent": items.recent,
+        "feature_item_first_ms": items.first_ms,
+        "feature_user_events": users.events,
+        "feature_user_liked": users.liked,
+        "feature_user_first_ms": users.first_ms,
+        "feature_user_last_ms": users.last_ms,
+    }
+    return arrays, {**section, **outcome.fit.ranker.describe(), "newest_ms": features.newest_ms}

@@ -28,7 +28,14 @@ from ..errors import SnapshotError
 from ..events import MAX_PAIR_WEIGHT
 from ..models import family_of, model_class
 from ..store import MANIFEST_NAME, SnapshotStore, WriterLease, as_store
-from .manifest import FORMAT_VERSION, RECENT_ARRAYS, array_specs, parse_manifest, read_manifest
+from .manifest import (
+    FORMAT_VERSION,
+    RANKER_ARRAYS,
+    RECENT_ARRAYS,
+    array_specs,
+    parse_manifest,
+    read_manifest,
+)
 
 __all__ = [
     "Snapshot",
@@ -96,6 +103,8 @@ def write_snapshot_files(
     missing = set(specs) ^ set(arrays)
     if not set(arrays) & set(RECENT_ARRAYS):  # optional (snapshots before model families)
         missing -= set(RECENT_ARRAYS)
+    if not set(arrays) & set(RANKER_ARRAYS):  # only where a learned ranker serves
+        missing -= set(RANKER_ARRAYS)
     if missing:
         raise SnapshotError(f"snapshot arrays do not match the format: {sorted(missing)}")
     files: dict[str, dict[str, Any]] = {}
@@ -200,6 +209,11 @@ def _value_problems(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray
             problems.append("recent_indptr does not match the users")
         elif r_items.size and (int(r_items.min()) < 0 or int(r_items.max()) >= n_items):
             problems.append("recent_items out of range")
+    if "ranker_model" in arrays:
+        for name in RANKER_ARRAYS:
+            size = n_items if name.startswith("feature_item") else n_users
+            if name != "ranker_model" and arrays[name].shape != (size,):
+                problems.append(f"{name} does not match the {name.split('_')[1]}s")
     own = {k: v for k, v in arrays.items() if k in model_class(family_of(manifest)).ARRAYS}
     problems += model_class(family_of(manifest)).check_arrays(own, n_users, n_items)
     return problems

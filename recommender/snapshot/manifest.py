@@ -21,6 +21,7 @@ from ..store import MANIFEST_NAME, MAX_MANIFEST_BYTES
 __all__ = [
     "COMMON_ARRAYS",
     "FORMAT_VERSION",
+    "RANKER_ARRAYS",
     "RECENT_ARRAYS",
     "array_specs",
     "parse_manifest",
@@ -51,6 +52,21 @@ RECENT_ARRAYS: Final[dict[str, ArraySpec]] = {
 }
 
 
+#: A learned ranker that serves (LightGBM's model text as UTF-8 bytes) and the window's item and
+#: user stats its features are computed from: all or none (see recommender.ranker).
+RANKER_ARRAYS: Final[dict[str, ArraySpec]] = {
+    "ranker_model": ArraySpec("uint8", 1),
+    "feature_item_popularity": ArraySpec("int64", 1),
+    "feature_item_recent": ArraySpec("int64", 1),
+    "feature_item_first_ms": ArraySpec("int64", 1),
+    "feature_user_events": ArraySpec("int64", 1),
+    "feature_user_liked": ArraySpec("int64", 1),
+    "feature_user_first_ms": ArraySpec("int64", 1),
+    "feature_user_last_ms": ArraySpec("int64", 1),
+}
+_OPTIONAL: Final = (RECENT_ARRAYS, RANKER_ARRAYS)
+
+
 def array_specs(manifest: Mapping[str, Any]) -> dict[str, ArraySpec]:
     """The arrays a snapshot of this manifest's model family has (the recent arrays included;
     older snapshots may lack them). Raises SnapshotError for an unknown family."""
@@ -59,7 +75,7 @@ def array_specs(manifest: Mapping[str, Any]) -> dict[str, ArraySpec]:
         own = model_class(family).ARRAYS
     except KeyError:
         raise SnapshotError(f"unknown model family {family!r}") from None
-    return {**COMMON_ARRAYS, **RECENT_ARRAYS, **own}
+    return {**COMMON_ARRAYS, **RECENT_ARRAYS, **RANKER_ARRAYS, **own}
 
 
 def writer_of(manifest: Mapping[str, Any]) -> tuple[str | None, int]:
@@ -113,11 +129,18 @@ def _check_manifest(manifest: object) -> str | None:
         return f"unknown model family {family[:40]!r} (a newer builder's snapshot?)"
     specs = array_specs(manifest)
     files = manifest.get("files")
-    required = set(specs) - set(RECENT_ARRAYS)
+    required = set(specs) - set(RECENT_ARRAYS) - set(RANKER_ARRAYS)
     if not isinstance(files, dict) or not required <= set(files) <= set(specs):
         return f"files must name exactly the arrays {sorted(specs)}"
-    if 0 < len(set(RECENT_ARRAYS) & set(files)) < len(RECENT_ARRAYS):
-        return f"files must name both or none of {sorted(RECENT_ARRAYS)}"
+    for group in _OPTIONAL:
+        if 0 < len(set(group) & set(files)) < len(group):
+            return f"files must name all or none of {sorted(group)}"
+    ranker = manifest.get("ranker")
+    if set(RANKER_ARRAYS) <= set(files) and not (
+        isinstance(ranker, dict) and ranker.get("serves") is True
+        and isinstance(ranker.get("schema"), dict)
+    ):  # fmt: skip
+        return "a snapshot with ranker arrays needs a ranker section that serves, with a schema"
     for name, meta in files.items():
         if not isinstance(meta, dict):
             return f"files.{name} is not an object"

@@ -317,12 +317,13 @@ def server_command(model_dir, port, *extra):
 
 
 def builder_command(topic, model_dir, bootstrap, *extra, factors=8, iterations=8):
-    """``recommender build`` arguments for a small untuned model (tests never wait for tuning;
-    the online loop is off unless ``extra`` names its topics: every test has its own).
+    """``recommender build`` arguments for a small untuned model (tests never wait for tuning
+    or a ranker; the online loop is off unless ``extra`` names its topics: every test has its
+    own).
     ``factors=None``: no ALS flags (pinned ALS settings keep self-tuning to ALS)."""
     als = [] if factors is None else ["--factors", str(factors), "--iterations", str(iterations)]
     return [
         "build", "--tune", "off", "--exposures-topic", "off", "--experiments-topic", "off",
-        topic, *extra, "--model-dir", str(model_dir),
+        "--ranker", "off", topic, *extra, "--model-dir", str(model_dir),
         "--bootstrap-servers", bootstrap, *als,
     ]  # fmt: skip

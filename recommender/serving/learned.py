@@ -1,0 +1,128 @@
+"""The ranking stage filled by a learned ranker: the family's top ``candidates`` items for a
+request, reordered by a LightGBM model over their features (see :mod:`recommender.ranker`).
+
+Features are computed as the builder computed them when training: the family's score and rank
+of each candidate, the window's item stats (popularity, trend, age) and the user's stats
+(activity, liked share, time since the last event, days active), a user's fresh events counted
+at once, as fold-in counts them. The clock is the window's: its newest event time plus the time
+since the snapshot was made, so a window of old events (a bulk load of history) is not years
+stale. Derived from one loaded model and dropped with it (it lives in that model's pipeline).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats
+from ..models.answers import Answer, ScoredItem
+from ..ranker.model import LearnedRanker
+from ..ranker.window_fit import SOURCE
+from .model import RecommenderModel
+from .query import Ask
+
+__all__ = ["LearnedRanking"]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class LearnedRanking:
+    """A :class:`~recommender.serving.ranking.Ranker` with a learned model."""
+
+    def __init__(
+        self,
+        ranker: LearnedRanker,
+        items: ItemStats,
+        users: UserStats,
+        *,
+        model: RecommenderModel,
+        candidates: int,
+        newest_ms: int,
+        made_at: float,
+    ) -> None:
+        self.ranker = ranker
+        self.items, self.users = items, users
+        self.model = model
+        self.candidates = candidates
+        self.newest_ms, self.made_at = newest_ms, made_at
+        self._names = ranker.schema.names
+
+    @classmethod
+    def of(cls, model: RecommenderModel) -> LearnedRanking | None:
+        """The snapshot's serving ranker, or None (raises ValueError for a broken one)."""
+        section: Any = model.manifest.get("ranker")
+        arrays = model.snapshot.arrays
+        if not isinstance(section, dict) or section.get("serves") is not True:
+            return None
+        if "ranker_model" not in arrays:
+            return None
+        candidates = section.get("candidates")
+        if not isinstance(candidates, int) or not 1 <= candidates <= 10_000:
+            raise ValueError("the ranker's candidates is not a count from 1 to 10000")
+        return cls(
+            LearnedRanker.from_arrays(arrays, section),
+            ItemStats(
+                np.asarray(arrays["feature_item_popularity"]),
+                np.asarray(arrays["feature_item_recent"]),
+                np.asarray(arrays["feature_item_first_ms"]),
+            ),
+            UserStats(
+                np.asarray(arrays["feature_user_events"]),
+                np.asarray(arrays["feature_user_liked"]),
+                np.asarray(arrays["feature_user_first_ms"]),
+                np.asarray(arrays["feature_user_last_ms"]),
+            ),
+            model=model,
+            candidates=candidates,
+            newest_ms=int(section.get("newest_ms") or 0),
+            made_at=float(model.manifest.get("created_at") or time.time()),
+        )
+
+    def now_ms(self) -> int:
+        return self.newest_ms + int(max(0.0, time.time() - self.made_at) * 1000)
+
+    def features(self, ask: Ask, answer: Answer) -> FloatArray:
+        """The candidates' rows in the ranker's schema order (NaN: unknown, the default then)."""
+        n = len(answer.items)
+        now = self.now_ms()
+        index = self.model.item_index
+        cols = np.fromiter((index.get(s.item, -1) for s in answer.items), np.int64, n)
+        known = cols >= 0
+        item_rows = self.items.matrix(np.where(known, cols, 0), now)
+        item_rows[~known] = np.nan
+        row = self.model.user_index.get(ask.user, -1) if ask.user is not None else -1
+        fresh = ask.fresh if ask.kind == "user" else ()
+        liked = sum(1 for _, weight in fresh if weight > 0)
+        user_row = self.users.matrix(
+            np.array([row], np.int64),
+            now,
+            fresh_events=np.array([len(fresh)], np.int64),
+            fresh_liked=np.array([liked], np.int64),
+            fresh_last_ms=np.array([now if fresh else -1], np.int64),
+        )[0]
+        columns: dict[str, FloatArray | float] = {
+            f"{SOURCE}.score": np.fromiter((s.score for s in answer.items), np.float32, n),
+            f"{SOURCE}.rank": np.arange(1, n + 1, dtype=np.float32),
+        }
+        for k, name in enumerate(ITEM_FEATURES):
+            columns[name] = item_rows[:, k]
+        for k, name in enumerate(USER_FEATURES):
+            columns[name] = float(user_row[k])
+        out = np.full((n, len(self._names)), np.nan, np.float32)
+        for k, name in enumerate(self._names):
+            if name in columns:
+                out[:, k] = columns[name]
+        return out
+
+    def rank(self, ask: Ask, answer: Answer) -> Answer:
+        if len(answer.items) < 2:
+            return answer
+        scores = self.ranker.score(self.features(ask, answer))
+        order = np.argsort(-scores, kind="stable")
+        items = answer.items
+        return Answer(
+            [ScoredItem(items[k].item, float(scores[k])) for k in order.tolist()], answer.source
+        )

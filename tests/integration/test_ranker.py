@@ -1,0 +1,77 @@
+"""The learned ranking stage through the real broker and real processes: the builder trains a
+ranker after its first publication and puts it in the snapshot with its decision; the server
+answers through it (pages are slices of one order, hidden items stay hidden, fresh events
+count); ``auto`` leaves a ranker that does not beat the family's order out, and says why."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.synthetic import TasteModel
+
+from .conftest import builder_command, get_json, produce, server_command, wait_until
+
+TASTES = TasteModel(users=600, items=300, groups=6, in_group=0.9)
+
+
+def _start(kafka, topic, daemons, tmp_path, http_port, mode: str):
+    name = topic(2)
+    rng = np.random.default_rng(11)
+    first = TASTES.values(*TASTES.sample(12_000, rng))
+    produce(kafka, name, first)
+    model_dir = tmp_path / "model"
+    daemons(
+        "builder",
+        builder_command(name, model_dir, kafka.bootstrap_servers, "2000", "100000", "-b",
+                        "--ranker", mode, "--ranker-interval", "1"),
+    )  # fmt: skip
+    daemons(
+        "server",
+        server_command(model_dir, http_port, "--topic", name, "--poll-interval", "0.2",
+                       "--bootstrap-servers", kafka.bootstrap_servers),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{http_port}"
+    wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=90, what="a model")
+    # the first publication has no ranker; more events make the next one, which trains it
+    produce(kafka, name, TASTES.values(*TASTES.sample(3_000, rng)))
+
+    def ranker_section():
+        section = (get_json(f"{base}/model")[1].get("manifest") or {}).get("ranker")
+        return section if section and "reason" in section and "trained_at" in section else None
+
+    return name, base, wait_until(ranker_section, timeout=120, what="a trained ranker")
+
+
+def test_a_ranker_pinned_on_serves_every_page_of_one_order(
+    kafka, topic, daemons, tmp_path, http_port
+):
+    _, base, section = _start(kafka, topic, daemons, tmp_path, http_port, "on")
+    assert section["serves"] is True, section
+    assert section["schema"]["names"][:2] == ["candidates.score", "candidates.rank"]
+    assert section["importances"] and section["against_first_stage"]["users"] >= 30
+    user = "u7"
+    status, whole = get_json(f"{base}/recommend?user={user}&n=20")
+    assert status == 200 and len(whole["items"]) == 20, whole
+    scores = [i["score"] for i in whole["items"]]
+    assert scores == sorted(scores, reverse=True)
+    status, page = get_json(f"{base}/recommend?user={user}&n=10&offset=10")
+    assert status == 200
+    assert [i["item"] for i in page["items"]] == [i["item"] for i in whole["items"][10:]]
+    _, seen = get_json(f"{base}/users/{user}/items")
+    assert not {i["item"] for i in seen["window"]} & {i["item"] for i in whole["items"]}
+    # a newcomer and an anonymous session are ranked too
+    status, anonymous = get_json(f"{base}/recommend?items=i1,i2&n=5")
+    assert status == 200 and len(anonymous["items"]) == 5
+    status, newcomer = get_json(f"{base}/recommend?user=nobody&n=5")
+    assert status == 200 and newcomer["items"], newcomer
+
+
+def test_auto_keeps_a_ranker_that_does_not_beat_the_family_out_and_says_why(
+    kafka, topic, daemons, tmp_path, http_port
+):
+    _, base, section = _start(kafka, topic, daemons, tmp_path, http_port, "auto")
+    # planted tastes carry nothing beyond ids: the family's order is as good
+    assert "beyond the noise" in section["reason"], section
+    assert section["serves"] is (section["against_first_stage"]["interval"][0] > 0)
+    status, body = get_json(f"{base}/recommend?user=u7&n=10")
+    assert status == 200 and len(body["items"]) == 10
