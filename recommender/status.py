@@ -16,10 +16,43 @@ from .online import ONLINE_STATUS
 from .snapshot import read_published_manifest
 from .store import SnapshotStore, as_store, snapshot_name
 
-__all__ = ["builder_summary", "describe_age", "render_status"]
+__all__ = ["builder_summary", "describe_age", "ranker_summary", "render_status"]
 
 #: A builder status document older than this is stale (the builder stopped?).
 _STALE_STATUS_SECONDS = 300.0
+
+
+def ranker_summary(
+    manifest: dict[str, Any] | None, problem: str | None = None
+) -> dict[str, Any] | None:
+    """Whether a learned ranker serves the snapshot, why or why not, what it was measured at and
+    its most important features (None: the builder runs with ``--ranker off``). ``problem``:
+    why a server does not use the snapshot's ranker (it could not be loaded)."""
+    section = (manifest or {}).get("ranker")
+    if not isinstance(section, dict):
+        return None
+    summary = {
+        "serves": bool(section.get("serves")) and problem is None,
+        "reason": problem or section.get("reason"),
+        "candidates": section.get("candidates"),
+        "objective": section.get("objective"),
+        "ndcg_at_10": section.get("ndcg_at_10"),
+        "against_first_stage": section.get("against_first_stage"),
+        "importances": dict(list((section.get("importances") or {}).items())[:5]),
+        "trained_at": section.get("trained_at"),
+    }
+    return {k: v for k, v in summary.items() if v is not None}
+
+
+def _ranker_line(manifest: dict[str, Any]) -> list[str]:
+    summary = ranker_summary(manifest)
+    if summary is None:
+        return []
+    top = ", ".join(f"{k} {v:.0%}" for k, v in (summary.get("importances") or {}).items())
+    return [
+        f"Ranker       {'serves' if summary['serves'] else 'does not serve'}: "
+        f"{summary.get('reason')}" + (f"; features by gain: {top}" if top else "")
+    ]
 
 
 def builder_summary(
@@ -295,6 +328,7 @@ def render_status(
         f"Model        {family_of(m)}, trained in {m.get('training_seconds', 0):.2f} s; "
         f"{_params_text(params, family_of(m))} ({m.get('params_source', 'default')} settings)",
         *_builder_lines(builder_summary(m, store.read_status())),
+        *_ranker_line(m),
         _online_line(store.read_document(ONLINE_STATUS)),
         f"Builder      consumed {builder.get('consumed', 0):,}, accepted "
         f"{builder.get('accepted', 0):,}, malformed: {rejected_text}; retrains "

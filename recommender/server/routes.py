@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-from ..status import builder_summary, online_summary
+from ..status import builder_summary, online_summary, ranker_summary
 from .answers import model_or_503, n_param, not_found
 from .experiments import experiments_of
 from .exposures import exposures_of
@@ -228,6 +228,7 @@ async def status(request: web.Request) -> web.Response:
             "span_seconds": (hi - lo) / 1000 if lo is not None and hi is not None else None,
             "training_seconds": manifest.get("training_seconds"),
             "family": model.family,
+            "ranker": ranker_summary(manifest, request.app[HOLDER].ranker_problem),
         }
     return json_response(
         {

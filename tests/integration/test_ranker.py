@@ -5,6 +5,9 @@ count); ``auto`` leaves a ranker that does not beat the family's order out, and 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from recommender.synthetic import TasteModel
@@ -75,3 +78,14 @@ def test_auto_keeps_a_ranker_that_does_not_beat_the_family_out_and_says_why(
     assert section["serves"] is (section["against_first_stage"]["interval"][0] > 0)
     status, body = get_json(f"{base}/recommend?user=u7&n=10")
     assert status == 200 and len(body["items"]) == 10
+    # every reader says so: /status (and the page from it), recommender status
+    ranker = get_json(f"{base}/status")[1]["model"]["ranker"]
+    assert ranker["serves"] is section["serves"] and ranker["reason"] == section["reason"]
+    assert ranker["importances"], ranker
+    done = subprocess.run(
+        [sys.executable, "-m", "recommender", "status", "--model-dir", str(tmp_path / "model")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("Ranker"))
+    assert ("does not serve" in line) is not section["serves"] and "features by gain" in line
