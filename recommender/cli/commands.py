@@ -166,6 +166,7 @@ def run_serve(args: argparse.Namespace) -> int:
             catalog_memory=args.catalog_memory,
             chat_memory=args.chat_memory,
             explore=args.explore,
+            ranker=args.ranker == "on",
             max_fresh_items=args.max_fresh_items,
             max_fresh_users=args.max_fresh_users,
             max_fresh_per_user=args.max_fresh_per_user,

@@ -125,6 +125,13 @@ def build_parser_for_server(parser: argparse.ArgumentParser) -> None:
         "default 0: they compete on score, and an item with little evidence scores low",
     )
     live.add_argument(
+        "--ranker",
+        choices=["on", "off"],
+        default="on",
+        help="rank with the snapshot's learned ranker where the builder adopted one (default "
+        "on); off: the family's own order",
+    )
+    live.add_argument(
         "--max-fresh-items",
         type=int,
         default=10_000,

@@ -127,6 +127,8 @@ def fit_ranker(
     objective: Objective = "lambdarank",
     holdout: float = 0.3,
     rounds: int = 200,
+    leaves: int = 31,
+    learning_rate: float = 0.05,
     seed: int = 0,
 ) -> RankerFit:
     """Learn on ``1 - holdout`` of the users with truth, compare on the rest. ``first_stage``:
@@ -146,8 +148,8 @@ def fit_ranker(
     features = schema.fill(learn.features.copy())
     params = {
         "objective": objective,
-        "learning_rate": 0.05,
-        "num_leaves": 31,
+        "learning_rate": learning_rate,
+        "num_leaves": leaves,
         "min_data_in_leaf": 20,
         "feature_fraction": 0.9,
         "bagging_fraction": 0.8,

@@ -77,6 +77,8 @@ class ServerConfig:
     max_fresh_items: int = 10_000
     #: The share of each answer's slots reserved for new items (0: they compete on score).
     explore: float = 0.0
+    #: Rank with the snapshot's learned ranker where it has one that serves.
+    ranker: bool = True
     #: The chat API's memory: a quarter for registrations, the rest for "asked recently".
     chat_memory: int = 48 << 20
     max_fresh_users: int | None = None
@@ -151,13 +153,14 @@ class ModelHolder:
         """``model``'s pipeline, nothing derived from the served one kept: the new items get
         their vectors for it, its rules their columns (blocking: run it off the loop)."""
         try:
-            ranking = LearnedRanking.of(model)
+            ranking = LearnedRanking.of(model) if self.config.ranker else None
         except Exception as exc:  # a broken ranker: answer with the family's order, say so
             ranking = None
             self.ranker_problem = f"v{model.version}'s ranker could not be loaded: {one_line(exc)}"
             log.error("%s; answering in the family's order", self.ranker_problem)
         else:
-            self.ranker_problem = None
+            off = not self.config.ranker and (model.manifest.get("ranker") or {}).get("serves")
+            self.ranker_problem = "this server runs with --ranker off" if off else None
         pipeline = ModelPipeline(
             model,
             catalog=self.catalog,

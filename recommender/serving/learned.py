@@ -118,10 +118,11 @@ class LearnedRanking:
         return out
 
     def rank(self, ask: Ask, answer: Answer) -> Answer:
+        """The best ``ask.n`` of the answer's items by the ranker's score."""
         if len(answer.items) < 2:
-            return answer
+            return Answer(answer.items[: ask.n], answer.source)
         scores = self.ranker.score(self.features(ask, answer))
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-scores, kind="stable")[: ask.n]
         items = answer.items
         return Answer(
             [ScoredItem(items[k].item, float(scores[k])) for k in order.tolist()], answer.source

@@ -105,10 +105,12 @@ class ModelPipeline:
             found = await generate(model, self.new_items.view, query, score)
             return self.ranker.rank(ask, select(model, found, mask, explore=self.explore))
         # A learned ranker reorders the top ``wanted`` items; a page is a slice of its order.
-        wide = replace(ask, n=max(wanted, ask.n + ask.offset), offset=0)
+        page = ask.n + ask.offset
+        wide = replace(ask, n=max(wanted, page), offset=0)
         found = await generate(model, self.new_items.view, resolve(model, wide), score)
-        ranked = self.ranker.rank(wide, select(model, found, mask, explore=self.explore))
-        return Answer(ranked.items[ask.offset : ask.offset + ask.n], ranked.source)
+        candidates = select(model, found, mask, explore=self.explore)
+        ranked = self.ranker.rank(replace(wide, n=page), candidates)
+        return Answer(ranked.items[ask.offset :], ranked.source)
 
     def similar(self, ask: Ask) -> list[ScoredItem] | None:
         """A ``similar`` request's items (None: an unknown item). Blocking: a large catalogue

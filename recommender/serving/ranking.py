@@ -24,8 +24,8 @@ __all__ = ["KeepOrder", "Ranker", "merge", "select"]
 
 
 class Ranker(Protocol):
-    """Reorders a selected answer for the request (the learned ranking stage's slot): the top
-    ``candidates`` items (0: as many as the request asked for)."""
+    """Reorders a selected answer for the request (the learned ranking stage's slot): of the top
+    ``candidates`` items (0: as many as the request asked for), the best ``ask.n``."""
 
     candidates: int
 

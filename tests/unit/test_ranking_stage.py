@@ -1,0 +1,118 @@
+"""The serving side of the learned ranker computes each candidate's features exactly as the
+builder's training did (one module, two callers): the same rows as the candidate table for the
+same user, candidates and time; a fresh event counts at once; a snapshot with a broken ranker is
+refused by its checks, or answers in the family's order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from recommender.errors import SnapshotError
+from recommender.events import parse_values
+from recommender.items import Catalog
+from recommender.items.fresh import FreshItems
+from recommender.models import History, make_family
+from recommender.ranker import Context, candidate_table
+from recommender.ranker.window_fit import SOURCE, train_on_window, window_features
+from recommender.serving.learned import LearnedRanking
+from recommender.serving.model import RecommenderModel
+from recommender.serving.pipeline import ModelPipeline
+from recommender.serving.query import Ask
+from recommender.snapshot import load_snapshot, publish_snapshot, ranker_arrays, snapshot_arrays
+from recommender.synthetic import TasteModel
+from recommender.window import InteractionWindow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    taste = TasteModel(users=400, items=200, groups=4)
+    users, items = taste.sample(12_000, np.random.default_rng(5))
+    values = taste.values(users, items)
+    window = InteractionWindow(100_000)
+    window.append(
+        parse_values(values),
+        timestamps_ms=1_700_000_000_000 + np.arange(len(values)) * 1_000,
+        partitions=np.zeros(len(values), np.int16),
+        offsets=np.arange(len(values), dtype=np.int64),
+    )
+    events, matrix = window.events(), window.matrix()
+    family = make_family("als")
+    params = family.validate({"factors": 16, "iterations": 5})
+    outcome = train_on_window(events, lambda d: family.fit(d, params), mode="on", min_users=20)
+    fitted = family.fit(matrix.training_data(), params)
+    extra, section = ranker_arrays(outcome, window_features(events))
+    manifest = {"model": {"family": "als", "params": params}, "params": params, "ranker": section}
+    model_dir = tmp_path_factory.mktemp("model")
+    publish_snapshot(model_dir, 1, snapshot_arrays(matrix, fitted, extra=extra), manifest)
+    model = RecommenderModel(load_snapshot(model_dir / "v000000000001"))
+    return model, fitted, window_features(events), model_dir
+
+
+def test_serving_features_are_the_training_features_of_the_same_candidates(served):
+    model, fitted, features, _ = served
+    ranking = LearnedRanking.of(model)
+    assert ranking is not None
+    ranking.made_at = 1e18  # the clock stands at the window's newest event
+    catalog = Catalog()
+    pipeline = ModelPipeline(model, catalog=catalog, new_items=FreshItems(catalog))
+
+    async def score(m: RecommenderModel, key: object) -> np.ndarray:
+        return m.score_many([key])[0]  # type: ignore[list-item]
+
+    for user in ("u3", "u150"):
+        ask = Ask(kind="user", route="/recommend", n=ranking.candidates, user=user)
+        answer = asyncio.run(pipeline.answer(ask, score))
+        served_rows = ranking.features(ask, answer)
+        row = model.user_index[user]
+        seen = model.seen[row]
+        history = History(seen.indices.astype(np.int64), seen.data.astype(np.float32), row=row)
+        cols = np.array([model.item_index[s.item] for s in answer.items], np.int64)
+        table = candidate_table(
+            {SOURCE: fitted.score},
+            [history],
+            np.array([row]),
+            Context(features.items, features.users, features.newest_ms),
+            per_source=ranking.candidates,
+            given=[cols],
+        )
+        names = list(ranking.ranker.schema.names)
+        assert list(table.names) == names
+        np.testing.assert_allclose(served_rows, table.features, rtol=1e-5, atol=1e-4)
+
+
+def test_a_fresh_event_counts_in_the_user_features_at_once(served):
+    model, _, _, _ = served
+    ranking = LearnedRanking.of(model)
+    assert ranking is not None
+    names = list(ranking.ranker.schema.names)
+    answer_ask = Ask(kind="user", route="/recommend", n=5, user="u3")
+    from recommender.models.answers import Answer, ScoredItem
+
+    answer = Answer([ScoredItem(model.item_ids[k], 1.0 - k / 10) for k in range(5)], "x")
+    before = ranking.features(answer_ask, answer)
+    fresh = Ask(kind="user", route="/recommend", n=5, user="u3", fresh=(("i1", 1.0),))
+    after = ranking.features(fresh, answer)
+    events = names.index("user.events")
+    assert after[0, events] == before[0, events] + 1
+    assert after[0, names.index("user.days_since_last")] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ranker_arrays_that_do_not_match_the_window_are_refused(served, tmp_path):
+    _, _, _, model_dir = served
+    import json
+    import shutil
+
+    broken = tmp_path / "v000000000001"
+    shutil.copytree(model_dir / "v000000000001", broken)
+    np.save(broken / "feature_user_events.npy", np.zeros(3, np.int64))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    from recommender.snapshot.files import _sha256  # the checksum must match to get that far
+
+    meta = manifest["files"]["feature_user_events"]
+    meta["sha256"], meta["shape"] = _sha256(broken / "feature_user_events.npy"), [3]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SnapshotError, match="feature_user_events"):
+        load_snapshot(broken)
