@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
+from ..serving.query import Ask
 from ..status import builder_summary, online_summary, ranker_summary
 from .answers import model_or_503, n_param, not_found
 from .experiments import experiments_of
@@ -71,11 +72,18 @@ async def because(request: web.Request) -> web.Response:
         raise not_found("user", user)
     score, contributions = explained
     catalog = request.app[CATALOG]
+    ranker = request.app[HOLDER].pipeline_ranker()
+    ranked = None
+    if ranker is not None:  # which features lifted the item (the ranking stage's say)
+        ask = Ask(kind="user", route="/because", n=1, user=user,
+                  fresh=tuple(request.app[FRESH].events(user)))  # fmt: skip
+        ranked = await asyncio.to_thread(ranker.explain, ask, item)
     return json_response(
         {
             "user": user,
             "item": item,
             "score": score,
+            **({"ranker": ranked} if ranked is not None else {}),
             "because": [
                 {
                     "item": c.item,

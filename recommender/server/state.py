@@ -149,6 +149,11 @@ class ModelHolder:
         pipeline = self.pipeline
         return None if pipeline is None else pipeline.model
 
+    def pipeline_ranker(self) -> LearnedRanking | None:
+        """The served model's learned ranking stage, if one ranks its answers."""
+        ranker = None if self.pipeline is None else self.pipeline.ranker
+        return ranker if isinstance(ranker, LearnedRanking) else None
+
     def prepare(self, model: RecommenderModel) -> ModelPipeline:
         """``model``'s pipeline, nothing derived from the served one kept: the new items get
         their vectors for it, its rules their columns (blocking: run it off the loop)."""

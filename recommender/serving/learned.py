@@ -12,6 +12,7 @@ stale. Derived from one loaded model and dropped with it (it lives in that model
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -127,3 +128,38 @@ class LearnedRanking:
         return Answer(
             [ScoredItem(items[k].item, float(scores[k])) for k in order.tolist()], answer.source
         )
+
+    def explain(self, ask: Ask, item: str, *, top: int = 5) -> dict[str, Any] | None:
+        """Which features lifted (or sank) ``item`` for the asker: LightGBM's per-feature
+        contributions to its ranker score, the largest first (None: the model cannot score the
+        item for this user). The family's rank is its place among all unseen items, capped at
+        ``candidates + 1`` as training capped it."""
+        from .query import resolve
+
+        col = self.model.item_index.get(item)
+        query = resolve(self.model, replace(ask, n=1, offset=0))
+        key = query.vector if query.vector is not None else query.history
+        if col is None or key is None:
+            return None
+        scores = self.model.score(key)
+        if query.banned.size:
+            scores[query.banned] = -np.inf
+        score = float(scores[col])
+        rank = min(int(np.count_nonzero(scores > score)) + 1, self.candidates + 1)
+        row = self.features(ask, Answer([ScoredItem(item, score)], query.source))
+        row[0, self._names.index(f"{SOURCE}.rank")] = rank
+        contributions = self.ranker.contributions(row)[0]
+        filled = self.ranker.schema.fill(row.copy())[0]
+        order = np.argsort(-np.abs(contributions[:-1]), kind="stable")[:top]
+        return {
+            "score": float(contributions.sum()),
+            "expected": float(contributions[-1]),
+            "features": [
+                {
+                    "feature": self._names[k],
+                    "value": float(filled[k]),
+                    "contribution": round(float(contributions[k]), 5),
+                }
+                for k in order.tolist()
+            ],
+        }

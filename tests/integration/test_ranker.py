@@ -62,6 +62,14 @@ def test_a_ranker_pinned_on_serves_every_page_of_one_order(
     assert [i["item"] for i in page["items"]] == [i["item"] for i in whole["items"][10:]]
     _, seen = get_json(f"{base}/users/{user}/items")
     assert not {i["item"] for i in seen["window"]} & {i["item"] for i in whole["items"]}
+    # /because says which features lifted the top item
+    top = whole["items"][0]["item"]
+    status, explained = get_json(f"{base}/because?user={user}&item={top}")
+    assert status == 200, explained
+    lifted = explained["ranker"]["features"]
+    names = {f["feature"] for f in lifted}
+    assert lifted and names <= set(section["schema"]["names"]), explained
+    assert abs(explained["ranker"]["score"] - whole["items"][0]["score"]) < 1e-3, explained
     # a newcomer and an anonymous session are ranked too
     status, anonymous = get_json(f"{base}/recommend?items=i1,i2&n=5")
     assert status == 200 and len(anonymous["items"]) == 5
