@@ -125,6 +125,12 @@ def make_parser() -> argparse.ArgumentParser:
         "sequence; 0: no family rows; default 5-20, a second per 4,000 training events)",
     )
     evaluate.add_argument(
+        "--ranker",
+        choices=["on", "off"],
+        default="on",
+        help="a row for the learned ranking stage over the daemon's family (default on)",
+    )
+    evaluate.add_argument(
         "--quick",
         action="store_true",
         help="a first look: every default budget a quarter as long",

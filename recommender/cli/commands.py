@@ -245,6 +245,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             daemon_budget=args.daemon_budget,
             family_budget=args.family_budget,
             quick=args.quick,
+            ranker=args.ranker == "on",
             windows=args.windows,
             retrain_every=args.retrain_every,
             half_lives=args.half_lives,

@@ -59,6 +59,8 @@ class EvaluateOptions:
     family_budget: float | None = None
     #: A first look: every scaled budget a quarter as long.
     quick: bool = False
+    #: A row for the learned ranking stage over the daemon's family (or tuned ALS).
+    ranker: bool = True
     windows: Sequence[int] = (5000, 20000, 0)
     retrain_every: Sequence[int] = (1000, 5000)
     #: Prequential half-lives (seconds of event time) to compare with the plain window.

@@ -9,10 +9,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import RecommenderError
-from ..models import FAMILIES
+from ..models import FAMILIES, Setting
 from ..models.als_training import AlsParams
 from ..ratings import RatingScale
-from .daemon import daemon_settings
+from .daemon import daemon_settings, window_events
 from .data import Interactions, read_interactions, with_rating_scale
 from .exposures import exposure_figures, figures_markdown
 from .families import LABELS, best_family_sentence, family_models, train_sequences
@@ -22,6 +22,7 @@ from .offline import ModelResult, evaluate_model, search_als
 from .options import LAST_NOTE, PROTOCOLS, TITLES, EvaluateOptions, Protocol
 from .preconditions import check_options, plan_protocols
 from .prequential_section import prequential_section
+from .ranked import RankedModel, ranked_sentence
 from .report import Report, draw_models, params_text, setting_text
 from .seed_protocol import cross_validate, default_grid, score_seed, seed_protocol_split
 from .splits import Split, global_cutoff, leave_last_out, per_user_holdout, truth_sets
@@ -123,10 +124,21 @@ def _offline(
             f"{'adopted ' + setting_text(served) if outcome.adopted else 'kept its defaults'}: "
             f"{outcome.reason})."
         )
+    ranked: RankedModel | None = None
+    if options.ranker:
+        first = daemon.setting if daemon is not None else Setting("als", best.to_dict())
+        ranked = RankedModel(
+            first,
+            window_events(split.train, binary=binary, seed=options.seed),
+            train_sequences(split.train, seed=options.seed),
+            name=f"{daemon.name if daemon is not None else 'ALS, tuned'} + learned ranker",
+            seed=options.seed,
+        )
     models: list[Recommender] = [
         *baselines,
         *families,
         *([daemon] if daemon is not None else []),
+        *([ranked] if ranked is not None else []),
         AlsModel(best, name="ALS, tuned on validation"),
     ]
     results: list[ModelResult] = []
@@ -183,6 +195,9 @@ def _offline(
             "beyond the noise. " + " ".join(family_notes),
             "",
         )
+    if ranked is not None:
+        first_row = daemon if daemon is not None else models[-1]
+        report.md(ranked_sentence(ranked, by_model, first_row, k0, seed=options.seed), "")
     if daemon is not None:
         learnt = [tuned, *(by_model[id(m)] for m in families)]
         report.md(

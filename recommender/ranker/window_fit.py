@@ -1,13 +1,16 @@
 """Training the ranking stage on the builder's window, and deciding whether it serves.
 
-The window is cut in its order (time, then offset; a bulk load that says no time is a shuffle,
-see :mod:`recommender.timeorder`): the serving family is fitted again on the older
-``1 - cut_share`` of the events, and its top ``candidates`` unseen items for each user with a
-like after the cut are the rows, labelled by those likes. No label is an event the family
-learnt. Item and user features are computed from the events before the cut, at the cut's time,
-as the server computes them from the whole window at answering time. The ranker learns on 70 %
-of those users and is held against the family's own order on the rest (NDCG@10, paired
-bootstrap): in ``auto`` it serves only when the interval's low end is above zero.
+Each user's newest ``cut_share`` of events are held out, as self-tuning holds them out
+(:func:`recommender.tuning.validation.split`: in the window's order, time then offset; a bulk
+load that says no time is a shuffle, see :mod:`recommender.timeorder`): the serving family is
+fitted again on the rest, and its top ``candidates`` unseen items for each user with a new like
+among their held-out events are the rows, labelled by those likes. No label is an event the
+family learnt. (A single cut in time left almost no user on both sides of it where people come
+in sessions: 1 of MovieLens' 610.) Item and user features are computed from the events trained
+on, at their newest time, as the server computes them from the whole window when answering.
+The ranker learns on 70 % of those users and is held against the family's own order on the
+rest (NDCG@10, paired bootstrap): in ``auto`` it serves only when the interval's low end is
+above zero.
 
 Pure but for LightGBM: the builder calls it off the serving path, in its retrain thread.
 """
@@ -24,7 +27,7 @@ import scipy.sparse as sp
 
 from ..features import ItemStats, UserStats, item_stats, user_stats
 from ..models import FittedModel, History, TrainingData
-from ..models.data import pair_matrix, recent_sequences
+from ..tuning.validation import split
 from ..window import WindowEvents
 from .candidates import CandidateTable, Context, candidate_table
 from .training import Objective, RankerFit, fit_ranker
@@ -121,44 +124,29 @@ def train_on_window(
 ) -> RankerOutcome:
     """Fit and judge a ranker on ``events`` (see the module docstring); ``fit_family`` fits the
     serving family's setting on a training matrix."""
-    n = len(events)
     n_users, n_items = len(events.user_ids), len(events.item_ids)
-    rank = events.order if events.order is not None else np.arange(n, dtype=np.int64)
-    past = rank < round(n * (1 - cut_share))
-    liked = events.weights > 0
-    shape = (n_users, n_items)
-    train = pair_matrix(events.users[past], events.items[past], events.weights[past], shape)
-    later = ~past & liked
-    truth = sp.csr_matrix(
-        (np.ones(int(later.sum()), np.float32), (events.users[later], events.items[later])),
-        shape=shape,
-    )
-    truth.sum_duplicates()
-    truth.data[:] = 1.0
-    truth = (truth - truth.multiply(train != 0)).tocsr()
-    truth.eliminate_zeros()
-    # users who liked something new after the cut and had a history before it
+    held = split(events, fraction=cut_share, seed=seed)
+    train, truth = held.train, held.truth
+    # users who liked something new in their newest events and had a history before them
     judged = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(train.indptr) > 0))
     if judged.size < min_users:
         return RankerOutcome(
             False,
-            f"too few users to learn from: {judged.size} liked a new item in the newest "
+            f"too few users to learn from: {judged.size} liked a new item in their newest "
             f"{cut_share:.0%} of the window after events before it (at least {min_users})",
         )
     rng = np.random.default_rng(seed)
     if judged.size > max_users:
         judged = np.sort(rng.choice(judged, max_users, replace=False))
-    zeros = np.zeros(n, np.int64)
-    sequences = recent_sequences(
-        events.users, events.items, (zeros, rank, zeros), past & liked, n_users
-    )
-    fitted = fit_family(TrainingData(train, sequences))
+    fitted = fit_family(held.data)
+    past = ~held.is_validation
     stamps = events.timestamps[past]
     context = Context(
         item_stats(events.items[past], stamps, events.weights[past], n_items),
         user_stats(events.users[past], stamps, events.weights[past], n_users),
         int(stamps.max()),
     )
+    sequences = held.sequences
     table = _table(fitted, train, sequences.of, judged, context, candidates)
     fit = fit_ranker(
         table,

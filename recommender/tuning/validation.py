@@ -28,6 +28,8 @@ class ValidationSplit:
     search_users: IntArray
     confirm_users: IntArray
     sequences: Sequences
+    #: Per event of the window, whether it is validation (not trained on).
+    is_validation: npt.NDArray[np.bool_]
 
     @property
     def events(self) -> int:
@@ -85,7 +87,9 @@ def split(events: WindowEvents, *, fraction: float = 0.2, seed: int = 0) -> Vali
         train_mask & (events.weights > 0),
         shape[0],
     )
-    return ValidationSplit(train, truth, np.sort(judged[:half]), np.sort(judged[half:]), sequences)
+    return ValidationSplit(
+        train, truth, np.sort(judged[:half]), np.sort(judged[half:]), sequences, is_validation
+    )
 
 
 def per_user_ndcg(
