@@ -114,10 +114,12 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
     for section in ("Per-user holdout", "Leave-last-out by time"):
         names = [m["name"] for m in report[section]["models"]]
         assert names[0] == "popularity" and names[-1] == "ALS, tuned on validation"
-        assert "what the daemon serves (self-tuned 2 s)" in names[-2]
-        families = {name.split(",")[0] for name in names[5:-2]}
+        assert "what the daemon serves (self-tuned 2 s)" in names[-3]
+        assert names[-2] == names[-3] + " + learned ranker"
+        families = {name.split(",")[0] for name in names[5:-3]}
         assert families == {"EASE", "RP3beta", "item-kNN", "sequence"}, names
     assert "what the builder serves after its first tuning session" in text
+    assert text.count("The learned ranker") >= 2, text
     assert (
         text.count("of the best learnt model's NDCG@10")
         + text.count("is the best learnt model here")
