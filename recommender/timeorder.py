@@ -3,50 +3,53 @@
 The builder takes each record's timestamp (ties: its offset) as the time of the event: each
 user's newest events are what self-tuning validates on, and the sequence families learn what
 follows what. A bulk load of history breaks that when the history was not sorted by time: the
-shared anime set has no timestamps and was published sorted by user, then item id. Its records'
-timestamps are the moments they were published, a user's events a millisecond apart, and their
-order is the item ids': the sequence family learnt the sort, won the newest-events validation and
-was adopted, serving a tenth of the best family's quality.
+shared anime set has no timestamps and was published in file order: by user, then by the
+original anime id (renumbered since, so the sort does not show in the ids). Its records'
+timestamps are the moments they were published, a user's events a millisecond apart: the
+sequence family learnt the sort, won the newest-events validation and was adopted, serving a
+tenth of the best family's quality.
 
 A window is *unordered* when both hold:
 
 - it is a bulk load: most users' consecutive events are less than ``BULK_GAP_MS`` apart (a
   person's consecutive interactions are seconds to days apart; MovieLens' median gap is 11 s);
-- each user's events are in the order of their item ids (ascending or descending, numerically
-  where every id is a number) for most users with ``MIN_SORTED_EVENTS`` events or more (in an
-  order that says time that happens by chance to about 2 in 5! = 1.7 % of them).
+- its order is a sort: every pair of items that follow each other in several users' histories
+  does so in the same direction, at least ``SORTED_SHARE`` of the times. A file sorted by user
+  and then by any item key (an id, even one renumbered since, as the anime files' are; a price)
+  orders every pair the same way for every user: 100 %. People do not: 77-79 % in MovieLens in
+  time order, 72 % in any shuffle, 99.4 % in planted sessions (fixed successors, a real order).
 
 A bulk load published in time order (MovieLens through ``recommender traffic``) keeps its
-order. Sorts by other keys (a rating, a price) are not recognised: publish history in time order,
-or with record timestamps set to the events' times. Pure numpy.
+order. Sorts by a key of the user's own (a rating) are not recognised: publish history in time
+order, or with record timestamps set to the events' times. Pure numpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BULK_GAP_MS", "MIN_SORTED_EVENTS", "OrderCheck", "check_order", "item_ranks"]
+__all__ = ["BULK_GAP_MS", "SORTED_SHARE", "OrderCheck", "check_order"]
 
 BULK_GAP_MS: Final = 1_000
-MIN_SORTED_EVENTS: Final = 5
+SORTED_SHARE: Final = 0.999
 #: At least this many users' consecutive events are needed to say anything (else: ordered).
 _MIN_PAIRS: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
 class OrderCheck:
-    """What :func:`check_order` found (reported by ``/status``)."""
+    """What :func:`check_order` found (reported in the manifest and by ``recommender status``)."""
 
     #: The median gap between a user's consecutive events, in ms (None: too few to say).
     median_gap_ms: float | None
-    #: Users with ``MIN_SORTED_EVENTS`` events or more, and how many of them are in id order.
-    long_users: int
-    sorted_users: int
+    #: Successions of two items seen more than once, and the share of them in the majority
+    #: direction of their pair.
+    repeated: int
+    consistent_share: float
 
     @property
     def bulk(self) -> bool:
@@ -55,28 +58,16 @@ class OrderCheck:
     @property
     def says_time(self) -> bool:
         """False: treat the window as unordered (see the module docstring)."""
-        return not (self.bulk and self.long_users and 2 * self.sorted_users > self.long_users)
+        return not (self.bulk and self.repeated >= _MIN_PAIRS
+                    and self.consistent_share >= SORTED_SHARE)  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return {
             "says_time": self.says_time,
             "median_gap_ms": self.median_gap_ms,
-            "users_checked": self.long_users,
-            "users_in_item_id_order": self.sorted_users,
+            "repeated_successions": self.repeated,
+            "consistent_share": round(self.consistent_share, 5),
         }
-
-
-def item_ranks(item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
-    """Each item's rank in id order: numeric when every id is a number, else by string."""
-    ids = list(item_ids)
-    try:
-        keys: np.ndarray = np.array([int(i) for i in ids], dtype=object)
-    except ValueError:
-        keys = np.array(ids, dtype=object)
-    order = np.argsort(keys, kind="stable") if ids else np.zeros(0, np.int64)
-    ranks = np.empty(len(ids), np.int64)
-    ranks[order] = np.arange(len(ids), dtype=np.int64)
-    return ranks
 
 
 def check_order(
@@ -84,29 +75,24 @@ def check_order(
     items: npt.NDArray[np.integer],
     timestamps: npt.NDArray[np.int64],
     order: npt.NDArray[np.integer],
-    item_ids: Sequence[str],
 ) -> OrderCheck:
     """Check a window (``users`` and ``items`` as rows; ``order``: each event's rank in the
     window's order, time then offset)."""
     n = int(users.size)
     if n < 2:
-        return OrderCheck(None, 0, 0)
+        return OrderCheck(None, 0, 0.0)
     by_user = np.lexsort((order, users))
-    u = users[by_user]
+    u, i = users[by_user], items[by_user].astype(np.int64)
     same = u[1:] == u[:-1]
     if int(same.sum()) < _MIN_PAIRS:
-        return OrderCheck(None, 0, 0)
-    gaps = np.diff(timestamps[by_user])[same]
-    median_gap = float(np.median(gaps))
-    starts = np.flatnonzero(np.r_[True, ~same])
-    counts = np.diff(np.r_[starts, n])
-    long = counts >= MIN_SORTED_EVENTS
-    if not long.any():
-        return OrderCheck(median_gap, 0, 0)
-    steps = np.diff(item_ranks(item_ids)[items[by_user]])
-    # per user, how many steps go down and how many go up (the first event has none)
-    owner = np.repeat(np.arange(starts.size), counts)[1:][same]
-    down = np.bincount(owner, weights=steps[same] < 0, minlength=starts.size)
-    up = np.bincount(owner, weights=steps[same] > 0, minlength=starts.size)
-    monotone = (down == 0) | (up == 0)
-    return OrderCheck(median_gap, int(long.sum()), int((monotone & long).sum()))
+        return OrderCheck(None, 0, 0.0)
+    median_gap = float(np.median(np.diff(timestamps[by_user])[same]))
+    step = same & (i[1:] != i[:-1])
+    first, then = i[:-1][step], i[1:][step]
+    pair = np.minimum(first, then) * (int(i.max()) + 1) + np.maximum(first, then)
+    _, which, seen = np.unique(pair, return_inverse=True, return_counts=True)
+    up = np.bincount(which.ravel(), weights=first < then, minlength=seen.size)
+    repeated = seen >= 2
+    total = int(seen[repeated].sum())
+    majority = float(np.maximum(up, seen - up)[repeated].sum())
+    return OrderCheck(median_gap, total, majority / total if total else 0.0)

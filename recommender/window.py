@@ -314,7 +314,7 @@ class InteractionWindow:
         user_items = pair_matrix(rows, cols, weights, shape)
         train_items = None
         train_sequences = None
-        order = self._order(rows, cols, ts, [self.items.ids[r] for r in item_rows.tolist()])
+        order = self._order(rows, cols, ts)
         zeros = np.zeros(size, np.int64)
         keys = (zeros, order, zeros)  # the window's order (time, then offset), or a shuffle
         holdout_users = holdout_items = np.zeros(0, np.int64)
@@ -393,7 +393,7 @@ class InteractionWindow:
         item_rows, items = np.unique(self._item[:size], return_inverse=True)
         users, items = users.ravel().astype(np.int64), items.ravel().astype(np.int64)
         item_ids = [self.items.ids[r] for r in item_rows.tolist()]
-        order = self._order(users, items, ts, item_ids)
+        order = self._order(users, items, ts)
         return WindowEvents(
             users,
             items,
@@ -405,15 +405,13 @@ class InteractionWindow:
             timed=bool(self.order_check is None or self.order_check.says_time),
         )
 
-    def _order(
-        self, users: np.ndarray, items: np.ndarray, ts: np.ndarray, item_ids: list[str]
-    ) -> npt.NDArray[np.int64]:
+    def _order(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> npt.NDArray[np.int64]:
         """Each event's rank in the window's order (time, then offset), or, when that order says
         no time (:mod:`.timeorder`), in a seeded shuffle; ``order_check`` says which."""
         size = self._size
         order = np.empty(size, np.int64)
         order[np.lexsort((self._partition[:size], self._offset[:size], ts))] = np.arange(size)
-        self.order_check = check_order(users, items, ts, order, item_ids)
+        self.order_check = check_order(users, items, ts, order)
         if not self.order_check.says_time:
             order = np.random.default_rng(0).permutation(size).astype(np.int64)
         return order

@@ -248,12 +248,13 @@ class ModelBuilder:
         self._order_says_time = says_time
         if not says_time and check is not None:
             log.warning(
-                "the window looks like a bulk load sorted by item id (%d of %d users' events in "
-                "id order, a median %.0f ms apart): its order is ignored, so no family learns "
-                "the sort; publish history in time order, or with record timestamps set to the "
-                "events' times",
-                check.sorted_users,
-                check.long_users,
+                "the window looks like a bulk load sorted by an item key (every pair of items "
+                "that follow each other in several users' histories does so the same way, "
+                "%.2f %% of %d times; a user's events a median %.0f ms apart): its order is "
+                "ignored, so no family learns the sort; publish history in time order, or with "
+                "record timestamps set to the events' times",
+                100 * check.consistent_share,
+                check.repeated,
                 check.median_gap_ms or 0.0,
             )
         elif check is not None:
