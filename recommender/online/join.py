@@ -47,18 +47,21 @@ QUIET_SECONDS: Final = CLOCK_TOLERANCE_MS / 1000 + 2.0
 
 
 def exposure_watermark(
-    partitions: list[tuple[int, bool, float]], *, now: float, now_ms: int
+    partitions: list[tuple[int, bool, float]], *, now: float, now_ms: int, answered: bool = True
 ) -> tuple[int, bool]:
     """The exposure stream's time (every exposure up to it has been read), from each
     partition's (newest time read in ms, whether it is read to its end, when it last gave a
     record on the ``now`` clock); ``now_ms``: the wall clock. A partition with records still to
     read holds it at its newest time (0 before its first record); one at its end too while it
     gave something in the last ``QUIET_SECONDS`` (its producer may be a moment behind), and at
-    ``now_ms - QUIET_SECONDS`` once it is quiet. The flag: every partition is quiet."""
+    ``now_ms - QUIET_SECONDS`` once it is quiet. The flag: every partition is quiet.
+    ``answered``: whether the broker said just now that the quiet partitions have nothing more;
+    when not (a frozen broker looks exactly like an idle producer), they hold at their newest
+    time, as if active: a 16 s broker freeze in the soak let a like out before its answer."""
     quiet_ms = now_ms - int(QUIET_SECONDS * 1000)
     holding, quiet = [], True
     for newest_ms, at_end, last_read in partitions:
-        if not at_end or now - last_read < QUIET_SECONDS:
+        if not at_end or now - last_read < QUIET_SECONDS or not answered:
             holding.append(newest_ms)
             quiet = False
         else:

@@ -77,6 +77,7 @@ class Monitor:
         self._next: dict[Source, dict[int, int]] = {"exposures": {}, "interactions": {}}
         self._exposure_ms: dict[int, int] = {}  # per exposure partition, the newest time read
         self._exposure_read: dict[int, float] = {}  # per exposure partition, when it last gave one
+        self._asked, self._asked_at = False, -math.inf  # the broker's last word on the ends
         self._samples: deque[tuple[int, dict[Source, dict[int, int]]]] = deque(maxlen=10_000)
         self._stop = threading.Event()
         self._errors = RateLimitedLog(log, interval=30.0)
@@ -266,7 +267,29 @@ class Monitor:
             partitions.append(
                 (self._exposure_ms.get(p, 0), at_end, self._exposure_read.get(p, -math.inf))
             )
-        return exposure_watermark(partitions, now=time.monotonic(), now_ms=int(time.time() * 1000))
+        now = time.monotonic()
+        quiet = [at_end and now - last >= QUIET_SECONDS for _, at_end, last in partitions]
+        answered = not any(quiet) or self._broker_says_at_end(consumer, now)
+        return exposure_watermark(
+            partitions, now=now, now_ms=int(time.time() * 1000), answered=answered
+        )
+
+    def _broker_says_at_end(self, consumer: Consumer, now: float) -> bool:
+        """Whether the broker, asked now (at most once a second), answers that no exposure
+        partition has records beyond what was read: only then is a quiet partition an idle
+        producer and not a broker that stopped answering (then every fetch just times out)."""
+        if now - self._asked_at < 1.0:
+            return self._asked
+        topic = self.topics["exposures"]
+        try:
+            self._asked = all(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=1.0)[1] <= nxt
+                for p, nxt in self._next["exposures"].items()
+            )
+        except Exception:  # no answer: hold
+            self._asked = False
+        self._asked_at = time.monotonic()
+        return self._asked
 
     # -- checkpoints ---------------------------------------------------------------------------
 

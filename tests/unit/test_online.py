@@ -428,6 +428,11 @@ def test_the_exposure_watermark_waits_for_every_partition_that_may_still_give_an
     # every one quiet, or none at all: a moment ago
     assert watermark((9_000, True, quiet), (0, True, -math.inf)) == (quiet_ms, True)
     assert watermark() == (quiet_ms, True)
+    # unless the broker did not say so just now: a frozen broker looks like an idle producer
+    silent = exposure_watermark(
+        [(9_000, True, quiet), (20_000, True, active)], now=now, now_ms=now_ms, answered=False
+    )
+    assert silent == (9_000, False)
 
 
 def test_replays_start_a_window_before_the_oldest_interaction_not_yet_joined():
