@@ -11,7 +11,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..models import FittedModel, History, Sequences, Setting, TrainingData, make_family
+from ..models import (
+    FittedModel,
+    Sequences,
+    Setting,
+    TrainingData,
+    make_family,
+    row_histories,
+)
 from ..models.als_training import AlsParams, train_als
 
 __all__ = [
@@ -192,14 +199,6 @@ class FamilyModel:
         out = []
         for lo in range(0, users.size, 512):
             batch = users[lo : lo + 512]
-            histories = [
-                History(
-                    train.indices[train.indptr[u] : train.indptr[u + 1]].astype(np.int64),
-                    train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32),
-                    recent=sequences.of(u) if sequences is not None else np.zeros(0, np.int64),
-                    row=int(u),
-                )
-                for u in batch.tolist()
-            ]
+            histories = row_histories(train, batch.tolist(), sequences)
             out.append(top_k(self._model.score(histories), train[batch], k))
         return np.concatenate(out) if out else np.zeros((0, k), np.int64)

@@ -13,7 +13,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..models import FittedModel, History, Sequences, Setting, TrainingData, make_family
+from ..models import (
+    FittedModel,
+    Sequences,
+    Setting,
+    TrainingData,
+    make_family,
+    row_histories,
+)
 from ..ranker import Context, candidate_table, top_by_score
 from ..ranker.window_fit import (
     CANDIDATES,
@@ -71,15 +78,7 @@ class RankedModel:
         train, out = self._train, []
         for lo in range(0, users.size, 256):
             batch = users[lo : lo + 256]
-            histories = [
-                History(
-                    train.indices[train.indptr[u] : train.indptr[u + 1]].astype(np.int64),
-                    train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32),
-                    recent=self.sequences.of(u),
-                    row=int(u),
-                )
-                for u in batch.tolist()
-            ]
+            histories = row_histories(train, batch.tolist(), self.sequences)
             table = candidate_table(
                 {SOURCE: self._model.score},
                 histories,

@@ -22,6 +22,7 @@ from .base import (
     Sequences,
     Setting,
     TrainingData,
+    row_histories,
 )
 from .ease import EaseFamily, EaseModel
 from .knn import KnnFamily, KnnModel
@@ -47,6 +48,7 @@ __all__ = [
     "family_of",
     "make_family",
     "model_class",
+    "row_histories",
 ]
 
 #: Every family, by name: its trainer and its fitted model's class.

@@ -23,12 +23,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .data import MAX_RECENT, Sequences, TrainingData
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = [
     "MAX_FACTOR",
@@ -99,6 +102,23 @@ class History:
     @property
     def empty(self) -> bool:
         return self.cols.size == 0 and self.recent.size == 0
+
+
+def row_histories(
+    matrix: sp.csr_matrix, rows: Sequence[int], sequences: Sequences | None = None
+) -> list[History]:
+    """The histories of known users as a training matrix has them: each row's items and
+    weights, its newest liked items in order (``sequences``), the row itself."""
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    return [
+        History(
+            indices[indptr[u] : indptr[u + 1]].astype(np.int64),
+            data[indptr[u] : indptr[u + 1]].astype(np.float32),
+            recent=sequences.of(u) if sequences is not None else np.zeros(0, np.int64),
+            row=int(u),
+        )
+        for u in rows
+    ]
 
 
 class FittedModel(ABC):

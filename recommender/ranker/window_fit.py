@@ -26,7 +26,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..features import ItemStats, UserStats, item_stats, user_stats
-from ..models import FittedModel, History, TrainingData
+from ..models import FittedModel, Sequences, TrainingData, row_histories
 from ..tuning.validation import split
 from ..window import WindowEvents
 from .candidates import CandidateTable, Context, candidate_table
@@ -147,7 +147,7 @@ def train_on_window(
         int(stamps.max()),
     )
     sequences = held.sequences
-    table = _table(fitted, train, sequences.of, judged, context, candidates)
+    table = _table(fitted, train, sequences, judged, context, candidates)
     fit = fit_ranker(
         table,
         truth[judged],
@@ -179,7 +179,7 @@ def train_on_window(
 def _table(
     fitted: FittedModel,
     train: sp.csr_matrix,
-    recent: Callable[[int], IntArray],
+    sequences: Sequences,
     users: IntArray,
     context: Context,
     candidates: int,
@@ -189,15 +189,7 @@ def _table(
     parts: list[CandidateTable] = []
     for lo in range(0, users.size, _BATCH):
         chunk = users[lo : lo + _BATCH]
-        histories = [
-            History(
-                train.indices[train.indptr[u] : train.indptr[u + 1]].astype(np.int64),
-                train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32),
-                recent=recent(u),
-                row=int(u),
-            )
-            for u in chunk.tolist()
-        ]
+        histories = row_histories(train, chunk.tolist(), sequences)
         part = candidate_table(
             {SOURCE: fitted.score}, histories, chunk, context, per_source=candidates
         )

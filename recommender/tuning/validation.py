@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..models import FittedModel, History, Sequences, TrainingData
+from ..models import FittedModel, Sequences, TrainingData, row_histories
 from ..models.data import pair_matrix, recent_sequences
 from ..user_metrics import per_user_metrics, top_k_rows
 from ..window import WindowEvents
@@ -101,15 +101,7 @@ def per_user_ndcg(
     train = data.train
     for lo in range(0, users.size, 512):
         chunk = users[lo : lo + 512]
-        histories = [
-            History(
-                train.indices[train.indptr[u] : train.indptr[u + 1]].astype(np.int64),
-                train.data[train.indptr[u] : train.indptr[u + 1]].astype(np.float32),
-                recent=data.sequences.of(u),
-                row=int(u),
-            )
-            for u in chunk.tolist()
-        ]
+        histories = row_histories(train, chunk.tolist(), data.sequences)
         scores = np.asarray(model.score(histories), dtype=np.float64)
         seen = train[chunk]
         rows = np.repeat(np.arange(chunk.size), np.diff(seen.indptr))
