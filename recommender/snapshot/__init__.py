@@ -11,7 +11,7 @@ meeting a NaN. Nothing is pickled: arrays are loaded with ``allow_pickle=False``
 
 from ..models.base import MAX_FACTOR
 from ..store import MANIFEST_NAME, MAX_MANIFEST_BYTES
-from .arrays import ranker_arrays, snapshot_arrays
+from .arrays import feature_arrays, ranker_arrays, snapshot_arrays
 from .files import (
     Snapshot,
     decode_ids,
@@ -46,6 +46,7 @@ __all__ = [
     "array_specs",
     "decode_ids",
     "encode_ids",
+    "feature_arrays",
     "load_published",
     "load_snapshot",
     "parse_manifest",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..ranker.window_fit import RankerOutcome, WindowFeatures
     from ..window import WindowMatrix
 
-__all__ = ["ranker_arrays", "snapshot_arrays"]
+__all__ = ["feature_arrays", "ranker_arrays", "snapshot_arrays"]
 
 
 def snapshot_arrays(
@@ -56,9 +56,14 @@ def ranker_arrays(
     section = outcome.to_dict()
     if not outcome.serve or outcome.fit is None:
         return {}, section
+    arrays = {**outcome.fit.ranker.arrays(), **feature_arrays(features)}
+    return arrays, {**section, **outcome.fit.ranker.describe(), "newest_ms": features.newest_ms}
+
+
+def feature_arrays(features: WindowFeatures) -> dict[str, np.ndarray]:
+    """The window's item and user stats a serving ranker computes its features from."""
     items, users = features.items, features.users
-    arrays = {
-        **outcome.fit.ranker.arrays(),
+    return {
         "feature_item_popularity": items.popularity,
         "feature_item_recent": items.recent,
         "feature_item_first_ms": items.first_ms,
@@ -67,4 +72,3 @@ def ranker_arrays(
         "feature_user_first_ms": users.first_ms,
         "feature_user_last_ms": users.last_ms,
     }
-    return arrays, {**section, **outcome.fit.ranker.describe(), "newest_ms": features.newest_ms}

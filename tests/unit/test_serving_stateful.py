@@ -57,15 +57,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from recommender.events import format_event
+from recommender.features import ITEM_FEATURES, USER_FEATURES, FeatureSchema
 from recommender.items import ItemFilter
 from recommender.models.als_training import AlsParams, train_als
 from recommender.online.experiments import ExperimentSpec, ab_arm
 from recommender.online.exposures import new_recommendation_id
+from recommender.ranker import LearnedRanker
+from recommender.ranker.window_fit import SOURCE, window_features
 from recommender.server import ServerConfig, create_app
 from recommender.server.exposures import ExposureLog
 from recommender.server.state import BATCHER, EXPERIMENTS, FEED, FRESH, HOLDER, SERVING
 from recommender.serving.query import Ask
-from recommender.snapshot import publish_snapshot, snapshot_arrays
+from recommender.snapshot import feature_arrays, publish_snapshot, snapshot_arrays
 from recommender.window import InteractionWindow
 
 from .helpers import append_events, publish_family
@@ -113,6 +116,8 @@ class Plan:
     items: frozenset[str]
     users: frozenset[str]
     seed: int
+    #: ALS only: with a learned ranking stage.
+    ranked: bool = False
 
     def events(self) -> list[tuple[str, str]]:
         rng = random.Random(self.seed)
@@ -265,31 +270,70 @@ class LogTail(logging.Handler):
         return "\n".join(self.lines[-count:]) or "(nothing logged)"
 
 
-def publish_als(model_dir: Path, version: int, events: list[tuple[str, str]], factors: int) -> None:
+_RANKER: list[LearnedRanker] = []
+
+
+def learned_ranker() -> LearnedRanker:
+    """A small LightGBM ranker over the serving features (made once): the machine's windows are
+    too small to learn one, and what is checked is that a ranking stage composes with the rest
+    (rules, experiments, new items, paging), not its quality."""
+    if not _RANKER:
+        import lightgbm
+
+        names = (f"{SOURCE}.score", f"{SOURCE}.rank", *ITEM_FEATURES, *USER_FEATURES)
+        rng = np.random.default_rng(0)
+        rows = rng.normal(size=(400, len(names)))
+        labels = (rows[:, 2] + rng.normal(size=400) > 0).astype(float)
+        booster = lightgbm.train(
+            {"objective": "binary", "num_leaves": 4, "verbose": -1, "num_threads": 1},
+            lightgbm.Dataset(rows, labels),
+            num_boost_round=8,
+        )
+        schema = FeatureSchema(names, tuple(0.0 for _ in names))
+        _RANKER.append(LearnedRanker(booster.model_to_string(), schema, "binary"))
+    return _RANKER[0]
+
+
+def publish_als(
+    model_dir: Path, version: int, events: list[tuple[str, str]], factors: int, *, ranked: bool
+) -> None:
     """As ``helpers.publish_window``, fitted on one thread (OpenMP's start costs more than this
-    fit of a few dozen users)."""
+    fit of a few dozen users); ``ranked``: with a learned ranker that serves."""
     window = InteractionWindow(1_000_000)
     append_events(window, events)
     matrix = window.matrix()
     params = AlsParams(factors=factors, iterations=8, regularization=0.05, alpha=1.0)
     trained = train_als(matrix.user_items, params, num_threads=1)
-    manifest = {
+    manifest: dict[str, Any] = {
         "topic": "t",
         "partitions": {"0": {"window_start": 0, "next_offset": len(events)}},
         "params": params.to_dict(),
     }
-    publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained), manifest)
+    extra: dict[str, np.ndarray] = {}
+    if ranked:
+        ranker = learned_ranker()
+        features = window_features(window.events())
+        extra = {**ranker.arrays(), **feature_arrays(features)}
+        manifest["ranker"] = {
+            "serves": True,
+            "reason": "the stateful test's",
+            "candidates": 20,
+            "newest_ms": features.newest_ms,
+            **ranker.describe(),
+        }
+    publish_snapshot(model_dir, version, snapshot_arrays(matrix, trained, extra=extra), manifest)
 
 
 # -- strategies ---------------------------------------------------------------------------------
 
 plans = st.builds(
     Plan,
-    family=st.sampled_from(FAMILIES),
+    family=st.sampled_from((*FAMILIES, "als")),  # ALS twice: ranked or not
     factors=st.integers(2, 8),
     items=st.frozensets(st.sampled_from(UNIVERSE), min_size=4),
     users=st.frozensets(st.sampled_from(USERS), min_size=3),
     seed=st.integers(0, 2**16),
+    ranked=st.booleans(),
 )
 category_sets = st.frozensets(st.sampled_from(CATEGORIES), max_size=2)
 sizes = st.integers(1, 12)
@@ -469,7 +513,7 @@ class ServingMachine(RuleBasedStateMachine):
         events = plan.events()
         directory = self.champion_dir if arm == "champion" else self.challenger_dir
         if plan.family == "als":
-            publish_als(directory, version, events, plan.factors)
+            publish_als(directory, version, events, plan.factors, ranked=plan.ranked)
         else:
             publish_family(directory, version, events, plan.family, ITEM_ITEM_PARAMS[plan.family])
         seen: dict[str, set[str]] = {}
