@@ -168,6 +168,8 @@ def run_demo(options: DemoOptions) -> int:
                 "3",
                 "--model-dir",
                 str(model_dir),
+                "--items-topic",  # the catalogue's categories and attributes: ranker features
+                ITEMS,
                 *(["--ratings", scale] if scale else []),
                 *kafka,
             ],

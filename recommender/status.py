@@ -38,7 +38,10 @@ def ranker_summary(
         "objective": section.get("objective"),
         "ndcg_at_10": section.get("ndcg_at_10"),
         "against_first_stage": section.get("against_first_stage"),
-        "importances": dict(list((section.get("importances") or {}).items())[:5]),
+        # largest first (a manifest's JSON keeps its keys sorted by name)
+        "importances": dict(
+            sorted((section.get("importances") or {}).items(), key=lambda pair: -float(pair[1]))[:5]
+        ),
         "trained_at": section.get("trained_at"),
     }
     return {k: v for k, v in summary.items() if v is not None}

@@ -147,6 +147,7 @@ def items_main(argv: Sequence[str] | None = None) -> int:
                 "id": taste.item_id(k),
                 "title": f"Item {k} (taste group {k % args.groups})",
                 "group": k % args.groups,
+                "categories": [f"taste group {k % args.groups}"],
             }
             for k in range(args.items)
         ]
@@ -158,6 +159,8 @@ def items_main(argv: Sequence[str] | None = None) -> int:
                 "title": info.title,
                 **({"url": info.url} if info.url else {}),
                 **info.extra,
+                **({"categories": list(info.categories)} if info.categories else {}),
+                **({"attributes": info.attributes} if info.attributes else {}),
             }
             for info in load_items(args.dataset)
         ]

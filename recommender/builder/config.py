@@ -76,6 +76,9 @@ class BuilderConfig:
     #: ``ranker_interval`` seconds.
     ranker: RankerMode = "auto"
     ranker_interval: float = 600.0
+    #: The item catalogue's topic: its categories and attributes are the ranker's item features
+    #: (None: the ranker learns from the window alone).
+    items_topic: str | None = None
     #: Quality gate: refuse a model whose quality on events the serving model has not seen is
     #: significantly lower, by more than this fraction (None: no gate).
     max_quality_drop: float | None = 0.2

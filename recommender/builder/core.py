@@ -24,6 +24,7 @@ from ..online.monitor import Monitor
 from ..store import WriterLease, retry_transient
 from ..timeorder import OrderCheck
 from ..window import InteractionWindow
+from .catalogue import ItemsTopicReader
 from .config import BuilderConfig, BuilderStats
 from .consume import Consumption
 from .deadletter import DeadLetters
@@ -69,7 +70,17 @@ class ModelBuilder:
             else None
         )
         self.consumption = Consumption(config, self.window, self.stats, dead_letters)
-        self.publisher = Publisher(config, self.stats, self._abort)
+        self.items_reader = (
+            ItemsTopicReader(kafka, config.items_topic)
+            if config.items_topic is not None and config.ranker != "off"
+            else None
+        )
+        self.publisher = Publisher(
+            config,
+            self.stats,
+            self._abort,
+            catalogue=None if self.items_reader is None else self.items_reader.refresh,
+        )
         self.tuner = Tuner(config, self.publisher, self._abort)
         self._order_says_time = True  # as far as the last retrain's window said
         self._status_written = 0.0
@@ -339,6 +350,8 @@ class ModelBuilder:
             log.info("waiting for the running retrain to stop")
         self._worker.shutdown(wait=True, cancel_futures=True)
         self.tuner.join()
+        if self.items_reader is not None:  # read in the retrain thread, which has stopped
+            self.items_reader.close()
         try:
             consumer.close()
         except Exception as exc:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import LockLost, TrainingAborted, TrainingError, one_line
+from ..items import Catalog
 from ..models import FittedModel, ModelFamily, Setting, make_family
 from ..models.als_training import AlsParams
 from ..quality import GateModel, GateVerdict, compare_models
@@ -55,7 +57,14 @@ class Publisher:
     """Owns the store's writing side, the current settings, and the model the gate compares
     against."""
 
-    def __init__(self, config: BuilderConfig, stats: BuilderStats, abort: threading.Event) -> None:
+    def __init__(
+        self,
+        config: BuilderConfig,
+        stats: BuilderStats,
+        abort: threading.Event,
+        *,
+        catalogue: Callable[[], Catalog] | None = None,
+    ) -> None:
         self.config = config
         self.store = config.store
         self.stats = stats
@@ -66,7 +75,7 @@ class Publisher:
         pinned = bool(config.pinned) or config.model != "auto"
         self.params_source: ParamsSource = "pinned" if pinned else "default"
         self._families: dict[str, ModelFamily] = {}
-        self.ranker = RankerStage(config, stats)
+        self.ranker = RankerStage(config, stats, catalogue=catalogue)
         #: Set while no retrain runs: tuning waits on it, so it never delays a due retrain.
         self.idle = threading.Event()
         self.idle.set()

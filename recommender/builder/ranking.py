@@ -6,6 +6,11 @@ publication (the first model should not wait), then at most every ``--ranker-int
 when the family's setting changes; retrains in between carry the last one with features from
 their own window. Whether it serves is :func:`~recommender.ranker.window_fit.train_on_window`'s
 decision; a failure is logged and counted, and the snapshot goes out without a ranker.
+
+With ``--items-topic``, the catalogue's categories and attributes of the window's items are
+features too (read by :class:`~recommender.builder.catalogue.ItemsTopicReader`): when training,
+the ranker learns from the most common attribute names; each publication carries the window's
+items' values of the ranker's own attributes, from the catalogue as it is then.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import TrainingAborted, one_line
+from ..features import ItemInformation, item_information
+from ..items import Catalog
 from ..models import ModelFamily, Setting
+from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
 from ..ranker.window_fit import RankerOutcome, train_on_window, window_features
 from ..snapshot import ranker_arrays
 from ..window import WindowEvents
@@ -33,8 +41,16 @@ log = logging.getLogger(__name__)
 class RankerStage:
     """See the module docstring."""
 
-    def __init__(self, config: BuilderConfig, stats: BuilderStats) -> None:
+    def __init__(
+        self,
+        config: BuilderConfig,
+        stats: BuilderStats,
+        *,
+        catalogue: Callable[[], Catalog] | None = None,
+    ) -> None:
         self.config, self.stats = config, stats
+        self.catalogue = catalogue
+        self._catalog: Catalog | None = None  # as last read
         self.outcome: RankerOutcome | None = None
         self.setting: Setting | None = None
         self.trained_at = -math.inf  # monotonic
@@ -65,8 +81,34 @@ class RankerStage:
                 "reason": "not trained yet: the first ranker is trained after the first "
                 "publication",
             }
-        arrays, section = ranker_arrays(self.outcome, window_features(events))
-        return arrays, {**section, "trained_at": self.trained_at_epoch}
+        information = None
+        if self.outcome.serve and self.outcome.fit is not None:
+            schema = self.outcome.fit.ranker.schema.names
+            names = [
+                n.removeprefix(ATTRIBUTE_PREFIX) for n in schema if n.startswith(ATTRIBUTE_PREFIX)
+            ]
+            if names or MATCH_FEATURE in schema:
+                information = self._information(events, names)
+        arrays, section = ranker_arrays(self.outcome, window_features(events, information))
+        section = {**section, "trained_at": self.trained_at_epoch}
+        if self._catalog is not None:  # what the item features were read from
+            catalog = self._catalog
+            section["catalogue"] = {
+                "items": len(catalog),
+                "ignored_attributes": catalog.ignored_attributes,
+                "rejected_records": sum(catalog.rejected.values()),
+            }
+        return arrays, section
+
+    def _information(
+        self, events: WindowEvents, names: list[str] | None = None
+    ) -> ItemInformation | None:
+        """What the catalogue says of the window's items (``names``: these attributes; None:
+        the most common), or None without an items topic."""
+        if self.catalogue is None:
+            return None
+        catalog = self._catalog = self.catalogue()
+        return item_information(events.item_ids, catalog.record, names=names)
 
     def _train(
         self,
@@ -82,6 +124,7 @@ class RankerStage:
                 events,
                 lambda data: family.fit(data, setting.params, should_stop=should_stop),
                 mode=self.config.ranker,
+                information=self._information(events),
             )
         except TrainingAborted:
             raise

@@ -176,6 +176,11 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
         help="train the ranker again after this long (default 10m); retrains between reuse it",
     )
     tuning.add_argument(
+        "--items-topic",
+        help="topic of JSON item records (the server's --items-topic): their categories and "
+        "numeric attributes become the ranker's item features (default: none)",
+    )
+    tuning.add_argument(
         "--retune-every",
         type=int,
         default=50,

@@ -104,6 +104,7 @@ def run_build(args: argparse.Namespace) -> int:
         retune_interval=args.retune_interval,
         ranker=args.ranker,
         ranker_interval=args.ranker_interval,
+        items_topic=args.items_topic,
         max_quality_drop=args.max_quality_drop,
         gate_holdout=args.gate_holdout,
         gate_min_users=args.gate_min_users,

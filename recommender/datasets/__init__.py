@@ -9,9 +9,11 @@ absence (:func:`datasets_dir` returns None) and fall back to synthetic data.
 from __future__ import annotations
 
 import csv
+import math
 import os
+import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -56,10 +58,16 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class ItemInfo:
+    """An item's record as the demo publishes it: ``categories`` (MovieLens genres; anime
+    genres and ``type:...``) and numeric ``attributes`` (MovieLens: the year in the title;
+    anime: episodes, community rating, members, where known) are the ranker's item features."""
+
     id: str
     title: str
     url: str | None
     extra: dict[str, str]
+    categories: tuple[str, ...] = ()
+    attributes: dict[str, float] = field(default_factory=dict)
 
 
 #: The source checkout this package runs from (an editable install), if it is one.
@@ -157,6 +165,24 @@ def load_interactions(
     )
 
 
+def _movie_year(title: str) -> dict[str, float]:
+    found = re.search(r"\((\d{4})\)\s*$", title)
+    return {"year": float(found.group(1))} if found else {}
+
+
+def _numbers(row: dict[str, str], fields: tuple[str, ...]) -> dict[str, float]:
+    """The fields of ``row`` that are finite numbers ("Unknown" is left out)."""
+    found = {}
+    for name in fields:
+        try:
+            value = float(row[name])
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(value):
+            found[name] = value
+    return found
+
+
 def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]:
     """Item metadata: MovieLens titles with IMDb links, or anime names."""
     root = _require(root, name)
@@ -173,6 +199,8 @@ def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]
                     if row["movieId"] in imdb
                     else None,
                     {"genres": row["genres"]},
+                    tuple(g for g in row["genres"].split("|") if g and "(" not in g),
+                    _movie_year(row["title"]),
                 )
                 for row in csv.DictReader(f)
             ]
@@ -184,6 +212,11 @@ def load_items(name: DatasetName, *, root: Path | None = None) -> list[ItemInfo]
                 row["name"],
                 "https://myanimelist.net/anime.php?" + urllib.parse.urlencode({"q": row["name"]}),
                 {"genre": row["genre"], "type": row["type"]},
+                (
+                    *(g.strip() for g in row["genre"].split(",") if g.strip()),
+                    *([f"type:{row['type']}"] if row["type"] else []),
+                ),
+                _numbers(row, ("episodes", "rating", "members")),
             )
             for row in csv.DictReader(f, delimiter="\t")
         ]

@@ -12,7 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["USER_FEATURES", "UserStats", "category_match", "user_stats"]
+__all__ = [
+    "USER_FEATURES",
+    "UserStats",
+    "binary_categories",
+    "category_match",
+    "user_stats",
+]
 
 #: A user's features, in :meth:`UserStats.matrix`'s column order.
 USER_FEATURES: Final = (
@@ -91,17 +97,23 @@ def category_match(
 ) -> FloatArray:
     """For each user (their liked item columns) and each of their candidates (rows x k columns),
     the share of the user's liked items that share a category with the candidate; NaN for a user
-    without liked items or a candidate without categories."""
+    without liked items or a candidate without categories. ``item_categories``: items x
+    categories, 0/1 float32 CSR (see :func:`binary_categories`)."""
     rows, k = candidates.shape
     out = np.full((rows, k), np.nan, np.float32)
-    binary = (item_categories > 0).astype(np.float32).tocsr()
-    has_category = np.diff(binary.indptr) > 0
+    indptr = item_categories.indptr
     for row, cols in enumerate(histories):
         if cols.size == 0:
             continue
-        liked = binary[cols]  # liked items x categories
+        liked = item_categories[cols]  # liked items x categories
         # an item shares a category with a liked one when their category rows overlap
-        overlap = (liked @ binary[candidates[row]].T).toarray() > 0  # liked x k
+        overlap = (liked @ item_categories[candidates[row]].T).toarray() > 0  # liked x k
         share = overlap.mean(axis=0)
-        out[row] = np.where(has_category[candidates[row]], share, np.nan)
+        has_category = indptr[candidates[row] + 1] > indptr[candidates[row]]
+        out[row] = np.where(has_category, share, np.nan)
     return out
+
+
+def binary_categories(item_categories: sp.csr_matrix) -> sp.csr_matrix:
+    """Items x categories as 0/1 float32 CSR, what :func:`category_match` reads."""
+    return (item_categories > 0).astype(np.float32).tocsr()

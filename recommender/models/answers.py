@@ -37,10 +37,12 @@ class Contribution:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """Top-n items and how they were found."""
+    """Top-n items and how they were found; ``cols``: the items' model columns where every one
+    is the model's own (None: unknown, or new items among them)."""
 
     items: list[ScoredItem]
     source: AnswerSource
+    cols: IntArray | None = None
 
     @property
     def fallback(self) -> bool:

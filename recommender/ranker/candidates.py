@@ -12,16 +12,33 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats, category_match
+from ..features import (
+    ITEM_FEATURES,
+    USER_FEATURES,
+    ItemStats,
+    UserStats,
+    binary_categories,
+    category_match,
+)
 from ..models import History
 from ..user_metrics import top_k_rows
 
-__all__ = ["CandidateTable", "Context", "Source", "candidate_table", "feature_names"]
+__all__ = [
+    "ATTRIBUTE_PREFIX",
+    "MATCH_FEATURE",
+    "CandidateTable",
+    "Context",
+    "Source",
+    "candidate_table",
+    "feature_names",
+]
 
 #: A source of candidates: scores of every item for each history (a family's ``score``, or
 #: popularity broadcast), rows x items.
 Source = Callable[[Sequence[History]], npt.NDArray[np.float32]]
 MATCH_FEATURE: Final = "match.category"
+#: Item attributes' feature names: this prefix and the attribute's name.
+ATTRIBUTE_PREFIX: Final = "attr."
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -60,7 +77,7 @@ def feature_names(sources: Sequence[str], context: Context) -> tuple[str, ...]:
     names += [*ITEM_FEATURES, *USER_FEATURES]
     if context.item_categories is not None:
         names.append(MATCH_FEATURE)
-    names += [f"attr.{name}" for name in context.attribute_names]
+    names += [ATTRIBUTE_PREFIX + name for name in context.attribute_names]
     return tuple(names)
 
 
@@ -112,7 +129,7 @@ def candidate_table(
         for row, c in enumerate(rows):
             padded[row, : c.size] = c
         liked = [h.cols[h.weights > 0] for h in histories]
-        match = category_match(liked, padded, context.item_categories)
+        match = category_match(liked, padded, binary_categories(context.item_categories))
         parts.append(np.concatenate([match[row, : c.size] for row, c in enumerate(rows)])[:, None])
     if context.attributes is not None and context.attribute_names:
         parts.append(context.attributes[col])

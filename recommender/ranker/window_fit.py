@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..features import ItemStats, UserStats, item_stats, user_stats
+from ..features import ItemInformation, ItemStats, UserStats, item_stats, user_stats
 from ..models import FittedModel, Sequences, TrainingData, row_histories
 from ..tuning.validation import split
 from ..window import WindowEvents
@@ -61,21 +61,26 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class WindowFeatures:
-    """The item and user stats of a whole window (rows as the snapshot's), and its newest time:
-    what the server computes features from."""
+    """The item and user stats of a whole window (rows as the snapshot's), its newest time, and
+    what the catalogue says of its items (None: no items topic, or nothing in it): what the
+    server computes features from."""
 
     items: ItemStats
     users: UserStats
     newest_ms: int
+    information: ItemInformation | None = None
 
 
-def window_features(events: WindowEvents) -> WindowFeatures:
+def window_features(
+    events: WindowEvents, information: ItemInformation | None = None
+) -> WindowFeatures:
     """Stats of every item and user of the window, from all its events."""
     n_users, n_items = len(events.user_ids), len(events.item_ids)
     return WindowFeatures(
         item_stats(events.items, events.timestamps, events.weights, n_items),
         user_stats(events.users, events.timestamps, events.weights, n_users),
         int(events.timestamps.max()) if len(events) else 0,
+        None if information is None or information.empty else information,
     )
 
 
@@ -121,9 +126,11 @@ def train_on_window(
     min_users: int = 100,
     objective: Objective = "lambdarank",
     seed: int = 0,
+    information: ItemInformation | None = None,
 ) -> RankerOutcome:
     """Fit and judge a ranker on ``events`` (see the module docstring); ``fit_family`` fits the
-    serving family's setting on a training matrix."""
+    serving family's setting on a training matrix; ``information``: the catalogue's categories
+    and attributes of the window's items (the category match and ``attr.*`` features)."""
     n_users, n_items = len(events.user_ids), len(events.item_ids)
     held = split(events, fraction=cut_share, seed=seed)
     train, truth = held.train, held.truth
@@ -145,6 +152,7 @@ def train_on_window(
         item_stats(events.items[past], stamps, events.weights[past], n_items),
         user_stats(events.users[past], stamps, events.weights[past], n_users),
         int(stamps.max()),
+        *_catalogue_context(information),
     )
     sequences = held.sequences
     table = _table(fitted, train, sequences, judged, context, candidates)
@@ -174,6 +182,15 @@ def train_on_window(
         f"interval [{comparison.low:+.4f}, {comparison.high:+.4f}]"
     )
     return RankerOutcome(False, reason, fit, candidates)
+
+
+def _catalogue_context(
+    information: ItemInformation | None,
+) -> tuple[sp.csr_matrix | None, npt.NDArray[np.float32] | None, tuple[str, ...]]:
+    """A :class:`Context`'s catalogue fields: item categories, attributes and their names."""
+    if information is None or information.empty:
+        return None, None, ()
+    return information.categories, information.attributes, information.attribute_names
 
 
 def _table(

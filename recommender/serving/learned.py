@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats
+from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats, category_match
 from ..models.answers import Answer, ScoredItem
+from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
 from ..ranker.model import LearnedRanker
 from ..ranker.window_fit import SOURCE
 from .model import RecommenderModel
@@ -28,6 +30,7 @@ from .query import Ask
 __all__ = ["LearnedRanking"]
 
 FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 
 class LearnedRanking:
@@ -43,6 +46,8 @@ class LearnedRanking:
         candidates: int,
         newest_ms: int,
         made_at: float,
+        attributes: FloatArray | None = None,
+        categories: sp.csr_matrix | None = None,
     ) -> None:
         self.ranker = ranker
         self.items, self.users = items, users
@@ -50,6 +55,13 @@ class LearnedRanking:
         self.candidates = candidates
         self.newest_ms, self.made_at = newest_ms, made_at
         self._names = ranker.schema.names
+        #: The schema's ``attr.*`` columns, in the order of ``attributes``' columns.
+        self._attributes = tuple(n for n in self._names if n.startswith(ATTRIBUTE_PREFIX))
+        if self._attributes and (
+            attributes is None or attributes.shape[1] != len(self._attributes)
+        ):
+            raise ValueError("the snapshot's item attributes do not match the ranker's schema")
+        self.attributes, self.categories = attributes, categories
 
     @classmethod
     def of(cls, model: RecommenderModel) -> LearnedRanking | None:
@@ -80,6 +92,7 @@ class LearnedRanking:
             candidates=candidates,
             newest_ms=int(section.get("newest_ms") or 0),
             made_at=float(model.manifest.get("created_at") or time.time()),
+            **_catalogue(arrays, len(model.item_ids)),
         )
 
     def now_ms(self) -> int:
@@ -90,7 +103,9 @@ class LearnedRanking:
         n = len(answer.items)
         now = self.now_ms()
         index = self.model.item_index
-        cols = np.fromiter((index.get(s.item, -1) for s in answer.items), np.int64, n)
+        cols = answer.cols
+        if cols is None or cols.size != n:  # new items among them: looked up (-1: unknown)
+            cols = np.fromiter((index.get(s.item, -1) for s in answer.items), np.int64, n)
         known = cols >= 0
         item_rows = self.items.matrix(np.where(known, cols, 0), now)
         item_rows[~known] = np.nan
@@ -112,11 +127,31 @@ class LearnedRanking:
             columns[name] = item_rows[:, k]
         for k, name in enumerate(USER_FEATURES):
             columns[name] = float(user_row[k])
+        if self.attributes is not None and self._attributes:
+            rows = self.attributes[np.where(known, cols, 0)]
+            rows[~known] = np.nan
+            for k, name in enumerate(self._attributes):
+                columns[name] = rows[:, k]
+        if self.categories is not None and MATCH_FEATURE in self._names:
+            match = category_match([self._liked(ask)], np.where(known, cols, 0)[None, :],
+                                   self.categories)[0]  # fmt: skip
+            match[~known] = np.nan
+            columns[MATCH_FEATURE] = match
         out = np.full((n, len(self._names)), np.nan, np.float32)
         for k, name in enumerate(self._names):
             if name in columns:
                 out[:, k] = columns[name]
         return out
+
+    def _liked(self, ask: Ask) -> IntArray:
+        """The asker's liked item columns, window and fresh events (a session's: its items), as
+        the builder's histories give them."""
+        if ask.kind == "items":
+            return np.unique(self.model.columns(ask.items)).astype(np.int64)
+        if ask.kind != "user" or ask.user is None:
+            return np.zeros(0, np.int64)
+        history = self.model.history(ask.user, ask.fresh)
+        return history.cols[history.weights > 0].astype(np.int64)
 
     def rank(self, ask: Ask, answer: Answer) -> Answer:
         """The best ``ask.n`` of the answer's items by the ranker's score."""
@@ -163,3 +198,20 @@ class LearnedRanking:
                 for k in order.tolist()
             ],
         }
+
+
+def _catalogue(arrays: Any, n_items: int) -> dict[str, Any]:
+    """The snapshot's catalogue features (``CATALOGUE_ARRAYS``), where the ranker learnt from
+    them: item attributes, and categories as 0/1 CSR rows."""
+    if "feature_item_attributes" not in arrays:
+        return {}
+    indptr = np.asarray(arrays["feature_item_category_indptr"])
+    indices = np.asarray(arrays["feature_item_category_indices"])
+    width = int(indices.max()) + 1 if indices.size else 0
+    categories = sp.csr_matrix(
+        (np.ones(indices.size, np.float32), indices, indptr), shape=(n_items, width)
+    )
+    return {
+        "attributes": np.asarray(arrays["feature_item_attributes"], np.float32),
+        "categories": categories if width else None,
+    }

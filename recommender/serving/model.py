@@ -294,8 +294,8 @@ class RecommenderModel:
             cols = select_top(scores, wanted)
             items = self._scored(cols, scores[cols])
         else:
-            items = self.popular_items.top(wanted, banned)
-        return Answer(items[query.offset :], query.source)
+            return Answer(self.popular_items.top(wanted, banned)[query.offset :], query.source)
+        return Answer(items[query.offset :], query.source, cols[query.offset :])
 
     def _among(
         self,

@@ -24,6 +24,7 @@ from .files import (
     write_snapshot_files,
 )
 from .manifest import (
+    CATALOGUE_ARRAYS,
     COMMON_ARRAYS,
     FORMAT_VERSION,
     RANKER_ARRAYS,
@@ -35,6 +36,7 @@ from .manifest import (
 )
 
 __all__ = [
+    "CATALOGUE_ARRAYS",
     "COMMON_ARRAYS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",

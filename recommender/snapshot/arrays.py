@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..models.als import AlsModel
 from ..models.als_training import TrainedFactors
@@ -61,9 +62,26 @@ def ranker_arrays(
 
 
 def feature_arrays(features: WindowFeatures) -> dict[str, np.ndarray]:
-    """The window's item and user stats a serving ranker computes its features from."""
+    """The window's item and user stats a serving ranker computes its features from, and what
+    the catalogue said of its items (``CATALOGUE_ARRAYS``) where the ranker learnt from it."""
     items, users = features.items, features.users
+    catalogue: dict[str, np.ndarray] = {}
+    information = features.information
+    if information is not None:
+        n_items = items.popularity.shape[0]
+        categories = information.categories
+        if categories is None:
+            categories = sp.csr_matrix((n_items, 0), dtype=np.float32)
+        attributes = information.attributes
+        if attributes is None:
+            attributes = np.zeros((n_items, 0), np.float32)
+        catalogue = {
+            "feature_item_attributes": attributes,
+            "feature_item_category_indptr": categories.indptr.astype(np.int64),
+            "feature_item_category_indices": categories.indices.astype(np.int32),
+        }
     return {
+        **catalogue,
         "feature_item_popularity": items.popularity,
         "feature_item_recent": items.recent,
         "feature_item_first_ms": items.first_ms,

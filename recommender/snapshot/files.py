@@ -29,6 +29,7 @@ from ..events import MAX_PAIR_WEIGHT
 from ..models import family_of, model_class
 from ..store import MANIFEST_NAME, SnapshotStore, WriterLease, as_store
 from .manifest import (
+    CATALOGUE_ARRAYS,
     FORMAT_VERSION,
     RANKER_ARRAYS,
     RECENT_ARRAYS,
@@ -105,6 +106,8 @@ def write_snapshot_files(
         missing -= set(RECENT_ARRAYS)
     if not set(arrays) & set(RANKER_ARRAYS):  # only where a learned ranker serves
         missing -= set(RANKER_ARRAYS)
+    if not set(arrays) & set(CATALOGUE_ARRAYS):  # and learnt from the catalogue
+        missing -= set(CATALOGUE_ARRAYS)
     if missing:
         raise SnapshotError(f"snapshot arrays do not match the format: {sorted(missing)}")
     files: dict[str, dict[str, Any]] = {}
@@ -214,8 +217,33 @@ def _value_problems(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray
             size = n_items if name.startswith("feature_item") else n_users
             if name != "ranker_model" and arrays[name].shape != (size,):
                 problems.append(f"{name} does not match the {name.split('_')[1]}s")
+    if "feature_item_attributes" in arrays:
+        problems += _catalogue_problems(arrays, n_items)
     own = {k: v for k, v in arrays.items() if k in model_class(family_of(manifest)).ARRAYS}
     problems += model_class(family_of(manifest)).check_arrays(own, n_users, n_items)
+    return problems
+
+
+def _catalogue_problems(arrays: Mapping[str, np.ndarray], n_items: int) -> list[str]:
+    attributes = arrays["feature_item_attributes"]
+    indptr, indices = (
+        arrays["feature_item_category_indptr"],
+        arrays["feature_item_category_indices"],
+    )
+    problems = []
+    if attributes.shape[0] != n_items:
+        problems.append("feature_item_attributes does not match the items")
+    elif np.isinf(attributes).any():  # NaN is an unknown value (the schema's default then)
+        problems.append("feature_item_attributes holds an infinite value")
+    if (
+        indptr.shape != (n_items + 1,)
+        or int(indptr[0]) != 0
+        or int(indptr[-1]) != indices.size
+        or bool((np.diff(indptr) < 0).any())
+    ):
+        problems.append("feature_item_category_indptr does not match the items")
+    elif indices.size and int(indices.min()) < 0:
+        problems.append("feature_item_category_indices out of range")
     return problems
 
 

@@ -19,6 +19,7 @@ from ..models.base import ArraySpec
 from ..store import MANIFEST_NAME, MAX_MANIFEST_BYTES
 
 __all__ = [
+    "CATALOGUE_ARRAYS",
     "COMMON_ARRAYS",
     "FORMAT_VERSION",
     "RANKER_ARRAYS",
@@ -64,7 +65,15 @@ RANKER_ARRAYS: Final[dict[str, ArraySpec]] = {
     "feature_user_first_ms": ArraySpec("int64", 1),
     "feature_user_last_ms": ArraySpec("int64", 1),
 }
-_OPTIONAL: Final = (RECENT_ARRAYS, RANKER_ARRAYS)
+#: What the catalogue said of the items when a serving ranker was trained: their numeric
+#: attributes (items x the schema's ``attr.*`` columns, NaN: unknown) and categories (items x
+#: categories, as CSR rows): all or none, and only with the ranker's arrays.
+CATALOGUE_ARRAYS: Final[dict[str, ArraySpec]] = {
+    "feature_item_attributes": ArraySpec("float32", 2),
+    "feature_item_category_indptr": ArraySpec("int64", 1),
+    "feature_item_category_indices": ArraySpec("int32", 1),
+}
+_OPTIONAL: Final = (RECENT_ARRAYS, RANKER_ARRAYS, CATALOGUE_ARRAYS)
 
 
 def array_specs(manifest: Mapping[str, Any]) -> dict[str, ArraySpec]:
@@ -75,7 +84,7 @@ def array_specs(manifest: Mapping[str, Any]) -> dict[str, ArraySpec]:
         own = model_class(family).ARRAYS
     except KeyError:
         raise SnapshotError(f"unknown model family {family!r}") from None
-    return {**COMMON_ARRAYS, **RECENT_ARRAYS, **RANKER_ARRAYS, **own}
+    return {**COMMON_ARRAYS, **RECENT_ARRAYS, **RANKER_ARRAYS, **CATALOGUE_ARRAYS, **own}
 
 
 def writer_of(manifest: Mapping[str, Any]) -> tuple[str | None, int]:
@@ -129,7 +138,7 @@ def _check_manifest(manifest: object) -> str | None:
         return f"unknown model family {family[:40]!r} (a newer builder's snapshot?)"
     specs = array_specs(manifest)
     files = manifest.get("files")
-    required = set(specs) - set(RECENT_ARRAYS) - set(RANKER_ARRAYS)
+    required = set(specs).difference(*_OPTIONAL)
     if not isinstance(files, dict) or not required <= set(files) <= set(specs):
         return f"files must name exactly the arrays {sorted(specs)}"
     for group in _OPTIONAL:
@@ -141,6 +150,8 @@ def _check_manifest(manifest: object) -> str | None:
         and isinstance(ranker.get("schema"), dict)
     ):  # fmt: skip
         return "a snapshot with ranker arrays needs a ranker section that serves, with a schema"
+    if set(CATALOGUE_ARRAYS) <= set(files) and not set(RANKER_ARRAYS) <= set(files):
+        return "a snapshot with catalogue feature arrays needs the ranker's arrays"
     for name, meta in files.items():
         if not isinstance(meta, dict):
             return f"files.{name} is not an object"

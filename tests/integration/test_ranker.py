@@ -5,6 +5,7 @@ count); ``auto`` leaves a ranker that does not beat the family's order out, and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -82,8 +83,8 @@ def test_auto_keeps_a_ranker_that_does_not_beat_the_family_out_and_says_why(
 ):
     _, base, section = _start(kafka, topic, daemons, tmp_path, http_port, "auto")
     # planted tastes carry nothing beyond ids: the family's order is as good
-    assert "beyond the noise" in section["reason"], section
-    assert section["serves"] is (section["against_first_stage"]["interval"][0] > 0)
+    # (measured: 0.29 against 0.32, interval [-0.047, -0.005] to [-0.049, -0.011], 166 users)
+    assert section["serves"] is False and "does not beat" in section["reason"], section
     status, body = get_json(f"{base}/recommend?user=u7&n=10")
     assert status == 200 and len(body["items"]) == 10
     # every reader says so: /status (and the page from it), recommender status
@@ -97,3 +98,80 @@ def test_auto_keeps_a_ranker_that_does_not_beat_the_family_out_and_says_why(
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("Ranker"))
     assert ("does not serve" in line) is not section["serves"] and "features by gain" in line
+
+
+def _settling_users(rng, *, quality: np.ndarray, users: int, early: int, late: int) -> list[bytes]:
+    """Each user's ``early`` events on items at random, then (``late`` > 0) ``late`` on items of
+    high ``quality``, in that order for every user: a time-of-life effect (what people settle on
+    after they explore) that no id model learns from the exploring events."""
+    good = np.flatnonzero(quality > 0)
+    values = []
+    if early:
+        for u in range(users):
+            values += [f"u{u}:i{k}".encode() for k in rng.choice(quality.size, early, False)]
+    for _ in range(late):
+        values += [f"u{u}:i{rng.choice(good)}".encode() for u in range(users)]
+    return values
+
+
+def test_an_attribute_that_carries_the_signal_is_learnt_from_the_items_topic_and_served(
+    kafka, topic, daemons, tmp_path, http_port
+):
+    """Item attributes reach the ranker through the items topic; where one carries the signal
+    (the newest likes are of high-quality items, which the exploring events before them do not
+    show), ``auto`` serves the ranker, beyond the noise, and the server ranks by it."""
+    name, items = topic(2), topic(1)
+    rng = np.random.default_rng(3)
+    n_items, n_users = 300, 600
+    quality = (np.arange(n_items) % 10 == 0).astype(float)  # 30 items of high quality
+    records = [
+        {"id": f"i{k}", "title": f"Item {k}", "categories": [f"shelf {k % 7}"],
+         "attributes": {"quality": quality[k], "price": float(rng.uniform(1, 50))}}
+        for k in range(n_items)
+    ]  # fmt: skip
+    records[5]["attributes"]["price"] = "not a number"  # counted and left out; the rest applies
+    produce(kafka, items, [json.dumps(r).encode() for r in records], keyed=False)
+    produce(kafka, name, _settling_users(rng, quality=quality, users=n_users, early=20, late=4))
+    model_dir = tmp_path / "model"
+    daemons(
+        "builder",
+        builder_command(name, model_dir, kafka.bootstrap_servers, "500", "100000", "-b",
+                        "--ranker", "auto", "--ranker-interval", "1", "--items-topic", items),
+    )  # fmt: skip
+    daemons(
+        "server",
+        server_command(model_dir, http_port, "--topic", name, "--items-topic", items,
+                       "--bootstrap-servers", kafka.bootstrap_servers, "--poll-interval", "0.2"),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{http_port}"
+    wait_until(lambda: get_json(f"{base}/ready")[0] == 200, timeout=90, what="a model")
+    produce(kafka, name, _settling_users(rng, quality=quality, users=n_users, early=0, late=1))
+
+    def ranker_section():
+        section = (get_json(f"{base}/model")[1].get("manifest") or {}).get("ranker")
+        return section if section and "trained_at" in section and "schema" in section else None
+
+    section = wait_until(ranker_section, timeout=120, what="a ranker that serves")
+    assert section["serves"] is True, section
+    assert section["against_first_stage"]["interval"][0] > 0, section
+    assert section["catalogue"] == {
+        "items": n_items,
+        "ignored_attributes": 1,
+        "rejected_records": 0,
+    }
+    names = section["schema"]["names"]
+    assert {"attr.quality", "attr.price", "match.category"} <= set(names), names
+    importances = section["importances"]
+    assert max(importances, key=importances.get) == "attr.quality", importances
+    ranker = get_json(f"{base}/status")[1]["model"]["ranker"]  # the page shows it
+    assert ranker["serves"] is True and next(iter(ranker["importances"])) == "attr.quality"
+    # the server ranks by it: a user's answer is mostly high-quality items
+    status, body = get_json(f"{base}/recommend?user=u7&n=10")
+    assert status == 200 and len(body["items"]) == 10, body
+    good = {f"i{k}" for k in np.flatnonzero(quality > 0)}
+    assert sum(i["item"] in good for i in body["items"]) >= 8, body
+    top = body["items"][0]["item"]
+    status, explained = get_json(f"{base}/because?user=u7&item={top}")
+    assert status == 200, explained
+    lifted = {f["feature"]: f for f in explained["ranker"]["features"]}
+    assert lifted["attr.quality"]["value"] == 1.0 and lifted["attr.quality"]["contribution"] > 0

@@ -12,9 +12,11 @@ from recommender.features import (
     attribute_matrix,
     attribute_names,
     category_match,
+    item_information,
     item_stats,
     user_stats,
 )
+from recommender.items import Catalog
 
 DAY = 86_400_000
 
@@ -126,3 +128,28 @@ def test_the_schema_fills_unknown_values_with_training_medians_and_round_trips()
     ):
         with pytest.raises(ValueError):
             FeatureSchema.from_dict(bad)
+
+
+def test_item_information_is_what_the_newest_records_say_of_a_models_items():
+    catalog = Catalog()
+    catalog.update(
+        [
+            b'{"id": "a", "categories": ["shoes"], "attributes": {"price": 3, "size": 40}}',
+            b'{"id": "b", "categories": ["shoes", "socks"], "attributes": {"price": "cheap"}}',
+            b'{"id": "c", "attributes": {"price": 7}}',
+            b'{"id": "a", "categories": ["boots"], "attributes": {"price": 4, "size": 41}}',
+        ]
+    )
+    info = item_information(["a", "b", "c", "unknown"], catalog.record)
+    assert info.attribute_names == ("price", "size")  # most common first
+    assert info.attributes is not None and info.categories is not None
+    np.testing.assert_array_equal(info.attributes[0], [4, 41])  # the newest record of a
+    assert np.isnan(info.attributes[1]).all()  # a bad attribute is left out, the record applies
+    assert info.attributes[2, 0] == 7 and np.isnan(info.attributes[3]).all()
+    categories = info.categories.toarray()
+    assert categories.shape == (4, 3) and categories.sum(axis=1).tolist() == [1, 2, 0, 0]
+    # a trained ranker's attribute names, in its order, whatever is most common now
+    fixed = item_information(["a", "c"], catalog.record, names=["size", "weight"])
+    assert fixed.attribute_names == ("size", "weight") and fixed.attributes is not None
+    assert fixed.attributes[0, 0] == 41 and np.isnan(fixed.attributes[:, 1]).all()
+    assert item_information(["x"], Catalog().record).empty

@@ -6,12 +6,14 @@ refused by its checks, or answers in the family's order."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
 
 from recommender.errors import SnapshotError
 from recommender.events import parse_values
+from recommender.features import item_information
 from recommender.items import Catalog
 from recommender.items.fresh import FreshItems
 from recommender.models import History, make_family
@@ -39,16 +41,30 @@ def served(tmp_path_factory):
         offsets=np.arange(len(values), dtype=np.int64),
     )
     events, matrix = window.events(), window.matrix()
+    # a catalogue: every other item has a category and a price, a few a rarer attribute
+    catalog = Catalog()
+    prices = np.random.default_rng(6).uniform(1, 100, taste.items)
+    catalog.update(
+        json.dumps(
+            {"id": taste.item_id(k), "categories": [f"g{k % 4}", f"h{k % 3}"],
+             "attributes": {"price": prices[k], **({"year": 1990 + k} if k % 10 == 0 else {})}}
+        ).encode()
+        for k in range(0, taste.items, 2)
+    )  # fmt: skip
+    information = item_information(events.item_ids, catalog.record)
     family = make_family("als")
     params = family.validate({"factors": 16, "iterations": 5})
-    outcome = train_on_window(events, lambda d: family.fit(d, params), mode="on", min_users=20)
+    outcome = train_on_window(
+        events, lambda d: family.fit(d, params), mode="on", min_users=20, information=information
+    )
     fitted = family.fit(matrix.training_data(), params)
-    extra, section = ranker_arrays(outcome, window_features(events))
+    features = window_features(events, information)
+    extra, section = ranker_arrays(outcome, features)
     manifest = {"model": {"family": "als", "params": params}, "params": params, "ranker": section}
     model_dir = tmp_path_factory.mktemp("model")
     publish_snapshot(model_dir, 1, snapshot_arrays(matrix, fitted, extra=extra), manifest)
     model = RecommenderModel(load_snapshot(model_dir / "v000000000001"))
-    return model, fitted, window_features(events), model_dir
+    return model, fitted, features, model_dir
 
 
 def test_serving_features_are_the_training_features_of_the_same_candidates(served):
@@ -74,12 +90,20 @@ def test_serving_features_are_the_training_features_of_the_same_candidates(serve
             {SOURCE: fitted.score},
             [history],
             np.array([row]),
-            Context(features.items, features.users, features.newest_ms),
+            Context(
+                features.items,
+                features.users,
+                features.newest_ms,
+                features.information.categories,
+                features.information.attributes,
+                features.information.attribute_names,
+            ),
             per_source=ranking.candidates,
             given=[cols],
         )
         names = list(ranking.ranker.schema.names)
         assert list(table.names) == names
+        assert {"match.category", "attr.price", "attr.year"} <= set(names)
         np.testing.assert_allclose(served_rows, table.features, rtol=1e-5, atol=1e-4)
 
 
@@ -100,19 +124,31 @@ def test_a_fresh_event_counts_in_the_user_features_at_once(served):
     assert after[0, names.index("user.days_since_last")] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_ranker_arrays_that_do_not_match_the_window_are_refused(served, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("feature_user_events", np.zeros(3, np.int64)),
+        ("feature_item_attributes", np.zeros((3, 2), np.float32)),
+        ("feature_item_attributes", None),  # an infinite value
+        ("feature_item_category_indptr", np.zeros(3, np.int64)),
+    ],
+)
+def test_ranker_arrays_that_do_not_match_the_window_are_refused(served, tmp_path, name, bad):
     _, _, _, model_dir = served
     import json
     import shutil
 
     broken = tmp_path / "v000000000001"
     shutil.copytree(model_dir / "v000000000001", broken)
-    np.save(broken / "feature_user_events.npy", np.zeros(3, np.int64))
+    if bad is None:
+        bad = np.load(broken / f"{name}.npy").copy()
+        bad[0, 0] = np.inf
+    np.save(broken / f"{name}.npy", bad)
     manifest = json.loads((broken / "manifest.json").read_text())
     from recommender.snapshot.files import _sha256  # the checksum must match to get that far
 
-    meta = manifest["files"]["feature_user_events"]
-    meta["sha256"], meta["shape"] = _sha256(broken / "feature_user_events.npy"), [3]
+    meta = manifest["files"][name]
+    meta["sha256"], meta["shape"] = _sha256(broken / f"{name}.npy"), list(bad.shape)
     (broken / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SnapshotError, match="feature_user_events"):
+    with pytest.raises(SnapshotError, match=name):
         load_snapshot(broken)
