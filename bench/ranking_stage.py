@@ -13,10 +13,16 @@ adds to a request in process, and `/recommend`'s rate with and without it from t
    `/recommend?user=&n=10`, one at a time, one BLAS thread, with the ranker (the family's top 200
    items reordered) and without; and of the ranking stage alone (features and LightGBM on 200
    rows).
-3. HTTP: `recommender serve` on that snapshot twice, `--ranker on` and `--ranker off`, on their
-   own ports, one BLAS thread each; rounds alternate (every other round in reverse order) of
-   `/recommend?user=...&n=10` from 16 concurrent clients (bench/run.py's load loop). The rate
-   with the ranker over the rate without, per round; the median.
+3. HTTP: `recommender serve` on that snapshot with `--ranker off` and with `--ranker on` at each
+   of `--candidates` (`--ranker-candidates`), on their own ports, one BLAS thread each; rounds
+   alternate (every other round in reverse order) of `/recommend?user=...&n=10` from 16
+   concurrent clients (bench/run.py's load loop). The rate with the ranker over the rate
+   without, per round; the median.
+4. Freshness of the user features (`--probes`, 0: skipped): bench/run.py's probes (a builder
+   with `--ranker on` retraining every 5 s under 2,000 events/s of background load, a server
+   following the topic), started once a ranker serves: one event of a new user, `/recommend`
+   polled until its answer counts it. The ranker's user features are computed in that request
+   from the same fresh events (`test_ranking_stage.py`), so this is their freshness.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ async def in_process(model_dir: Path, requests: int) -> None:
         wide = Ask(kind="user", route="/recommend", n=200, user=user)
         answer = await plain.answer(wide, score)
         started = time.perf_counter()
-        ranking.rank(ask, answer)  # 200 candidates, the best 10
+        ranking.rank_many([ask], [answer])  # 200 candidates, the best 10
         times["stage"].append(time.perf_counter() - started)
     us = {k: statistics.median(v) * 1e6 for k, v in times.items()}
     print(
@@ -127,15 +133,17 @@ async def in_process(model_dir: Path, requests: int) -> None:
     )
 
 
-def http(model_dir: Path, seconds: float, rounds: int, users: int) -> None:
-    ports = {"on": free_port(), "off": free_port()}
+def http(model_dir: Path, seconds: float, rounds: int, users: int, counts: list[int]) -> None:
+    modes = {"off": ("--ranker", "off")}
+    modes.update({f"on@{n}": ("--ranker", "on", "--ranker-candidates", str(n)) for n in counts})
+    ports = {mode: free_port() for mode in modes}
     servers = {
-        mode: start_server(str(model_dir), port, "--ranker", mode) for mode, port in ports.items()
+        mode: start_server(str(model_dir), ports[mode], *args) for mode, args in modes.items()
     }
     try:
         for port in ports.values():
             wait_http(f"http://127.0.0.1:{port}/ready", timeout=120)
-        rates: dict[str, list[float]] = {"on": [], "off": []}
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
 
         def url(port: int):
             return lambda k: f"http://127.0.0.1:{port}/recommend?user=u{k % users}&n=10"
@@ -146,21 +154,56 @@ def http(model_dir: Path, seconds: float, rounds: int, users: int) -> None:
             order = list(ports.items()) if r % 2 == 0 else list(ports.items())[::-1]
             for mode, port in order:
                 done, _, errors = asyncio.run(load(url(port), seconds, 16))
-                assert errors == 0, f"{errors} errors with --ranker {mode}"
+                assert errors == 0, f"{errors} errors with {mode}"
                 rates[mode].append(done / seconds)
-        ratios = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
-        print(
-            f"HTTP /recommend, {rounds} rounds of {seconds:.0f} s, 16 clients: with the ranker "
-            f"{statistics.median(rates['on']):.0f} req/s, without "
-            f"{statistics.median(rates['off']):.0f} req/s; with/without per round "
-            f"{', '.join(f'{x:.2f}' for x in ratios)}, median "
-            f"{statistics.median(ratios):.2f}",
-            flush=True,
-        )
+        for mode in modes:
+            if mode == "off":
+                continue
+            ratios = [on / off for on, off in zip(rates[mode], rates["off"], strict=True)]
+            print(
+                f"HTTP /recommend, {rounds} rounds of {seconds:.0f} s, 16 clients: ranker "
+                f"{mode.split('@')[1]} candidates {statistics.median(rates[mode]):.0f} req/s, "
+                f"without {statistics.median(rates['off']):.0f} req/s; with/without per round "
+                f"{', '.join(f'{x:.2f}' for x in ratios)}, median "
+                f"{statistics.median(ratios):.2f}",
+                flush=True,
+            )
     finally:
         for proc in servers.values():
             proc.terminate()
             proc.wait(30)
+
+
+def freshness(probes: int) -> None:
+    import json
+    import urllib.request
+
+    from run import bench_kafka, measure_freshness
+
+    def ranker_serves(base: str) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/status") as r:
+                ranker = (json.loads(r.read()).get("model") or {}).get("ranker") or {}
+            if ranker.get("serves"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError("no ranker served within 300 s")
+
+    with bench_kafka() as kafka:
+        ms, versions = measure_freshness(
+            kafka,
+            probes,
+            2000.0,
+            ("--ranker", "on", "--ranker-interval", "1m"),
+            ready_timeout=120,
+            wait_for=ranker_serves,
+        )
+    print(
+        f"freshness with the ranker serving, {probes} probes: p50 {np.percentile(ms, 50):.0f} ms, "
+        f"p99 {np.percentile(ms, 99):.0f} ms, max {ms.max():.0f} ms ({versions} model swaps)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -171,6 +214,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--candidates", default="200,100,50", help="--ranker-candidates in HTTP")
+    ap.add_argument("--probes", type=int, default=200, help="freshness probes (0: none)")
     a = ap.parse_args()
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"  # the servers' too
@@ -183,7 +228,9 @@ def main() -> None:
         for size in sizes:
             fit(size, a.users, a.items, model_dir if size == sizes[-1] else None)
         asyncio.run(in_process(model_dir, a.requests))
-        http(model_dir, a.seconds, a.rounds, a.users)
+        http(model_dir, a.seconds, a.rounds, a.users, [int(n) for n in a.candidates.split(",")])
+    if a.probes:
+        freshness(a.probes)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -590,10 +590,12 @@ def measure_freshness(
     background_rate: float,
     builder_args: tuple[str, ...] = (),
     ready_timeout: float = 30.0,
+    wait_for: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Publish one event for a new user; poll /recommend until its answer reflects it. A builder
     (``builder_args`` added to its command, e.g. ``--model knn``) retrains every 5 s under
-    steady background load. Returns (milliseconds per probe, model versions swapped in)."""
+    steady background load; ``wait_for`` (given the server's base URL) returns when the probes
+    may start. Returns (milliseconds per probe, model versions swapped in)."""
     import json
     import threading
     import urllib.request
@@ -642,6 +644,8 @@ def measure_freshness(
 
             thread = threading.Thread(target=background)
             thread.start()
+            if wait_for is not None:
+                wait_for(f"http://127.0.0.1:{port}")
             producer = kafka.producer(**{"linger.ms": 0})
             latencies = []
             swaps_before = None

@@ -148,6 +148,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise RecommenderError("--experiment needs --challenger-model-dir (the challenger)")
     if not 0 <= args.explore < 1 or args.max_fresh_items < 0:
         raise RecommenderError("--explore must be from 0 to below 1, --max-fresh-items >= 0")
+    if args.ranker_candidates is not None and not 1 <= args.ranker_candidates <= 10_000:
+        raise RecommenderError("--ranker-candidates must be from 1 to 10000")
     if not 0 < args.experiment_share < 1:
         raise RecommenderError("--experiment-share must be above 0 and below 1")
     run_server(
@@ -168,6 +170,7 @@ def run_serve(args: argparse.Namespace) -> int:
             chat_memory=args.chat_memory,
             explore=args.explore,
             ranker=args.ranker == "on",
+            ranker_candidates=args.ranker_candidates,
             max_fresh_items=args.max_fresh_items,
             max_fresh_users=args.max_fresh_users,
             max_fresh_per_user=args.max_fresh_per_user,

@@ -126,9 +126,15 @@ def ranked_sentence(
     ours, theirs = by_model[id(ranked)], by_model[id(first)]
     t = paired_bootstrap(ours.user_ndcg[k], theirs.user_ndcg[k], seed=seed)
     verdict = "above it" if t.low > 0 else "below it" if t.high < 0 else "not distinguishable"
+    at_1 = (
+        f", precision@1 {ours.metrics[1]['precision']:.4f} against "
+        f"{theirs.metrics[1]['precision']:.4f}"
+        if 1 in ours.metrics and 1 in theirs.metrics
+        else ""
+    )
     return (
         f"{text} On the test users: NDCG@{k} {ours.metrics[k]['ndcg']:.4f} against "
         f"{theirs.metrics[k]['ndcg']:.4f} for {first.name} alone, precision@{k} "
-        f"{ours.metrics[k]['precision']:.4f} against {theirs.metrics[k]['precision']:.4f} "
-        f"(difference interval of NDCG [{t.low:+.4f}, {t.high:+.4f}]): {verdict}."
+        f"{ours.metrics[k]['precision']:.4f} against {theirs.metrics[k]['precision']:.4f}"
+        f"{at_1} (difference interval of NDCG [{t.low:+.4f}, {t.high:+.4f}]): {verdict}."
     )

@@ -142,8 +142,10 @@ def _offline(
         AlsModel(best, name="ALS, tuned on validation"),
     ]
     results: list[ModelResult] = []
+    # precision@1 too where a ranker is judged: re-ranking gains and losses show at the top
+    scored_ks = sorted({*ks, 1}) if ranked is not None else ks
     for model in tqdm(models, desc=f"{name}: models", disable=not options.progress):
-        results.append(evaluate_model(model, split, ks, binary=binary))
+        results.append(evaluate_model(model, split, scored_ks, binary=binary))
     header = [
         "model",
         *[f"{m}@{k0}" for m in ("precision", "recall", "ndcg", "map")],

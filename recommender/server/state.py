@@ -79,6 +79,8 @@ class ServerConfig:
     explore: float = 0.0
     #: Rank with the snapshot's learned ranker where it has one that serves.
     ranker: bool = True
+    #: Candidates the ranker reorders per request (None: as many as it was trained on).
+    ranker_candidates: int | None = None
     #: The chat API's memory: a quarter for registrations, the rest for "asked recently".
     chat_memory: int = 48 << 20
     max_fresh_users: int | None = None
@@ -158,7 +160,11 @@ class ModelHolder:
         """``model``'s pipeline, nothing derived from the served one kept: the new items get
         their vectors for it, its rules their columns (blocking: run it off the loop)."""
         try:
-            ranking = LearnedRanking.of(model) if self.config.ranker else None
+            ranking = (
+                LearnedRanking.of(model, candidates=self.config.ranker_candidates)
+                if self.config.ranker
+                else None
+            )
         except Exception as exc:  # a broken ranker: answer with the family's order, say so
             ranking = None
             self.ranker_problem = f"v{model.version}'s ranker could not be loaded: {one_line(exc)}"

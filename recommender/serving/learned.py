@@ -11,7 +11,9 @@ stale. Derived from one loaded model and dropped with it (it lives in that model
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,14 +22,18 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats, category_match
+from ..logs import RateLimitedLog
 from ..models.answers import Answer, ScoredItem
 from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
 from ..ranker.model import LearnedRanker
 from ..ranker.window_fit import SOURCE
+from .batching import RankBatch
 from .model import RecommenderModel
 from .query import Ask
 
 __all__ = ["LearnedRanking"]
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -44,6 +50,7 @@ class LearnedRanking:
         *,
         model: RecommenderModel,
         candidates: int,
+        trained_candidates: int | None = None,
         newest_ms: int,
         made_at: float,
         attributes: FloatArray | None = None,
@@ -53,6 +60,8 @@ class LearnedRanking:
         self.items, self.users = items, users
         self.model = model
         self.candidates = candidates
+        #: Training capped the family's rank at this plus one (what :meth:`explain` says).
+        self.trained_candidates = trained_candidates or candidates
         self.newest_ms, self.made_at = newest_ms, made_at
         self._names = ranker.schema.names
         #: The schema's ``attr.*`` columns, in the order of ``attributes``' columns.
@@ -62,18 +71,24 @@ class LearnedRanking:
         ):
             raise ValueError("the snapshot's item attributes do not match the ranker's schema")
         self.attributes, self.categories = attributes, categories
+        self._batch = RankBatch(self.rank_many)
+        #: Requests the ranker failed to rank (answered in the family's order).
+        self.failures = 0
+        self._failures = RateLimitedLog(log, interval=60.0)
 
     @classmethod
-    def of(cls, model: RecommenderModel) -> LearnedRanking | None:
-        """The snapshot's serving ranker, or None (raises ValueError for a broken one)."""
+    def of(cls, model: RecommenderModel, *, candidates: int | None = None) -> LearnedRanking | None:
+        """The snapshot's serving ranker, or None (raises ValueError for a broken one);
+        ``candidates``: how many of the family's top items it reorders (None: as many as it
+        was trained on)."""
         section: Any = model.manifest.get("ranker")
         arrays = model.snapshot.arrays
         if not isinstance(section, dict) or section.get("serves") is not True:
             return None
         if "ranker_model" not in arrays:
             return None
-        candidates = section.get("candidates")
-        if not isinstance(candidates, int) or not 1 <= candidates <= 10_000:
+        trained = section.get("candidates")
+        if not isinstance(trained, int) or not 1 <= trained <= 10_000:
             raise ValueError("the ranker's candidates is not a count from 1 to 10000")
         return cls(
             LearnedRanker.from_arrays(arrays, section),
@@ -89,7 +104,8 @@ class LearnedRanking:
                 np.asarray(arrays["feature_user_last_ms"]),
             ),
             model=model,
-            candidates=candidates,
+            candidates=trained if candidates is None else candidates,
+            trained_candidates=trained,
             newest_ms=int(section.get("newest_ms") or 0),
             made_at=float(model.manifest.get("created_at") or time.time()),
             **_catalogue(arrays, len(model.item_ids)),
@@ -100,47 +116,74 @@ class LearnedRanking:
 
     def features(self, ask: Ask, answer: Answer) -> FloatArray:
         """The candidates' rows in the ranker's schema order (NaN: unknown, the default then)."""
-        n = len(answer.items)
+        return self.features_many([ask], [answer])
+
+    def features_many(self, asks: Sequence[Ask], answers: Sequence[Answer]) -> FloatArray:
+        """The rows of several requests' candidates, one request after another: computed
+        together, so that the per-call cost of each step is paid once for a batch."""
         now = self.now_ms()
         index = self.model.item_index
-        cols = answer.cols
-        if cols is None or cols.size != n:  # new items among them: looked up (-1: unknown)
-            cols = np.fromiter((index.get(s.item, -1) for s in answer.items), np.int64, n)
+        sizes = [len(answer.items) for answer in answers]
+        parts = []
+        for answer, n in zip(answers, sizes, strict=True):
+            cols = answer.cols
+            if cols is None or cols.size != n:  # new items among them: looked up (-1: unknown)
+                cols = np.fromiter((index.get(s.item, -1) for s in answer.items), np.int64, n)
+            parts.append(cols)
+        cols = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         known = cols >= 0
-        item_rows = self.items.matrix(np.where(known, cols, 0), now)
+        safe = np.where(known, cols, 0)
+        item_rows = self.items.matrix(safe, now)
         item_rows[~known] = np.nan
-        row = self.model.user_index.get(ask.user, -1) if ask.user is not None else -1
-        fresh = ask.fresh if ask.kind == "user" else ()
-        liked = sum(1 for _, weight in fresh if weight > 0)
-        user_row = self.users.matrix(
-            np.array([row], np.int64),
+        fresh = [ask.fresh if ask.kind == "user" else () for ask in asks]
+        user_rows = self.users.matrix(
+            np.array([self._user_row(ask) for ask in asks], np.int64),
             now,
-            fresh_events=np.array([len(fresh)], np.int64),
-            fresh_liked=np.array([liked], np.int64),
-            fresh_last_ms=np.array([now if fresh else -1], np.int64),
-        )[0]
-        columns: dict[str, FloatArray | float] = {
-            f"{SOURCE}.score": np.fromiter((s.score for s in answer.items), np.float32, n),
-            f"{SOURCE}.rank": np.arange(1, n + 1, dtype=np.float32),
+            fresh_events=np.array([len(f) for f in fresh], np.int64),
+            fresh_liked=np.array([sum(1 for _, w in f if w > 0) for f in fresh], np.int64),
+            fresh_last_ms=np.array([now if f else -1 for f in fresh], np.int64),
+        )
+        user_rows = np.repeat(user_rows, sizes, axis=0)
+        columns: dict[str, FloatArray] = {
+            f"{SOURCE}.score": np.fromiter(
+                (s.score for answer in answers for s in answer.items), np.float32, cols.size
+            ),
+            f"{SOURCE}.rank": np.concatenate(
+                [np.arange(1, n + 1, dtype=np.float32) for n in sizes]
+            ),
         }
         for k, name in enumerate(ITEM_FEATURES):
             columns[name] = item_rows[:, k]
         for k, name in enumerate(USER_FEATURES):
-            columns[name] = float(user_row[k])
+            columns[name] = user_rows[:, k]
         if self.attributes is not None and self._attributes:
-            rows = self.attributes[np.where(known, cols, 0)]
+            rows = self.attributes[safe]
             rows[~known] = np.nan
             for k, name in enumerate(self._attributes):
                 columns[name] = rows[:, k]
         if self.categories is not None and MATCH_FEATURE in self._names:
-            match = category_match([self._liked(ask)], np.where(known, cols, 0)[None, :],
-                                   self.categories)[0]  # fmt: skip
-            match[~known] = np.nan
-            columns[MATCH_FEATURE] = match
-        out = np.full((n, len(self._names)), np.nan, np.float32)
+            columns[MATCH_FEATURE] = self._match(asks, safe, known, sizes)
+        out = np.full((cols.size, len(self._names)), np.nan, np.float32)
         for k, name in enumerate(self._names):
             if name in columns:
                 out[:, k] = columns[name]
+        return out
+
+    def _user_row(self, ask: Ask) -> int:
+        return self.model.user_index.get(ask.user, -1) if ask.user is not None else -1
+
+    def _match(
+        self, asks: Sequence[Ask], cols: IntArray, known: npt.NDArray[np.bool_], sizes: list[int]
+    ) -> FloatArray:
+        """Each candidate's category match with its asker's liked items (NaN: unknown)."""
+        assert self.categories is not None
+        out = np.full(cols.size, np.nan, np.float32)
+        at = 0
+        for ask, n in zip(asks, sizes, strict=True):
+            mine = slice(at, at + n)
+            match = category_match([self._liked(ask)], cols[mine][None, :], self.categories)[0]
+            out[mine] = np.where(known[mine], match, np.nan)
+            at += n
         return out
 
     def _liked(self, ask: Ask) -> IntArray:
@@ -153,16 +196,36 @@ class LearnedRanking:
         history = self.model.history(ask.user, ask.fresh)
         return history.cols[history.weights > 0].astype(np.int64)
 
-    def rank(self, ask: Ask, answer: Answer) -> Answer:
-        """The best ``ask.n`` of the answer's items by the ranker's score."""
+    async def rank(self, ask: Ask, answer: Answer) -> Answer:
+        """The best ``ask.n`` of the answer's items by the ranker's score: scored with the
+        other requests that reach this stage in the same turn of the event loop."""
         if len(answer.items) < 2:
             return Answer(answer.items[: ask.n], answer.source)
-        scores = self.ranker.score(self.features(ask, answer))
-        order = np.argsort(-scores, kind="stable")[: ask.n]
-        items = answer.items
-        return Answer(
-            [ScoredItem(items[k].item, float(scores[k])) for k in order.tolist()], answer.source
-        )
+        try:
+            return await self._batch.rank(ask, answer)
+        except Exception as exc:  # the family's order answers; never a failed request
+            self.failures += 1
+            self._failures.exception(
+                type(exc).__name__, "the ranker failed, answering in the family's order: %s", exc
+            )
+            return Answer(answer.items[: ask.n], answer.source)
+
+    def rank_many(self, asks: Sequence[Ask], answers: Sequence[Answer]) -> list[Answer]:
+        """Each request's best ``ask.n`` items, all scored in one prediction."""
+        scores = self.ranker.score(self.features_many(asks, answers))
+        ranked, at = [], 0
+        for ask, answer in zip(asks, answers, strict=True):
+            mine = scores[at : at + len(answer.items)]
+            at += len(answer.items)
+            order = np.argsort(-mine, kind="stable")[: ask.n]
+            items = answer.items
+            ranked.append(
+                Answer(
+                    [ScoredItem(items[k].item, float(mine[k])) for k in order.tolist()],
+                    answer.source,
+                )
+            )
+        return ranked
 
     def explain(self, ask: Ask, item: str, *, top: int = 5) -> dict[str, Any] | None:
         """Which features lifted (or sank) ``item`` for the asker: LightGBM's per-feature
@@ -180,7 +243,7 @@ class LearnedRanking:
         if query.banned.size:
             scores[query.banned] = -np.inf
         score = float(scores[col])
-        rank = min(int(np.count_nonzero(scores > score)) + 1, self.candidates + 1)
+        rank = min(int(np.count_nonzero(scores > score)) + 1, self.trained_candidates + 1)
         row = self.features(ask, Answer([ScoredItem(item, score)], query.source))
         row[0, self._names.index(f"{SOURCE}.rank")] = rank
         contributions = self.ranker.contributions(row)[0]

@@ -103,13 +103,13 @@ class ModelPipeline:
         if not wanted:
             query = resolve(model, ask)
             found = await generate(model, self.new_items.view, query, score)
-            return self.ranker.rank(ask, select(model, found, mask, explore=self.explore))
+            return await self.ranker.rank(ask, select(model, found, mask, explore=self.explore))
         # A learned ranker reorders the top ``wanted`` items; a page is a slice of its order.
         page = ask.n + ask.offset
         wide = replace(ask, n=max(wanted, page), offset=0)
         found = await generate(model, self.new_items.view, resolve(model, wide), score)
         candidates = select(model, found, mask, explore=self.explore)
-        ranked = self.ranker.rank(replace(wide, n=page), candidates)
+        ranked = await self.ranker.rank(replace(wide, n=page), candidates)
         return Answer(ranked.items[ask.offset :], ranked.source)
 
     def similar(self, ask: Ask) -> list[ScoredItem] | None:

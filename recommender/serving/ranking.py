@@ -29,7 +29,7 @@ class Ranker(Protocol):
 
     candidates: int
 
-    def rank(self, ask: Ask, answer: Answer) -> Answer: ...
+    async def rank(self, ask: Ask, answer: Answer) -> Answer: ...
 
 
 class KeepOrder:
@@ -37,7 +37,7 @@ class KeepOrder:
 
     candidates = 0
 
-    def rank(self, ask: Ask, answer: Answer) -> Answer:
+    async def rank(self, ask: Ask, answer: Answer) -> Answer:
         return answer
 
 

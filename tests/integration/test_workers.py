@@ -120,3 +120,7 @@ def test_serve_mistakes_are_one_line_and_exit_2(daemons, tmp_path, http_port):
     nowhere = daemons("nowhere", ["serve", "--model-dir", str(tmp_path / "typo"), "--port", "1"])
     assert nowhere.proc.wait(30) == 2
     assert "no such directory" in nowhere.output() and "Traceback" not in nowhere.output()
+    few = daemons("few", server_command(model_dir, http_port, "--ranker-candidates", "0"))
+    assert few.proc.wait(30) == 2
+    assert "--ranker-candidates must be from 1 to 10000" in few.output()
+    assert "Traceback" not in few.output()

@@ -116,10 +116,13 @@ def test_evaluate_command_writes_report_json_and_plots(tmp_path):
         assert names[0] == "popularity" and names[-1] == "ALS, tuned on validation"
         assert "what the daemon serves (self-tuned 2 s)" in names[-3]
         assert names[-2] == names[-3] + " + learned ranker"
+        # precision@1 for every row where a ranker is judged (its gains show at the top)
+        assert all("1" in m["metrics"] for m in report[section]["models"])
         families = {name.split(",")[0] for name in names[5:-3]}
         assert families == {"EASE", "RP3beta", "item-kNN", "sequence"}, names
     assert "what the builder serves after its first tuning session" in text
     assert text.count("The learned ranker") >= 2, text
+    assert text.count("precision@1 ") + text.count("was not trained") >= 2, text
     assert (
         text.count("of the best learnt model's NDCG@10")
         + text.count("is the best learnt model here")

@@ -6,6 +6,7 @@ refused by its checks, or answers in the family's order."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import numpy as np
@@ -124,6 +125,28 @@ def test_a_fresh_event_counts_in_the_user_features_at_once(served):
     assert after[0, names.index("user.days_since_last")] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_server_may_rank_fewer_candidates_than_trained(served):
+    model, _, _, _ = served
+    catalog = Catalog()
+
+    async def score(m: RecommenderModel, key: object) -> np.ndarray:
+        return m.score_many([key])[0]  # type: ignore[list-item]
+
+    def answer(ranking, n):
+        pipeline = ModelPipeline(
+            model, catalog=catalog, new_items=FreshItems(catalog), ranker=ranking
+        )
+        ask = Ask(kind="user", route="/recommend", n=n, user="u3")
+        return [s.item for s in asyncio.run(pipeline.answer(ask, score)).items]
+
+    few = LearnedRanking.of(model, candidates=15)
+    assert few is not None and few.candidates == 15 and few.trained_candidates == 200
+    family_top = answer(None, 15)
+    ranked = answer(few, 10)
+    assert len(ranked) == 10 and set(ranked) <= set(family_top)
+    assert ranked != family_top[:10]  # reordered by the ranker, among those 15
+
+
 @pytest.mark.parametrize(
     ("name", "bad"),
     [
@@ -152,3 +175,46 @@ def test_ranker_arrays_that_do_not_match_the_window_are_refused(served, tmp_path
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SnapshotError, match=name):
         load_snapshot(broken)
+
+
+def test_concurrent_requests_are_ranked_together_as_each_alone_and_a_failure_keeps_the_order(
+    served,
+):
+    model, _, _, _ = served
+    ranking = LearnedRanking.of(model)
+    assert ranking is not None
+    ranking.made_at = 1e18  # one clock for both ways
+    catalog = Catalog()
+    wide = ModelPipeline(model, catalog=catalog, new_items=FreshItems(catalog))
+
+    async def score(m: RecommenderModel, key: object) -> np.ndarray:
+        return m.score_many([key])[0]  # type: ignore[list-item]
+
+    asks = [Ask(kind="user", route="/recommend", n=5, user=f"u{k}") for k in range(12)]
+    asks.append(Ask(kind="items", route="/recommend", n=5, items=("i1", "i2")))
+
+    async def run():
+        answers = [
+            await wide.answer(dataclasses.replace(a, n=50), score)  # the family's top 50
+            for a in asks
+        ]
+        alone = [ranking.rank_many([a], [b])[0] for a, b in zip(asks, answers, strict=True)]
+        before = ranking._batch.batches
+        together = await asyncio.gather(
+            *(ranking.rank(a, b) for a, b in zip(asks, answers, strict=True))
+        )
+        return answers, alone, together, ranking._batch.batches - before
+
+    answers, alone, together, batches = asyncio.run(run())
+    assert batches == 1  # one prediction for the 13 requests
+    for one, both in zip(alone, together, strict=True):
+        assert [s.item for s in one.items] == [s.item for s in both.items]
+        np.testing.assert_allclose([s.score for s in one.items], [s.score for s in both.items])
+
+    def broken(asks, answers):
+        raise RuntimeError("a broken model")
+
+    ranking._batch.rank_many = broken
+    fallback = asyncio.run(ranking.rank(asks[0], answers[0]))
+    assert [s.item for s in fallback.items] == [s.item for s in answers[0].items[:5]]
+    assert ranking.failures == 1

@@ -42,6 +42,7 @@ import shutil
 import tempfile
 import time
 import traceback
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, Phase, settings
@@ -57,12 +59,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from recommender.events import format_event
-from recommender.features import ITEM_FEATURES, USER_FEATURES, FeatureSchema
+from recommender.features import ITEM_FEATURES, USER_FEATURES, FeatureSchema, ItemInformation
 from recommender.items import ItemFilter
 from recommender.models.als_training import AlsParams, train_als
 from recommender.online.experiments import ExperimentSpec, ab_arm
 from recommender.online.exposures import new_recommendation_id
 from recommender.ranker import LearnedRanker
+from recommender.ranker.candidates import MATCH_FEATURE
 from recommender.ranker.window_fit import SOURCE, window_features
 from recommender.server import ServerConfig, create_app
 from recommender.server.exposures import ExposureLog
@@ -280,10 +283,13 @@ def learned_ranker() -> LearnedRanker:
     if not _RANKER:
         import lightgbm
 
-        names = (f"{SOURCE}.score", f"{SOURCE}.rank", *ITEM_FEATURES, *USER_FEATURES)
+        names = (
+            f"{SOURCE}.score", f"{SOURCE}.rank", *ITEM_FEATURES, *USER_FEATURES,
+            MATCH_FEATURE, "attr.price",
+        )  # fmt: skip
         rng = np.random.default_rng(0)
         rows = rng.normal(size=(400, len(names)))
-        labels = (rows[:, 2] + rng.normal(size=400) > 0).astype(float)
+        labels = (rows[:, 2] + rows[:, -1] + rng.normal(size=400) > 0).astype(float)
         booster = lightgbm.train(
             {"objective": "binary", "num_leaves": 4, "verbose": -1, "num_threads": 1},
             lightgbm.Dataset(rows, labels),
@@ -312,7 +318,18 @@ def publish_als(
     extra: dict[str, np.ndarray] = {}
     if ranked:
         ranker = learned_ranker()
-        features = window_features(window.events())
+        events = window.events()
+        # the catalogue as the builder saw it: a category and a price for most items
+        cols = [k for k, item in enumerate(events.item_ids) if zlib.crc32(item.encode()) % 5]
+        categories = sp.csr_matrix(
+            (np.ones(len(cols), np.float32),
+             (cols, [zlib.crc32(events.item_ids[k].encode()) % 3 for k in cols])),
+            shape=(len(events.item_ids), 3),
+        )  # fmt: skip
+        prices = np.full((len(events.item_ids), 1), np.nan, np.float32)
+        prices[cols, 0] = [zlib.crc32(events.item_ids[k].encode()) % 97 for k in cols]
+        information = ItemInformation(categories, prices, ("price",))
+        features = window_features(events, information)
         extra = {**ranker.arrays(), **feature_arrays(features)}
         manifest["ranker"] = {
             "serves": True,
