@@ -175,3 +175,32 @@ def test_an_attribute_that_carries_the_signal_is_learnt_from_the_items_topic_and
     assert status == 200, explained
     lifted = {f["feature"]: f for f in explained["ranker"]["features"]}
     assert lifted["attr.quality"]["value"] == 1.0 and lifted["attr.quality"]["contribution"] > 0
+
+
+def test_the_builders_catalogue_reader_follows_the_items_topic_and_survives_its_absence(
+    kafka, topic
+):
+    from recommender.builder.catalogue import ItemsTopicReader
+
+    items = topic(2)
+
+    def record(k: int, price: float) -> bytes:
+        return json.dumps({"id": f"i{k}", "attributes": {"price": price}}).encode()
+
+    produce(kafka, items, [record(k, 10.0 + k) for k in range(3)], keyed=False)
+    reader = ItemsTopicReader(kafka, items, budget=20.0)
+    try:
+        catalog = reader.refresh()
+        assert len(catalog) == 3 and catalog.record("i2").attributes == {"price": 12.0}
+        # on from where it stopped: an update and a new item, nothing read twice
+        produce(kafka, items, [record(2, 99.0), record(7, 1.0)], keyed=False)
+        catalog = reader.refresh()
+        assert len(catalog) == 4 and catalog.record("i2").attributes == {"price": 99.0}
+        assert catalog.applied == 5 and reader.failures == 0
+    finally:
+        reader.close()
+    missing = ItemsTopicReader(kafka, "no-such-topic-here", budget=2.0)
+    try:
+        assert len(missing.refresh()) == 0 and missing.failures == 1  # logged, never raised
+    finally:
+        missing.close()
