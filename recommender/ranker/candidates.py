@@ -15,10 +15,9 @@ import scipy.sparse as sp
 from ..features import (
     ITEM_FEATURES,
     USER_FEATURES,
+    CategoryIndex,
     ItemStats,
     UserStats,
-    binary_categories,
-    category_match,
 )
 from ..models import History
 from ..user_metrics import top_k_rows
@@ -129,7 +128,7 @@ def candidate_table(
         for row, c in enumerate(rows):
             padded[row, : c.size] = c
         liked = [h.cols[h.weights > 0] for h in histories]
-        match = category_match(liked, padded, binary_categories(context.item_categories))
+        match = CategoryIndex(context.item_categories).match(liked, padded)
         parts.append(np.concatenate([match[row, : c.size] for row, c in enumerate(rows)])[:, None])
     if context.attributes is not None and context.attribute_names:
         parts.append(context.attributes[col])

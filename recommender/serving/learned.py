@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..features import ITEM_FEATURES, USER_FEATURES, ItemStats, UserStats, category_match
+from ..features import ITEM_FEATURES, USER_FEATURES, CategoryIndex, ItemStats, UserStats
 from ..logs import RateLimitedLog
 from ..models.answers import Answer, ScoredItem
 from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
@@ -70,7 +70,8 @@ class LearnedRanking:
             attributes is None or attributes.shape[1] != len(self._attributes)
         ):
             raise ValueError("the snapshot's item attributes do not match the ranker's schema")
-        self.attributes, self.categories = attributes, categories
+        self.attributes = attributes
+        self.categories = None if categories is None else CategoryIndex(categories)
         self._batch = RankBatch(self.rank_many)
         #: Requests the ranker failed to rank (answered in the family's order).
         self.failures = 0
@@ -181,7 +182,7 @@ class LearnedRanking:
         at = 0
         for ask, n in zip(asks, sizes, strict=True):
             mine = slice(at, at + n)
-            match = category_match([self._liked(ask)], cols[mine][None, :], self.categories)[0]
+            match = self.categories.match([self._liked(ask)], cols[mine][None, :])[0]
             out[mine] = np.where(known[mine], match, np.nan)
             at += n
         return out

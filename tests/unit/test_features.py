@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.features import (
+    CategoryIndex,
     FeatureSchema,
     attribute_matrix,
     attribute_names,
@@ -153,3 +154,35 @@ def test_item_information_is_what_the_newest_records_say_of_a_models_items():
     assert fixed.attribute_names == ("size", "weight") and fixed.attributes is not None
     assert fixed.attributes[0, 0] == 41 and np.isnan(fixed.attributes[:, 1]).all()
     assert item_information(["x"], Catalog().record).empty
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 25).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.sampled_from([1, 3, 40, 600]),
+            # distinct liked columns, some more than a byte's worth of bits
+            st.lists(
+                st.lists(st.integers(0, n - 1), max_size=12, unique=True), min_size=1, max_size=4
+            ),
+            st.integers(0, 2**16),
+        )
+    )
+)
+def test_the_category_index_matches_a_brute_force_count_whatever_the_categories(case):
+    n_items, n_categories, liked, seed = case
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_items, n_categories)) < min(1.0, 2.0 / n_categories)
+    dense[rng.random(n_items) < 0.2] = False  # some items without a category
+    index = CategoryIndex(sp.csr_matrix(dense.astype(np.float32)))
+    histories = [np.array(h, np.int64) for h in liked]
+    candidates = rng.integers(0, n_items, (len(histories), 6))
+    match = index.match(histories, candidates)
+    for row, history in enumerate(histories):
+        for k, candidate in enumerate(candidates[row]):
+            if history.size == 0 or not dense[candidate].any():
+                assert np.isnan(match[row, k])
+            else:
+                shared = [bool((dense[h] & dense[candidate]).any()) for h in history]
+                assert match[row, k] == pytest.approx(np.mean(shared), abs=1e-6)
