@@ -4,7 +4,10 @@ request, reordered by a LightGBM model over their features (see :mod:`recommende
 Features are computed as the builder computed them when training: the family's score and rank
 of each candidate, the window's item stats (popularity, trend, age) and the user's stats
 (activity, liked share, time since the last event, days active), a user's fresh events counted
-at once, as fold-in counts them. The clock is the window's: its newest event time plus the time
+at once, as fold-in counts them; where the ranker learnt from the catalogue, the items'
+attributes and categories as the snapshot recorded them (the category match against the user's
+liked items, fresh ones included). Requests that reach the stage together are ranked in one
+call (:class:`~recommender.serving.batching.RankBatch`). The clock is the window's: its newest event time plus the time
 since the snapshot was made, so a window of old events (a bulk load of history) is not years
 stale. Derived from one loaded model and dropped with it (it lives in that model's pipeline).
 """
