@@ -27,7 +27,7 @@ from ..errors import TrainingAborted, one_line
 from ..features import ItemInformation, item_information
 from ..items import Catalog
 from ..models import ModelFamily, Setting
-from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
+from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE, MATCH_LABELS
 from ..ranker.window_fit import RankerOutcome, train_on_window, window_features
 from ..snapshot import ranker_arrays
 from ..window import WindowEvents
@@ -87,7 +87,7 @@ class RankerStage:
             names = [
                 n.removeprefix(ATTRIBUTE_PREFIX) for n in schema if n.startswith(ATTRIBUTE_PREFIX)
             ]
-            if names or MATCH_FEATURE in schema:
+            if names or MATCH_FEATURE in schema or MATCH_LABELS in schema:
                 information = self._information(events, names)
         arrays, section = ranker_arrays(self.outcome, window_features(events, information))
         section = {**section, "trained_at": self.trained_at_epoch}

@@ -1,6 +1,7 @@
 """What the item catalogue says of a model's items, as ranking features: each item's categories
-(a 0/1 matrix over the categories its items have, for the category match) and its numeric
-``attributes`` (the most common names, NaN where an item has none). The builder computes it for
+and labels (0/1 matrices over the categories and ``name=value`` pairs its items have, for the
+category and label matches) and its numeric ``attributes`` (the most common names, NaN where an
+item has none). The builder computes it for
 the window's items from the items topic when it trains a ranker, and the snapshot carries it, so
 the server computes the same features for the same model. Pure."""
 
@@ -14,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..items.records import ItemRecord
+from ..items.records import ItemRecord, canonical
 from .items import attribute_matrix, attribute_names
 
 __all__ = ["MAX_ATTRIBUTE_FEATURES", "ItemInformation", "item_information"]
@@ -28,15 +29,17 @@ FloatArray = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class ItemInformation:
     """Per item column of one model: ``categories`` (items x categories, 0/1; None: no item has
-    one) and ``attributes`` (items x ``attribute_names``, NaN where unknown)."""
+    one), ``attributes`` (items x ``attribute_names``, NaN where unknown) and ``labels`` (items x
+    ``name=value`` pairs, 0/1; None: no item has one)."""
 
     categories: sp.csr_matrix | None
     attributes: FloatArray | None
     attribute_names: tuple[str, ...]
+    labels: sp.csr_matrix | None = None
 
     @property
     def empty(self) -> bool:
-        return self.categories is None and not self.attribute_names
+        return self.categories is None and self.labels is None and not self.attribute_names
 
 
 def item_information(
@@ -50,21 +53,13 @@ def item_information(
     give them; an item without a record has neither. The attribute columns are ``names`` (a
     trained ranker's), or the ``limit`` most common names among the records."""
     records = [record_of(item) for item in item_ids]
-    vocabulary: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for row, record in enumerate(records):
-        if record is None:
-            continue
-        for category in sorted(record.categories):  # sorted: the same columns in any run
-            rows.append(row)
-            cols.append(vocabulary.setdefault(category, len(vocabulary)))
-    categories = None
-    if rows:
-        categories = sp.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)),
-            shape=(len(item_ids), len(vocabulary)),
-        )
+    categories = _sets(records, lambda record: sorted(record.categories))
+    labels = _sets(
+        records,
+        lambda record: sorted(
+            f"{name}={canonical(value)}" for name, value in record.labels.items()
+        ),
+    )
     attributes_of = {
         item: record.attributes
         for item, record in zip(item_ids, records, strict=True)
@@ -73,4 +68,25 @@ def item_information(
     if names is None:
         names = attribute_names(attributes_of.values(), limit=limit)
     matrix = attribute_matrix(item_ids, attributes_of.get, names) if names else None
-    return ItemInformation(categories, matrix, tuple(names))
+    return ItemInformation(categories, matrix, tuple(names), labels)
+
+
+def _sets(
+    records: Sequence[ItemRecord | None], members: Callable[[ItemRecord], list[str]]
+) -> sp.csr_matrix | None:
+    """Items x the distinct ``members`` of their records (0/1; None: no item has one). Members
+    are sorted, so that the columns are the same in any run."""
+    vocabulary: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for row, record in enumerate(records):
+        if record is None:
+            continue
+        for member in members(record):
+            rows.append(row)
+            cols.append(vocabulary.setdefault(member, len(vocabulary)))
+    if not rows:
+        return None
+    return sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(records), len(vocabulary))
+    )

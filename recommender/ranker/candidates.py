@@ -25,6 +25,7 @@ from ..user_metrics import top_k_rows
 __all__ = [
     "ATTRIBUTE_PREFIX",
     "MATCH_FEATURE",
+    "MATCH_LABELS",
     "CandidateTable",
     "Context",
     "Source",
@@ -36,6 +37,8 @@ __all__ = [
 #: popularity broadcast), rows x items.
 Source = Callable[[Sequence[History]], npt.NDArray[np.float32]]
 MATCH_FEATURE: Final = "match.category"
+#: The same share for the items' labels (``name=value`` pairs: ``brand=acme``).
+MATCH_LABELS: Final = "match.labels"
 #: Item attributes' feature names: this prefix and the attribute's name.
 ATTRIBUTE_PREFIX: Final = "attr."
 
@@ -46,8 +49,9 @@ FloatArray = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class Context:
     """What the features are computed from besides the sources: the window's item and user stats
-    at ``now_ms``, the items' categories (items x categories, or None) and their attributes
-    (items x ``attribute_names``, NaN where unknown)."""
+    at ``now_ms``, the items' categories (items x categories, or None), their attributes (items
+    x ``attribute_names``, NaN where unknown) and labels (items x ``name=value`` pairs, or
+    None)."""
 
     items: ItemStats
     users: UserStats
@@ -55,6 +59,7 @@ class Context:
     item_categories: sp.csr_matrix | None = None
     attributes: FloatArray | None = None
     attribute_names: tuple[str, ...] = ()
+    item_labels: sp.csr_matrix | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ def feature_names(sources: Sequence[str], context: Context) -> tuple[str, ...]:
     names += [*ITEM_FEATURES, *USER_FEATURES]
     if context.item_categories is not None:
         names.append(MATCH_FEATURE)
+    if context.item_labels is not None:
+        names.append(MATCH_LABELS)
     names += [ATTRIBUTE_PREFIX + name for name in context.attribute_names]
     return tuple(names)
 
@@ -122,20 +129,28 @@ def candidate_table(
         context.items.matrix(col, context.now_ms),
         context.users.matrix(user_rows, context.now_ms)[user],
     ]
-    if context.item_categories is not None:
-        width = max((c.size for c in rows), default=0)
-        padded = np.zeros((batch, width), np.int64)
-        for row, c in enumerate(rows):
-            padded[row, : c.size] = c
-        liked = [h.cols[h.weights > 0] for h in histories]
-        match = CategoryIndex(context.item_categories).match(liked, padded)
-        parts.append(np.concatenate([match[row, : c.size] for row, c in enumerate(rows)])[:, None])
+    liked = [h.cols[h.weights > 0] for h in histories]
+    for sets in (context.item_categories, context.item_labels):
+        if sets is not None:  # the category match, the label match
+            parts.append(_match(CategoryIndex(sets), liked, rows)[:, None])
     if context.attributes is not None and context.attribute_names:
         parts.append(context.attributes[col])
     features = np.column_stack(parts).astype(np.float32)
     names = feature_names(list(sources), context)
     assert features.shape[1] == len(names)
     return CandidateTable(user, col, features, names)
+
+
+def _match(index: CategoryIndex, liked: Sequence[IntArray], rows: Sequence[IntArray]) -> FloatArray:
+    """Each row's candidates' match with its user's liked items, one value a candidate."""
+    width = max((c.size for c in rows), default=0)
+    padded = np.zeros((len(rows), width), np.int64)
+    for row, c in enumerate(rows):
+        padded[row, : c.size] = c
+    match = index.match(liked, padded)
+    return np.concatenate(
+        [match[row, : c.size] for row, c in enumerate(rows)] or [np.zeros(0, np.float32)]
+    )
 
 
 def _union(tops: list[IntArray], batch: int) -> list[IntArray]:

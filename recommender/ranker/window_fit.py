@@ -152,7 +152,7 @@ def train_on_window(
         item_stats(events.items[past], stamps, events.weights[past], n_items),
         user_stats(events.users[past], stamps, events.weights[past], n_users),
         int(stamps.max()),
-        *_catalogue_context(information),
+        **_catalogue_context(information),
     )
     sequences = held.sequences
     table = _table(fitted, train, sequences, judged, context, candidates)
@@ -184,13 +184,16 @@ def train_on_window(
     return RankerOutcome(False, reason, fit, candidates)
 
 
-def _catalogue_context(
-    information: ItemInformation | None,
-) -> tuple[sp.csr_matrix | None, npt.NDArray[np.float32] | None, tuple[str, ...]]:
-    """A :class:`Context`'s catalogue fields: item categories, attributes and their names."""
+def _catalogue_context(information: ItemInformation | None) -> dict[str, Any]:
+    """A :class:`Context`'s catalogue fields: item categories, labels, attributes and names."""
     if information is None or information.empty:
-        return None, None, ()
-    return information.categories, information.attributes, information.attribute_names
+        return {}
+    return {
+        "item_categories": information.categories,
+        "item_labels": information.labels,
+        "attributes": information.attributes,
+        "attribute_names": information.attribute_names,
+    }
 
 
 def _table(

@@ -5,11 +5,12 @@ Features are computed as the builder computed them when training: the family's s
 of each candidate, the window's item stats (popularity, trend, age) and the user's stats
 (activity, liked share, time since the last event, days active), a user's fresh events counted
 at once, as fold-in counts them; where the ranker learnt from the catalogue, the items'
-attributes and categories as the snapshot recorded them (the category match against the user's
+attributes, categories and labels as the snapshot recorded them (the matches against the user's
 liked items, fresh ones included). Requests that reach the stage together are ranked in one
-call (:class:`~recommender.serving.batching.RankBatch`). The clock is the window's: its newest event time plus the time
-since the snapshot was made, so a window of old events (a bulk load of history) is not years
-stale. Derived from one loaded model and dropped with it (it lives in that model's pipeline).
+call (:class:`~recommender.serving.batching.RankBatch`). The clock is the window's: its newest
+event time plus the time since the snapshot was made, so a window of old events (a bulk load of
+history) is not years stale. Derived from one loaded model and dropped with it (it lives in
+that model's pipeline).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import scipy.sparse as sp
 from ..features import ITEM_FEATURES, USER_FEATURES, CategoryIndex, ItemStats, UserStats
 from ..logs import RateLimitedLog
 from ..models.answers import Answer, ScoredItem
-from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE
+from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE, MATCH_LABELS
 from ..ranker.model import LearnedRanker
 from ..ranker.window_fit import SOURCE
 from .batching import RankBatch
@@ -58,6 +59,7 @@ class LearnedRanking:
         made_at: float,
         attributes: FloatArray | None = None,
         categories: sp.csr_matrix | None = None,
+        labels: sp.csr_matrix | None = None,
     ) -> None:
         self.ranker = ranker
         self.items, self.users = items, users
@@ -74,7 +76,12 @@ class LearnedRanking:
         ):
             raise ValueError("the snapshot's item attributes do not match the ranker's schema")
         self.attributes = attributes
-        self.categories = None if categories is None else CategoryIndex(categories)
+        #: The category and label matches' indexes, where the ranker learnt from them.
+        self.matches = {
+            name: CategoryIndex(sets)
+            for name, sets in ((MATCH_FEATURE, categories), (MATCH_LABELS, labels))
+            if sets is not None and name in self._names
+        }
         self._batch = RankBatch(self.rank_many)
         #: Requests the ranker failed to rank (answered in the family's order).
         self.failures = 0
@@ -165,8 +172,10 @@ class LearnedRanking:
             rows[~known] = np.nan
             for k, name in enumerate(self._attributes):
                 columns[name] = rows[:, k]
-        if self.categories is not None and MATCH_FEATURE in self._names:
-            columns[MATCH_FEATURE] = self._match(asks, safe, known, sizes)
+        if self.matches:
+            liked = [self._liked(ask) for ask in asks]
+            for name, matcher in self.matches.items():
+                columns[name] = self._match(matcher, liked, safe, known, sizes)
         out = np.full((cols.size, len(self._names)), np.nan, np.float32)
         for k, name in enumerate(self._names):
             if name in columns:
@@ -176,16 +185,20 @@ class LearnedRanking:
     def _user_row(self, ask: Ask) -> int:
         return self.model.user_index.get(ask.user, -1) if ask.user is not None else -1
 
+    @staticmethod
     def _match(
-        self, asks: Sequence[Ask], cols: IntArray, known: npt.NDArray[np.bool_], sizes: list[int]
+        index: CategoryIndex,
+        liked: Sequence[IntArray],
+        cols: IntArray,
+        known: npt.NDArray[np.bool_],
+        sizes: list[int],
     ) -> FloatArray:
-        """Each candidate's category match with its asker's liked items (NaN: unknown)."""
-        assert self.categories is not None
+        """Each candidate's match with its asker's liked items (NaN: unknown)."""
         out = np.full(cols.size, np.nan, np.float32)
         at = 0
-        for ask, n in zip(asks, sizes, strict=True):
+        for mine_liked, n in zip(liked, sizes, strict=True):
             mine = slice(at, at + n)
-            match = self.categories.match([self._liked(ask)], cols[mine][None, :])[0]
+            match = index.match([mine_liked], cols[mine][None, :])[0]
             out[mine] = np.where(known[mine], match, np.nan)
             at += n
         return out
@@ -269,16 +282,21 @@ class LearnedRanking:
 
 def _catalogue(arrays: Any, n_items: int) -> dict[str, Any]:
     """The snapshot's catalogue features (``CATALOGUE_ARRAYS``), where the ranker learnt from
-    them: item attributes, and categories as 0/1 CSR rows."""
+    them: item attributes, and categories and labels as 0/1 CSR rows."""
     if "feature_item_attributes" not in arrays:
         return {}
-    indptr = np.asarray(arrays["feature_item_category_indptr"])
-    indices = np.asarray(arrays["feature_item_category_indices"])
-    width = int(indices.max()) + 1 if indices.size else 0
-    categories = sp.csr_matrix(
-        (np.ones(indices.size, np.float32), indices, indptr), shape=(n_items, width)
-    )
-    return {
-        "attributes": np.asarray(arrays["feature_item_attributes"], np.float32),
-        "categories": categories if width else None,
+    found: dict[str, Any] = {
+        "attributes": np.asarray(arrays["feature_item_attributes"], np.float32)
     }
+    for name, key in (("categories", "category"), ("labels", "label")):
+        indptr = np.asarray(arrays[f"feature_item_{key}_indptr"])
+        indices = np.asarray(arrays[f"feature_item_{key}_indices"])
+        width = int(indices.max()) + 1 if indices.size else 0
+        found[name] = (
+            sp.csr_matrix(
+                (np.ones(indices.size, np.float32), indices, indptr), shape=(n_items, width)
+            )
+            if width
+            else None
+        )
+    return found

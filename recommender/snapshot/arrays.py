@@ -69,17 +69,15 @@ def feature_arrays(features: WindowFeatures) -> dict[str, np.ndarray]:
     information = features.information
     if information is not None:
         n_items = items.popularity.shape[0]
-        categories = information.categories
-        if categories is None:
-            categories = sp.csr_matrix((n_items, 0), dtype=np.float32)
         attributes = information.attributes
         if attributes is None:
             attributes = np.zeros((n_items, 0), np.float32)
-        catalogue = {
-            "feature_item_attributes": attributes,
-            "feature_item_category_indptr": categories.indptr.astype(np.int64),
-            "feature_item_category_indices": categories.indices.astype(np.int32),
-        }
+        catalogue = {"feature_item_attributes": attributes}
+        for name, sets in (("category", information.categories), ("label", information.labels)):
+            if sets is None:
+                sets = sp.csr_matrix((n_items, 0), dtype=np.float32)
+            catalogue[f"feature_item_{name}_indptr"] = sets.indptr.astype(np.int64)
+            catalogue[f"feature_item_{name}_indices"] = sets.indices.astype(np.int32)
     return {
         **catalogue,
         "feature_item_popularity": items.popularity,

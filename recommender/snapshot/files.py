@@ -226,24 +226,23 @@ def _value_problems(manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray
 
 def _catalogue_problems(arrays: Mapping[str, np.ndarray], n_items: int) -> list[str]:
     attributes = arrays["feature_item_attributes"]
-    indptr, indices = (
-        arrays["feature_item_category_indptr"],
-        arrays["feature_item_category_indices"],
-    )
     problems = []
     if attributes.shape[0] != n_items:
         problems.append("feature_item_attributes does not match the items")
     elif np.isinf(attributes).any():  # NaN is an unknown value (the schema's default then)
         problems.append("feature_item_attributes holds an infinite value")
-    if (
-        indptr.shape != (n_items + 1,)
-        or int(indptr[0]) != 0
-        or int(indptr[-1]) != indices.size
-        or bool((np.diff(indptr) < 0).any())
-    ):
-        problems.append("feature_item_category_indptr does not match the items")
-    elif indices.size and int(indices.min()) < 0:
-        problems.append("feature_item_category_indices out of range")
+    for sets in ("category", "label"):
+        indptr = arrays[f"feature_item_{sets}_indptr"]
+        indices = arrays[f"feature_item_{sets}_indices"]
+        if (
+            indptr.shape != (n_items + 1,)
+            or int(indptr[0]) != 0
+            or int(indptr[-1]) != indices.size
+            or bool((np.diff(indptr) < 0).any())
+        ):
+            problems.append(f"feature_item_{sets}_indptr does not match the items")
+        elif indices.size and int(indices.min()) < 0:
+            problems.append(f"feature_item_{sets}_indices out of range")
     return problems
 
 

@@ -66,12 +66,15 @@ RANKER_ARRAYS: Final[dict[str, ArraySpec]] = {
     "feature_user_last_ms": ArraySpec("int64", 1),
 }
 #: What the catalogue said of the items when a serving ranker was trained: their numeric
-#: attributes (items x the schema's ``attr.*`` columns, NaN: unknown) and categories (items x
-#: categories, as CSR rows): all or none, and only with the ranker's arrays.
+#: attributes (items x the schema's ``attr.*`` columns, NaN: unknown), categories and labels
+#: (items x categories or ``name=value`` pairs, as CSR rows): all or none, and only with the
+#: ranker's arrays.
 CATALOGUE_ARRAYS: Final[dict[str, ArraySpec]] = {
     "feature_item_attributes": ArraySpec("float32", 2),
     "feature_item_category_indptr": ArraySpec("int64", 1),
     "feature_item_category_indices": ArraySpec("int32", 1),
+    "feature_item_label_indptr": ArraySpec("int64", 1),
+    "feature_item_label_indices": ArraySpec("int32", 1),
 }
 _OPTIONAL: Final = (RECENT_ARRAYS, RANKER_ARRAYS, CATALOGUE_ARRAYS)
 

@@ -126,6 +126,7 @@ def test_an_attribute_that_carries_the_signal_is_learnt_from_the_items_topic_and
     quality = (np.arange(n_items) % 10 == 0).astype(float)  # 30 items of high quality
     records = [
         {"id": f"i{k}", "title": f"Item {k}", "categories": [f"shelf {k % 7}"],
+         "labels": {"brand": f"b{k % 4}"},
          "attributes": {"quality": quality[k], "price": float(rng.uniform(1, 50))}}
         for k in range(n_items)
     ]  # fmt: skip
@@ -160,7 +161,7 @@ def test_an_attribute_that_carries_the_signal_is_learnt_from_the_items_topic_and
         "rejected_records": 0,
     }
     names = section["schema"]["names"]
-    assert {"attr.quality", "attr.price", "match.category"} <= set(names), names
+    assert {"attr.quality", "attr.price", "match.category", "match.labels"} <= set(names), names
     importances = section["importances"]
     assert max(importances, key=importances.get) == "attr.quality", importances
     ranker = get_json(f"{base}/status")[1]["model"]["ranker"]  # the page shows it

@@ -137,8 +137,9 @@ def test_item_information_is_what_the_newest_records_say_of_a_models_items():
         [
             b'{"id": "a", "categories": ["shoes"], "attributes": {"price": 3, "size": 40}}',
             b'{"id": "b", "categories": ["shoes", "socks"], "attributes": {"price": "cheap"}}',
-            b'{"id": "c", "attributes": {"price": 7}}',
-            b'{"id": "a", "categories": ["boots"], "attributes": {"price": 4, "size": 41}}',
+            b'{"id": "a", "categories": ["boots"], "attributes": {"price": 4, "size": 41},'
+            b' "labels": {"brand": "acme", "in_stock": true}}',
+            b'{"id": "c", "attributes": {"price": 7}, "labels": {"brand": "acme", "size": 3.0}}',
         ]
     )
     info = item_information(["a", "b", "c", "unknown"], catalog.record)
@@ -149,6 +150,11 @@ def test_item_information_is_what_the_newest_records_say_of_a_models_items():
     assert info.attributes[2, 0] == 7 and np.isnan(info.attributes[3]).all()
     categories = info.categories.toarray()
     assert categories.shape == (4, 3) and categories.sum(axis=1).tolist() == [1, 2, 0, 0]
+    # labels as name=value pairs: a and c share brand=acme; numbers as a query writes them
+    assert info.labels is not None
+    labels = info.labels.toarray()
+    assert labels.shape == (4, 3) and labels.sum(axis=1).tolist() == [2, 0, 2, 0]
+    assert labels[0] @ labels[2] == 1  # brand=acme
     # a trained ranker's attribute names, in its order, whatever is most common now
     fixed = item_information(["a", "c"], catalog.record, names=["size", "weight"])
     assert fixed.attribute_names == ("size", "weight") and fixed.attributes is not None

@@ -48,6 +48,7 @@ def served(tmp_path_factory):
     catalog.update(
         json.dumps(
             {"id": taste.item_id(k), "categories": [f"g{k % 4}", f"h{k % 3}"],
+             "labels": {"brand": f"b{k % 5}", "in_stock": k % 3 == 0},
              "attributes": {"price": prices[k], **({"year": 1990 + k} if k % 10 == 0 else {})}}
         ).encode()
         for k in range(0, taste.items, 2)
@@ -98,13 +99,14 @@ def test_serving_features_are_the_training_features_of_the_same_candidates(serve
                 features.information.categories,
                 features.information.attributes,
                 features.information.attribute_names,
+                features.information.labels,
             ),
             per_source=ranking.candidates,
             given=[cols],
         )
         names = list(ranking.ranker.schema.names)
         assert list(table.names) == names
-        assert {"match.category", "attr.price", "attr.year"} <= set(names)
+        assert {"match.category", "match.labels", "attr.price", "attr.year"} <= set(names)
         np.testing.assert_allclose(served_rows, table.features, rtol=1e-5, atol=1e-4)
 
 
@@ -154,6 +156,7 @@ def test_the_server_may_rank_fewer_candidates_than_trained(served):
         ("feature_item_attributes", np.zeros((3, 2), np.float32)),
         ("feature_item_attributes", None),  # an infinite value
         ("feature_item_category_indptr", np.zeros(3, np.int64)),
+        ("feature_item_label_indptr", np.zeros(3, np.int64)),
     ],
 )
 def test_ranker_arrays_that_do_not_match_the_window_are_refused(served, tmp_path, name, bad):

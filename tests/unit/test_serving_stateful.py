@@ -65,7 +65,7 @@ from recommender.models.als_training import AlsParams, train_als
 from recommender.online.experiments import ExperimentSpec, ab_arm
 from recommender.online.exposures import new_recommendation_id
 from recommender.ranker import LearnedRanker
-from recommender.ranker.candidates import MATCH_FEATURE
+from recommender.ranker.candidates import MATCH_FEATURE, MATCH_LABELS
 from recommender.ranker.window_fit import SOURCE, window_features
 from recommender.server import ServerConfig, create_app
 from recommender.server.exposures import ExposureLog
@@ -285,7 +285,7 @@ def learned_ranker() -> LearnedRanker:
 
         names = (
             f"{SOURCE}.score", f"{SOURCE}.rank", *ITEM_FEATURES, *USER_FEATURES,
-            MATCH_FEATURE, "attr.price",
+            MATCH_FEATURE, MATCH_LABELS, "attr.price",
         )  # fmt: skip
         rng = np.random.default_rng(0)
         rows = rng.normal(size=(400, len(names)))
@@ -328,7 +328,8 @@ def publish_als(
         )  # fmt: skip
         prices = np.full((len(events.item_ids), 1), np.nan, np.float32)
         prices[cols, 0] = [zlib.crc32(events.item_ids[k].encode()) % 97 for k in cols]
-        information = ItemInformation(categories, prices, ("price",))
+        labels = sp.csr_matrix(categories[:, :2])  # fewer items with a label than a category
+        information = ItemInformation(categories, prices, ("price",), labels)
         features = window_features(events, information)
         extra = {**ranker.arrays(), **feature_arrays(features)}
         manifest["ranker"] = {
