@@ -4,6 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 RATE ?= 2000
 DATASET ?= synthetic
+CHALLENGER ?= small-als
 BOT_DATASET ?= movielens
 BIN := $(VENV)/bin
 # One venv, three stamps: the demo needs the runtime dependencies only (`.`); the tests, lint and
@@ -39,7 +40,7 @@ venv: $(DEV)
 ## DATASET=movielens downloads MovieLens first when no copy is here (`recommender datasets`).
 demo: $(RUNTIME)
 	@if [ "$(DATASET)" != synthetic ]; then $(BIN)/recommender datasets fetch --if-missing $(DATASET); fi
-	$(BIN)/recommender demo --port $(PORT) --rate $(RATE) --dataset $(DATASET)
+	$(BIN)/recommender demo --port $(PORT) --rate $(RATE) --dataset $(DATASET) --challenger $(CHALLENGER)
 
 ## The demo replaying a data set with titles, and the Telegram bot against it once the server
 ## answers /ready: TELEGRAM_BOT_TOKEN=123456:ABC... make bot [BOT_DATASET=anime]. Ctrl-C stops both.

@@ -48,6 +48,8 @@ class DemoOptions:
     workdir: Path = Path(".demo")
     rate: float = 2000.0
     dataset: str = "synthetic"
+    #: The live experiment's challenger: ``small-als`` or ``ranker`` (see ``recommender demo -h``).
+    challenger: str = "small-als"
 
 
 def _get_json(url: str) -> tuple[int, dict[str, object]]:
@@ -154,6 +156,10 @@ def run_demo(options: DemoOptions) -> int:
         )
         replay = REPLAY.get(options.dataset, options.dataset)
         scale = RATING_SCALES.get(replay)
+        synthetic = options.dataset == "synthetic"
+        # --challenger ranker: the same untuned ALS on both sides, the ranker the only difference
+        ranker_trial = synthetic and options.challenger == "ranker"
+        same_als = ["--tune", "off", "--retrain-interval", "10"]
         children.start(
             "builder",
             [
@@ -171,22 +177,28 @@ def run_demo(options: DemoOptions) -> int:
                 "--items-topic",  # the catalogue's categories and attributes: ranker features
                 ITEMS,
                 *(["--ratings", scale] if scale else []),
+                *([*same_als, "--ranker", "off"] if ranker_trial else []),
                 *kafka,
             ],
         )
-        synthetic = options.dataset == "synthetic"
         experiment: list[str] = []
         if synthetic:
-            # A challenger for the live experiment: another builder, smaller factors, no tuning.
+            # A challenger for the live experiment: another builder, smaller factors, no tuning
+            # (or, --challenger ranker, the champion's ALS with a ranker pinned on).
             challenger_dir = workdir / "challenger"
             shutil.rmtree(challenger_dir, ignore_errors=True)
             challenger_dir.mkdir(parents=True)
+            contender = (
+                [*same_als, "--ranker", "on", "--ranker-interval", "2m", "--items-topic", ITEMS]
+                if ranker_trial
+                else ["--retrain-interval", "10", "--tune", "off", "--factors", "8"]
+            )
             children.start(
                 "challenger",
                 [
                     "-m", "recommender", "build", TOPIC, "20000", "100000", "--from-beginning",
-                    "--retrain-interval", "10", "--tune", "off", "--factors", "8",
-                    "--exposures-topic", "off", "--model-dir", str(challenger_dir), *kafka,
+                    *contender, "--exposures-topic", "off", "--model-dir", str(challenger_dir),
+                    *kafka,
                 ],
             )  # fmt: skip
             experiment = [

@@ -199,6 +199,14 @@ def make_parser() -> argparse.ArgumentParser:
         default="synthetic",
         help="replay a data set from ../shared/datasets instead of synthetic traffic",
     )
+    demo.add_argument(
+        "--challenger",
+        choices=["small-als", "ranker"],
+        default="small-als",
+        help="the live experiment's challenger (synthetic traffic): small-als, an untuned ALS of "
+        "8 factors against the self-tuned champion (default); ranker, the same ALS with the "
+        "learned ranking stage pinned on against it without one (the ranker's online proof)",
+    )
     add_common(demo)
     demo.set_defaults(run=run_demo)
 

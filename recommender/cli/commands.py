@@ -279,6 +279,7 @@ def run_demo(args: argparse.Namespace) -> int:
             workdir=args.workdir,
             rate=args.rate,
             dataset=args.dataset,
+            challenger=args.challenger,
         )
     )
 
