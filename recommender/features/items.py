@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -17,6 +18,8 @@ __all__ = ["ITEM_FEATURES", "ItemStats", "attribute_matrix", "attribute_names", 
 ITEM_FEATURES: Final = ("item.popularity", "item.trend", "item.age_days")
 #: The newest part of the window's time span that counts as recent for the trend.
 RECENT_SHARE: Final = 0.25
+#: Popularity is a share of the window's likes per this many.
+PER_LIKES: Final = 10_000.0
 _DAY_MS: Final = 86_400_000
 _NEVER: Final = np.iinfo(np.int64).max
 
@@ -33,13 +36,20 @@ class ItemStats:
     recent: npt.NDArray[np.int64]
     first_ms: npt.NDArray[np.int64]
 
+    @cached_property
+    def total_liked(self) -> int:
+        return int(self.popularity.sum())
+
     def matrix(self, cols: IntArray, now_ms: int) -> FloatArray:
-        """Rows for ``cols`` in :data:`ITEM_FEATURES` order. The trend is the share of the item's
-        likes in the window's newest quarter over a quarter (1: steady; above: rising); unknown
-        (NaN) without likes, as is the age of an item without events."""
-        popularity = self.popularity[cols].astype(np.float32)
+        """Rows for ``cols`` in :data:`ITEM_FEATURES` order. The popularity is the item's share
+        of the window's likes, per 10,000: a count would grow with the window, and the ranker
+        learns on most of a window but answers on all of it. The trend is the share of the
+        item's likes in the window's newest quarter over a quarter (1: steady; above: rising);
+        unknown (NaN) without likes, as is the age of an item without events."""
+        likes = self.popularity[cols].astype(np.float32)
+        popularity = likes * (PER_LIKES / max(self.total_liked, 1))
         with np.errstate(invalid="ignore", divide="ignore"):
-            trend = self.recent[cols] / (popularity * RECENT_SHARE)
+            trend = self.recent[cols] / (likes * RECENT_SHARE)
         first = self.first_ms[cols]
         age = np.where(first == _NEVER, np.nan, (now_ms - first) / _DAY_MS)
         return np.column_stack([popularity, trend, age]).astype(np.float32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -37,6 +38,12 @@ class UserStats:
     first_ms: npt.NDArray[np.int64]
     last_ms: npt.NDArray[np.int64]
 
+    @cached_property
+    def mean_events(self) -> float:
+        """Events per user with any in the window (what activity is measured against)."""
+        active = self.events[self.events > 0]
+        return float(active.mean()) if active.size else 1.0
+
     def matrix(
         self,
         rows: IntArray,
@@ -48,7 +55,8 @@ class UserStats:
     ) -> FloatArray:
         """Rows for ``rows`` (-1: a user the window does not know) in :data:`USER_FEATURES`
         order, with each user's fresh events (newer than the window) added: a fresh event counts
-        at once, as fold-in does. Unknown values are NaN."""
+        at once, as fold-in does. ``user.events`` is the user's events over the window's mean
+        per active user. Unknown values are NaN."""
         known = rows >= 0
         safe = np.where(known, rows, 0)
         events = np.where(known, self.events[safe], 0)
@@ -65,7 +73,9 @@ class UserStats:
             share = liked / events
         since = np.where(last < 0, np.nan, (now_ms - last) / _DAY_MS)
         active = np.where((first < 0) | (last < 0), np.nan, (last - first) / _DAY_MS)
-        return np.column_stack([events, share, since, active]).astype(np.float32)
+        # against the window's mean: a count would grow with the window (see ItemStats.matrix)
+        activity = events / self.mean_events
+        return np.column_stack([activity, share, since, active]).astype(np.float32)
 
 
 def user_stats(

@@ -51,7 +51,8 @@ def test_item_stats_equal_a_brute_force_over_the_events(rows):
         mine = [(t, w) for _, i, t, w in rows if i == item]
         likes = [t for t, w in mine if w > 0]
         recent = [t for t in likes if t >= cut]
-        assert matrix[item, 0] == len(likes)
+        total = sum(w > 0 for _, _, _, w in rows)
+        assert matrix[item, 0] == pytest.approx(len(likes) * 10_000 / max(total, 1), rel=1e-5)
         if likes:
             assert matrix[item, 1] == pytest.approx(len(recent) / (len(likes) * 0.25), rel=1e-5)
         else:
@@ -80,7 +81,10 @@ def test_user_stats_equal_a_brute_force_and_fresh_events_count_at_once(rows, ask
     for k, user in enumerate(asked):
         mine = [(t, w) for u, _, t, w in rows if u == user and user >= 0]
         likes = sum(w > 0 for _, w in mine)
-        assert plain[k, 0] == len(mine) and fresh[k, 0] == len(mine) + 2
+        counts = [sum(1 for u, *_ in rows if u == v) for v in range(7)]
+        mean = np.mean([c for c in counts if c]) if any(counts) else 1.0
+        assert plain[k, 0] == pytest.approx(len(mine) / mean, rel=1e-5)
+        assert fresh[k, 0] == pytest.approx((len(mine) + 2) / mean, rel=1e-5)
         assert fresh[k, 1] == pytest.approx((likes + 1) / (len(mine) + 2))
         assert fresh[k, 2] == pytest.approx(1.0)  # the fresh event, a day before now
         if mine:
