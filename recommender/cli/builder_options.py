@@ -177,8 +177,8 @@ def build_parser_for_builder(parser: argparse.ArgumentParser) -> None:
     )
     tuning.add_argument(
         "--items-topic",
-        help="topic of JSON item records (the server's --items-topic): their categories and "
-        "numeric attributes become the ranker's item features (default: none)",
+        help="topic of JSON item records (the server's --items-topic): their categories, "
+        "labels and numeric attributes become the ranker's item features (default: none)",
     )
     tuning.add_argument(
         "--retune-every",
