@@ -43,7 +43,13 @@ from families_lib import PROTOCOLS, datasets, histories, task
 
 from recommender.blas import limit_blas_threads
 from recommender.datasets import datasets_dir
-from recommender.features import FeatureSchema, attribute_matrix, item_stats, user_stats
+from recommender.features import (
+    FeatureSchema,
+    ItemInformation,
+    attribute_matrix,
+    item_stats,
+    user_stats,
+)
 from recommender.models import History, make_family
 from recommender.ranker import Context, candidate_table, fit_ranker
 from recommender.user_metrics import PairedComparison
@@ -130,9 +136,9 @@ def part_seed(per_source: int, batch: int) -> None:
         items=item_stats(train.items, times, signed, train.n_items),
         users=user_stats(train.users, times, signed, train.n_users),
         now_ms=0,
-        item_categories=categories,
-        attributes=attribute_matrix(list(train.item_ids), attributes.get, names),
-        attribute_names=tuple(names),
+        catalogue=ItemInformation(
+            categories, attribute_matrix(list(train.item_ids), attributes.get, names), tuple(names)
+        ),
     )
     users = np.unique(test.users)
     order = np.argsort(test.users, kind="stable")
@@ -238,11 +244,13 @@ def main() -> None:
                 items=item_stats(train.items, times, train.weights, train.n_items),
                 users=user_stats(train.users, times, train.weights, train.n_users),
                 now_ms=int(times.max()) if times.size else 0,
-                item_categories=categories,
-                attributes=attribute_matrix(list(train.item_ids), attributes.get, names)
-                if names
-                else None,
-                attribute_names=tuple(names),
+                catalogue=ItemInformation(
+                    categories,
+                    attribute_matrix(list(train.item_ids), attributes.get, names)
+                    if names
+                    else None,
+                    tuple(names),
+                ),
             )
             tables = [
                 candidate_table(

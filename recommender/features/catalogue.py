@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 
 from ..items.records import ItemRecord, canonical
 from .items import attribute_matrix, attribute_names
+from .users import CategoryIndex
 
 __all__ = ["MAX_ATTRIBUTE_FEATURES", "ItemInformation", "item_information"]
 
@@ -40,6 +42,16 @@ class ItemInformation:
     @property
     def empty(self) -> bool:
         return self.categories is None and self.labels is None and not self.attribute_names
+
+    @cached_property
+    def category_index(self) -> CategoryIndex | None:
+        """The categories as the category match reads them (made once)."""
+        return None if self.categories is None else CategoryIndex(self.categories)
+
+    @cached_property
+    def label_index(self) -> CategoryIndex | None:
+        """The labels as the label match reads them (made once)."""
+        return None if self.labels is None else CategoryIndex(self.labels)
 
 
 def item_information(

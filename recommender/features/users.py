@@ -104,7 +104,9 @@ def category_match(
     without liked items or a candidate without categories. ``item_categories``: items x
     categories (nonzero: the item is in it). Whoever matches often keeps a
     :class:`CategoryIndex`."""
-    return CategoryIndex(item_categories).match(histories, candidates)
+    return (
+        CategoryIndex(item_categories).match(histories, list(candidates)).reshape(candidates.shape)
+    )
 
 
 class CategoryIndex:
@@ -124,16 +126,14 @@ class CategoryIndex:
         self.indices = binary.indices.astype(np.int64)
         self.has_category = np.diff(self.indptr) > 0
 
-    def match(self, histories: Sequence[IntArray], candidates: IntArray) -> FloatArray:
-        """See :func:`category_match`."""
-        rows, k = candidates.shape
-        out = np.full((rows, k), np.nan, np.float32)
-        for row, liked in enumerate(histories):
-            if liked.size == 0:
-                continue
-            mine = candidates[row]
-            out[row] = np.where(self.has_category[mine], self._share(liked, mine), np.nan)
-        return out
+    def match(self, liked: Sequence[IntArray], candidates: Sequence[IntArray]) -> FloatArray:
+        """Each user's candidates' shares (see :func:`category_match`), one user's candidates
+        after another's: ``liked`` and ``candidates`` hold one array of item columns a user."""
+        parts = [np.zeros(0, np.float32)]
+        for mine_liked, mine in zip(liked, candidates, strict=True):
+            share = self._share(mine_liked, mine) if mine_liked.size else np.full(mine.size, np.nan)
+            parts.append(np.where(self.has_category[mine], share, np.nan).astype(np.float32))
+        return np.concatenate(parts)
 
     def _categories_of(self, cols: IntArray) -> tuple[IntArray, IntArray]:
         """Every category of ``cols`` and the position in ``cols`` of the item it belongs to."""

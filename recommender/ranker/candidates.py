@@ -10,15 +10,8 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
-from ..features import (
-    ITEM_FEATURES,
-    USER_FEATURES,
-    CategoryIndex,
-    ItemStats,
-    UserStats,
-)
+from ..features import ITEM_FEATURES, USER_FEATURES, ItemInformation, ItemStats, UserStats
 from ..models import History
 from ..user_metrics import top_k_rows
 
@@ -49,17 +42,12 @@ FloatArray = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class Context:
     """What the features are computed from besides the sources: the window's item and user stats
-    at ``now_ms``, the items' categories (items x categories, or None), their attributes (items
-    x ``attribute_names``, NaN where unknown) and labels (items x ``name=value`` pairs, or
-    None)."""
+    at ``now_ms``, and what the catalogue says of the items (None: nothing)."""
 
     items: ItemStats
     users: UserStats
     now_ms: int
-    item_categories: sp.csr_matrix | None = None
-    attributes: FloatArray | None = None
-    attribute_names: tuple[str, ...] = ()
-    item_labels: sp.csr_matrix | None = None
+    catalogue: ItemInformation | None = None
 
 
 @dataclass(frozen=True)
@@ -79,11 +67,14 @@ class CandidateTable:
 def feature_names(sources: Sequence[str], context: Context) -> tuple[str, ...]:
     names = [f"{name}.{what}" for name in sources for what in ("score", "rank")]
     names += [*ITEM_FEATURES, *USER_FEATURES]
-    if context.item_categories is not None:
-        names.append(MATCH_FEATURE)
-    if context.item_labels is not None:
-        names.append(MATCH_LABELS)
-    names += [ATTRIBUTE_PREFIX + name for name in context.attribute_names]
+    catalogue = context.catalogue
+    if catalogue is not None:
+        if catalogue.categories is not None:
+            names.append(MATCH_FEATURE)
+        if catalogue.labels is not None:
+            names.append(MATCH_LABELS)
+        if catalogue.attributes is not None:
+            names += [ATTRIBUTE_PREFIX + name for name in catalogue.attribute_names]
     return tuple(names)
 
 
@@ -129,28 +120,18 @@ def candidate_table(
         context.items.matrix(col, context.now_ms),
         context.users.matrix(user_rows, context.now_ms)[user],
     ]
-    liked = [h.cols[h.weights > 0] for h in histories]
-    for sets in (context.item_categories, context.item_labels):
-        if sets is not None:  # the category match, the label match
-            parts.append(_match(CategoryIndex(sets), liked, rows)[:, None])
-    if context.attributes is not None and context.attribute_names:
-        parts.append(context.attributes[col])
+    catalogue = context.catalogue
+    if catalogue is not None:
+        liked = [h.cols[h.weights > 0] for h in histories]
+        for index in (catalogue.category_index, catalogue.label_index):
+            if index is not None:  # the category match, the label match
+                parts.append(index.match(liked, rows)[:, None])
+        if catalogue.attributes is not None:
+            parts.append(catalogue.attributes[col])
     features = np.column_stack(parts).astype(np.float32)
     names = feature_names(list(sources), context)
     assert features.shape[1] == len(names)
     return CandidateTable(user, col, features, names)
-
-
-def _match(index: CategoryIndex, liked: Sequence[IntArray], rows: Sequence[IntArray]) -> FloatArray:
-    """Each row's candidates' match with its user's liked items, one value a candidate."""
-    width = max((c.size for c in rows), default=0)
-    padded = np.zeros((len(rows), width), np.int64)
-    for row, c in enumerate(rows):
-        padded[row, : c.size] = c
-    match = index.match(liked, padded)
-    return np.concatenate(
-        [match[row, : c.size] for row, c in enumerate(rows)] or [np.zeros(0, np.float32)]
-    )
 
 
 def _union(tops: list[IntArray], batch: int) -> list[IntArray]:

@@ -152,7 +152,7 @@ def train_on_window(
         item_stats(events.items[past], stamps, events.weights[past], n_items),
         user_stats(events.users[past], stamps, events.weights[past], n_users),
         int(stamps.max()),
-        **_catalogue_context(information),
+        None if information is None or information.empty else information,
     )
     sequences = held.sequences
     table = _table(fitted, train, sequences, judged, context, candidates)
@@ -182,18 +182,6 @@ def train_on_window(
         f"interval [{comparison.low:+.4f}, {comparison.high:+.4f}]"
     )
     return RankerOutcome(False, reason, fit, candidates)
-
-
-def _catalogue_context(information: ItemInformation | None) -> dict[str, Any]:
-    """A :class:`Context`'s catalogue fields: item categories, labels, attributes and names."""
-    if information is None or information.empty:
-        return {}
-    return {
-        "item_categories": information.categories,
-        "item_labels": information.labels,
-        "attributes": information.attributes,
-        "attribute_names": information.attribute_names,
-    }
 
 
 def _table(

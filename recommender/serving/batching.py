@@ -115,7 +115,8 @@ class ScoreBatcher:
 
 class RankBatch(Generic[Ask, Answer]):
     """Requests that reach the ranking stage in the same turn of the event loop, ranked in one
-    call of ``rank_many`` (at most ``max_batch`` requests a call).
+    call of ``rank_many`` (at most ``max_batch`` requests a call: a call holds the event loop
+    for its whole batch, ~0.3 ms a request at 200 candidates).
 
     Under load they come together: one scoring batch's requests all resume in the same turn. A
     call's own cost besides its rows (a LightGBM prediction's set-up, a dozen numpy calls for
@@ -126,7 +127,7 @@ class RankBatch(Generic[Ask, Answer]):
         self,
         rank_many: Callable[[Sequence[Ask], Sequence[Answer]], list[Answer]],
         *,
-        max_batch: int = 64,
+        max_batch: int = 16,
     ) -> None:
         self.rank_many = rank_many
         self.max_batch = max_batch

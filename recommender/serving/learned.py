@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..features import ITEM_FEATURES, USER_FEATURES, CategoryIndex, ItemStats, UserStats
+from ..features import ITEM_FEATURES, USER_FEATURES, ItemInformation, ItemStats, UserStats
 from ..logs import RateLimitedLog
 from ..models.answers import Answer, ScoredItem
 from ..ranker.candidates import ATTRIBUTE_PREFIX, MATCH_FEATURE, MATCH_LABELS
@@ -57,9 +57,7 @@ class LearnedRanking:
         trained_candidates: int | None = None,
         newest_ms: int,
         made_at: float,
-        attributes: FloatArray | None = None,
-        categories: sp.csr_matrix | None = None,
-        labels: sp.csr_matrix | None = None,
+        catalogue: ItemInformation | None = None,
     ) -> None:
         self.ranker = ranker
         self.items, self.users = items, users
@@ -69,19 +67,13 @@ class LearnedRanking:
         self.trained_candidates = trained_candidates or candidates
         self.newest_ms, self.made_at = newest_ms, made_at
         self._names = ranker.schema.names
-        #: The schema's ``attr.*`` columns, in the order of ``attributes``' columns.
+        #: The schema's ``attr.*`` columns, in the order of the catalogue's attribute columns.
         self._attributes = tuple(n for n in self._names if n.startswith(ATTRIBUTE_PREFIX))
-        if self._attributes and (
-            attributes is None or attributes.shape[1] != len(self._attributes)
-        ):
+        names = () if catalogue is None else catalogue.attribute_names
+        if self._attributes and self._attributes != tuple(ATTRIBUTE_PREFIX + n for n in names):
             raise ValueError("the snapshot's item attributes do not match the ranker's schema")
-        self.attributes = attributes
-        #: The category and label matches' indexes, where the ranker learnt from them.
-        self.matches = {
-            name: CategoryIndex(sets)
-            for name, sets in ((MATCH_FEATURE, categories), (MATCH_LABELS, labels))
-            if sets is not None and name in self._names
-        }
+        #: What the catalogue said of the model's items when the snapshot was made.
+        self.catalogue = catalogue
         self._batch = RankBatch(self.rank_many)
         #: Requests the ranker failed to rank (answered in the family's order).
         self.failures = 0
@@ -101,8 +93,10 @@ class LearnedRanking:
         trained = section.get("candidates")
         if not isinstance(trained, int) or not 1 <= trained <= 10_000:
             raise ValueError("the ranker's candidates is not a count from 1 to 10000")
+        ranker = LearnedRanker.from_arrays(arrays, section)
+        attribute_columns = tuple(n for n in ranker.schema.names if n.startswith(ATTRIBUTE_PREFIX))
         return cls(
-            LearnedRanker.from_arrays(arrays, section),
+            ranker,
             ItemStats(
                 np.asarray(arrays["feature_item_popularity"]),
                 np.asarray(arrays["feature_item_recent"]),
@@ -119,7 +113,7 @@ class LearnedRanking:
             trained_candidates=trained,
             newest_ms=int(section.get("newest_ms") or 0),
             made_at=float(model.manifest.get("created_at") or time.time()),
-            **_catalogue(arrays, len(model.item_ids)),
+            catalogue=_catalogue(arrays, attribute_columns, len(model.item_ids)),
         )
 
     def now_ms(self) -> int:
@@ -167,15 +161,26 @@ class LearnedRanking:
             columns[name] = item_rows[:, k]
         for k, name in enumerate(USER_FEATURES):
             columns[name] = user_rows[:, k]
-        if self.attributes is not None and self._attributes:
-            rows = self.attributes[safe]
-            rows[~known] = np.nan
-            for k, name in enumerate(self._attributes):
-                columns[name] = rows[:, k]
-        if self.matches:
-            liked = [self._liked(ask) for ask in asks]
-            for name, matcher in self.matches.items():
-                columns[name] = self._match(matcher, liked, safe, known, sizes)
+        catalogue = self.catalogue
+        if catalogue is not None:
+            if catalogue.attributes is not None and self._attributes:
+                rows = catalogue.attributes[safe]
+                rows[~known] = np.nan
+                for k, name in enumerate(self._attributes):
+                    columns[name] = rows[:, k]
+            matches = [
+                (name, matcher)
+                for name, matcher in (
+                    (MATCH_FEATURE, catalogue.category_index),
+                    (MATCH_LABELS, catalogue.label_index),
+                )
+                if matcher is not None and name in self._names
+            ]
+            if matches:
+                liked = [self._liked(ask) for ask in asks]
+                per_request = np.split(safe, np.cumsum(sizes)[:-1])
+                for name, matcher in matches:
+                    columns[name] = np.where(known, matcher.match(liked, per_request), np.nan)
         out = np.full((cols.size, len(self._names)), np.nan, np.float32)
         for k, name in enumerate(self._names):
             if name in columns:
@@ -184,24 +189,6 @@ class LearnedRanking:
 
     def _user_row(self, ask: Ask) -> int:
         return self.model.user_index.get(ask.user, -1) if ask.user is not None else -1
-
-    @staticmethod
-    def _match(
-        index: CategoryIndex,
-        liked: Sequence[IntArray],
-        cols: IntArray,
-        known: npt.NDArray[np.bool_],
-        sizes: list[int],
-    ) -> FloatArray:
-        """Each candidate's match with its asker's liked items (NaN: unknown)."""
-        out = np.full(cols.size, np.nan, np.float32)
-        at = 0
-        for mine_liked, n in zip(liked, sizes, strict=True):
-            mine = slice(at, at + n)
-            match = index.match([mine_liked], cols[mine][None, :])[0]
-            out[mine] = np.where(known[mine], match, np.nan)
-            at += n
-        return out
 
     def _liked(self, ask: Ask) -> IntArray:
         """The asker's liked item columns, window and fresh events (a session's: its items), as
@@ -280,23 +267,27 @@ class LearnedRanking:
         }
 
 
-def _catalogue(arrays: Any, n_items: int) -> dict[str, Any]:
-    """The snapshot's catalogue features (``CATALOGUE_ARRAYS``), where the ranker learnt from
-    them: item attributes, and categories and labels as 0/1 CSR rows."""
+def _catalogue(arrays: Any, names: tuple[str, ...], n_items: int) -> ItemInformation | None:
+    """What the snapshot says the catalogue held (``CATALOGUE_ARRAYS``), where the ranker learnt
+    from it: item attributes (the schema's ``attr.*`` ``names``), categories and labels."""
     if "feature_item_attributes" not in arrays:
-        return {}
-    found: dict[str, Any] = {
-        "attributes": np.asarray(arrays["feature_item_attributes"], np.float32)
-    }
-    for name, key in (("categories", "category"), ("labels", "label")):
+        return None
+    sets = []
+    for key in ("category", "label"):
         indptr = np.asarray(arrays[f"feature_item_{key}_indptr"])
         indices = np.asarray(arrays[f"feature_item_{key}_indices"])
         width = int(indices.max()) + 1 if indices.size else 0
-        found[name] = (
+        sets.append(
             sp.csr_matrix(
                 (np.ones(indices.size, np.float32), indices, indptr), shape=(n_items, width)
             )
             if width
             else None
         )
-    return found
+    attributes = np.asarray(arrays["feature_item_attributes"], np.float32)
+    attribute_names = tuple(n.removeprefix(ATTRIBUTE_PREFIX) for n in names)
+    if attributes.shape[1] != len(attribute_names):
+        raise ValueError("the snapshot's item attributes do not match the ranker's schema")
+    return ItemInformation(
+        sets[0], attributes if attribute_names else None, attribute_names, sets[1]
+    )

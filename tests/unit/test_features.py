@@ -188,7 +188,7 @@ def test_the_category_index_matches_a_brute_force_count_whatever_the_categories(
     index = CategoryIndex(sp.csr_matrix(dense.astype(np.float32)))
     histories = [np.array(h, np.int64) for h in liked]
     candidates = rng.integers(0, n_items, (len(histories), 6))
-    match = index.match(histories, candidates)
+    match = index.match(histories, list(candidates)).reshape(candidates.shape)
     for row, history in enumerate(histories):
         for k, candidate in enumerate(candidates[row]):
             if history.size == 0 or not dense[candidate].any():

@@ -5,7 +5,7 @@ the candidate table against brute force, and the model's round trip through snap
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.features import attribute_matrix, item_stats, user_stats
+from recommender.features import ItemInformation, attribute_matrix, item_stats, user_stats
 from recommender.models import History, Sequences, TrainingData, make_family
 from recommender.ranker import Context, LearnedRanker, candidate_table, fit_ranker
 
@@ -63,8 +63,11 @@ def table_for(signal: bool, seed: int = 0):
         items=item_stats(items, times, weights, ITEMS),
         users=user_stats(users, times, weights, USERS),
         now_ms=30 * DAY,
-        attributes=attribute_matrix([f"i{k}" for k in range(ITEMS)], records.get, ["promoted"]),
-        attribute_names=("promoted",),
+        catalogue=ItemInformation(
+            None,
+            attribute_matrix([f"i{k}" for k in range(ITEMS)], records.get, ["promoted"]),
+            ("promoted",),
+        ),
     )
     table = candidate_table(sources, histories, np.arange(USERS), context, per_source=40)
     return table, truth, histories

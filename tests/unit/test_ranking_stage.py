@@ -92,15 +92,7 @@ def test_serving_features_are_the_training_features_of_the_same_candidates(serve
             {SOURCE: fitted.score},
             [history],
             np.array([row]),
-            Context(
-                features.items,
-                features.users,
-                features.newest_ms,
-                features.information.categories,
-                features.information.attributes,
-                features.information.attribute_names,
-                features.information.labels,
-            ),
+            Context(features.items, features.users, features.newest_ms, features.information),
             per_source=ranking.candidates,
             given=[cols],
         )
